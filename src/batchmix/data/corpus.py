@@ -1,0 +1,111 @@
+"""In-memory shapes of retrieval data, shared by the loaders, the sampler and the evaluator.
+
+`LAReQACorpus` is the evaluation view (per language: questions, candidate sentences and the
+index of each question's answer sentence). `TrainingGroups` is the training view (per question
+id: the (query, positive) pair in every language the id exists in). Both are plain data so the
+loaders (LAReQA JSON, JSONL, the hub) and the consumers never depend on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LanguageSet:
+    """One language of a LAReQA-style corpus.
+
+    Question `i` has id `question_ids[i]`; its answer sentence is `candidates[answer_index[i]]`.
+    Ids are shared across languages: the same id in another language is the parallel question,
+    and its answer there is that language's answer sentence. `*_group` is the language-independent
+    article group each item belongs to (used to split by article).
+    """
+
+    lang: str
+    question_ids: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    answer_index: list[int] = field(default_factory=list)
+    question_group: list[int] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)
+    candidate_contexts: list[str] = field(default_factory=list)
+    candidate_group: list[int] = field(default_factory=list)
+
+    def subset(self, groups: set[int]) -> "LanguageSet":
+        """Keep only the questions and candidates of the given article groups (re-indexed)."""
+        keep_c = [i for i, g in enumerate(self.candidate_group) if g in groups]
+        new_index = {old: new for new, old in enumerate(keep_c)}
+        keep_q = [i for i, g in enumerate(self.question_group) if g in groups]
+        return LanguageSet(
+            lang=self.lang,
+            question_ids=[self.question_ids[i] for i in keep_q],
+            questions=[self.questions[i] for i in keep_q],
+            answer_index=[new_index[self.answer_index[i]] for i in keep_q],
+            question_group=[self.question_group[i] for i in keep_q],
+            candidates=[self.candidates[i] for i in keep_c],
+            candidate_contexts=[self.candidate_contexts[i] for i in keep_c],
+            candidate_group=[self.candidate_group[i] for i in keep_c],
+        )
+
+
+@dataclass
+class LAReQACorpus:
+    """A multilingual QA retrieval corpus: one `LanguageSet` per language code, in sorted order."""
+
+    name: str
+    languages: dict[str, LanguageSet]
+
+    @property
+    def langs(self) -> list[str]:
+        return list(self.languages)
+
+    @property
+    def groups(self) -> list[int]:
+        """Sorted article-group indices present in any language."""
+        return sorted({g for ls in self.languages.values() for g in ls.question_group + ls.candidate_group})
+
+    def subset(self, groups: set[int] | list[int], name: str | None = None) -> "LAReQACorpus":
+        groups = set(groups)
+        return LAReQACorpus(
+            name=name or self.name,
+            languages={lang: ls.subset(groups) for lang, ls in self.languages.items()},
+        )
+
+    def training_groups(self, with_context: bool = False) -> "TrainingGroups":
+        """The training view: for every question id, its (question, answer sentence) per language."""
+        by_id: dict[str, dict[str, Pair]] = {}
+        for lang, ls in self.languages.items():
+            for qid, q, a in zip(ls.question_ids, ls.questions, ls.answer_index):
+                ctx = ls.candidate_contexts[a] if with_context else None
+                by_id.setdefault(qid, {})[lang] = Pair(query=q, positive=ls.candidates[a], context=ctx)
+        ids = sorted(by_id)
+        return TrainingGroups(ids=ids, pairs=[by_id[i] for i in ids])
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A query and its positive passage in one language (`context`: the passage's paragraph)."""
+
+    query: str
+    positive: str
+    context: str | None = None
+
+
+@dataclass
+class TrainingGroups:
+    """Parallel training pairs grouped by id: `pairs[i][lang]` is id `ids[i]` in language `lang`.
+
+    A group may exist in any subset of languages (XQuAD-R: all 11; MLQA-R: 2-4).
+    """
+
+    ids: list[str]
+    pairs: list[dict[str, Pair]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted({lang for p in self.pairs for lang in p})
+
+    def langs_of(self, i: int) -> list[str]:
+        return sorted(self.pairs[i])

@@ -1,0 +1,196 @@
+"""HybridBatchSampler: batches that are each monolingual, cross-lingual or multilingual, mixed at a ratio.
+
+What a batch contains decides what in-batch negatives a dual encoder learns from
+(arXiv 2408.10536). Each batch has exactly one type:
+
+- ``mono``  query and positive share one language — one language for the whole batch
+            (``mono_mode="batch"``) or one per pair (``mono_mode="pair"``);
+- ``cross`` each positive is in a language different from its query's;
+- ``multi`` query and positive languages drawn independently from the languages the id has
+            (so the in-batch negatives are a multilingual pool, as at LAReQA test time).
+
+Per epoch the number of batches of each type is exactly the ratio's largest-remainder share of
+``batches_per_epoch``; the order of types is shuffled. No id appears twice in a batch (a repeated
+id would be a false negative). Ids are drawn from a per-epoch shuffled queue, so an epoch covers
+the ids evenly. The whole epoch is a pure function of ``(seed, epoch)``: ``state_dict()`` only
+needs the epoch and how many batches were consumed, and a resumed run continues the same
+sequence. This is written by hand because no maintained library samples typed, language-
+constrained batches; it is a plain ``torch.utils.data.Sampler`` usable as a DataLoader
+``batch_sampler``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from batchmix.errors import BatchmixError
+from batchmix.ratio import Ratio
+
+MONO_MODES = ("batch", "pair")
+
+
+class PairRef(NamedTuple):
+    """One training example: group (id) index, the query's and the positive's language, batch type."""
+
+    group: int
+    query_lang: str
+    positive_lang: str
+    batch_type: str
+
+
+class HybridBatchSampler(Sampler[list[PairRef]]):
+    def __init__(
+        self,
+        group_langs: Sequence[Sequence[str]],
+        batch_size: int,
+        ratio: Ratio,
+        *,
+        batches_per_epoch: int | None = None,
+        mono_mode: str = "batch",
+        seed: int = 0,
+    ) -> None:
+        if mono_mode not in MONO_MODES:
+            raise BatchmixError(f"data.sampler.mono_mode={mono_mode!r} is not one of {list(MONO_MODES)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise BatchmixError(f"batch_size={batch_size!r} must be a positive integer")
+        self.group_langs = [tuple(sorted(set(langs))) for langs in group_langs]
+        self.batch_size = batch_size
+        self.ratio = ratio
+        self.mono_mode = mono_mode
+        self.seed = int(seed)
+        n = len(self.group_langs)
+        if batches_per_epoch is None:
+            batches_per_epoch = max(1, n // batch_size)
+        if not isinstance(batches_per_epoch, int) or batches_per_epoch < 1:
+            raise BatchmixError(f"batches_per_epoch={batches_per_epoch!r} must be a positive integer")
+        self.batches_per_epoch = batches_per_epoch
+        self.languages = sorted({lang for langs in self.group_langs for lang in langs})
+        # Ids per language (mono, batch mode) and ids in >= 2 languages (cross).
+        self._ids_with_lang = {lang: [i for i, ls in enumerate(self.group_langs) if lang in ls] for lang in self.languages}
+        self._check_feasible()
+        self.epoch = 0
+        self.position = 0  # batches of `self.epoch` already consumed
+
+    # ---------------------------------------------------------------- feasibility
+    def _check_feasible(self) -> None:
+        n = len(self.group_langs)
+        shares = self.ratio.as_dict()
+        fix = "lower batch_size or set that share to 0"
+        if n < self.batch_size:
+            raise BatchmixError(
+                f"batch_size={self.batch_size} is larger than the number of distinct training ids ({n}): "
+                f"a batch cannot hold the same id twice; lower batch_size to <= {n}"
+            )
+        if shares["mono"] > 0 and self.mono_mode == "batch":
+            best = max((len(v) for v in self._ids_with_lang.values()), default=0)
+            if best < self.batch_size:
+                raise BatchmixError(
+                    f"ratio mono={shares['mono']:g} is impossible: one-language batches need {self.batch_size} ids in one language "
+                    f"but the largest language has {best}; {fix}, or use data.sampler.mono_mode=pair"
+                )
+        if shares["cross"] > 0:
+            n_cross = sum(1 for ls in self.group_langs if len(ls) >= 2)
+            if n_cross < self.batch_size:
+                langs = ", ".join(self.languages) or "none"
+                raise BatchmixError(
+                    f"ratio cross={shares['cross']:g} is impossible for this data: cross-lingual batches need ids in >= 2 languages, "
+                    f"but only {n_cross} of {n} ids have them (languages: {langs}); set ratio.cross=0 "
+                    f"(e.g. ratio=mono_only) or train on more languages"
+                )
+
+    # ---------------------------------------------------------------- plan
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def epoch_types(self, epoch: int) -> list[str]:
+        """The shuffled batch-type sequence of one epoch."""
+        return [batch[0].batch_type for batch in self.plan_epoch(epoch)]
+
+    def plan_epoch(self, epoch: int) -> list[list[PairRef]]:
+        """Every batch of `epoch`, deterministic in `(seed, epoch)`."""
+        rng = np.random.default_rng([self.seed, epoch])
+        counts = self.ratio.counts(self.batches_per_epoch)
+        types = np.array([t for t, c in counts.items() for _ in range(c)])
+        types = types[rng.permutation(len(types))]
+        queue: deque[int] = deque()
+        return [self._make_batch(str(t), rng, queue) for t in types]
+
+    def _make_batch(self, batch_type: str, rng: np.random.Generator, queue: deque[int]) -> list[PairRef]:
+        langs = self.group_langs
+        if batch_type == "mono":
+            if self.mono_mode == "batch":
+                usable = [lang for lang in self.languages if len(self._ids_with_lang[lang]) >= self.batch_size]
+                lang = usable[rng.integers(len(usable))]
+                ids = self._take(lambda i: lang in langs[i], rng, queue)
+                return [PairRef(i, lang, lang, "mono") for i in ids]
+            ids = self._take(lambda i: True, rng, queue)
+            out = []
+            for i in ids:
+                lang = langs[i][rng.integers(len(langs[i]))]
+                out.append(PairRef(i, lang, lang, "mono"))
+            return out
+        if batch_type == "cross":
+            ids = self._take(lambda i: len(langs[i]) >= 2, rng, queue)
+            out = []
+            for i in ids:
+                q = langs[i][rng.integers(len(langs[i]))]
+                others = [lang for lang in langs[i] if lang != q]
+                out.append(PairRef(i, q, others[rng.integers(len(others))], "cross"))
+            return out
+        ids = self._take(lambda i: True, rng, queue)
+        return [
+            PairRef(i, langs[i][rng.integers(len(langs[i]))], langs[i][rng.integers(len(langs[i]))], "multi") for i in ids
+        ]
+
+    def _take(self, eligible: Callable[[int], bool], rng: np.random.Generator, queue: deque[int]) -> list[int]:
+        """Next `batch_size` distinct eligible ids from the shuffled queue; skipped ids keep their place."""
+        chosen: list[int] = []
+        seen: set[int] = set()
+        skipped: list[int] = []
+        budget = 3 * len(self.group_langs) + self.batch_size  # feasibility was checked; this only guards bugs
+        while len(chosen) < self.batch_size:
+            if not queue:
+                queue.extend(int(i) for i in rng.permutation(len(self.group_langs)))
+            i = queue.popleft()
+            if i not in seen and eligible(i):
+                chosen.append(i)
+                seen.add(i)
+            else:
+                skipped.append(i)
+            budget -= 1
+            if budget < 0:  # pragma: no cover - unreachable after _check_feasible
+                raise RuntimeError("HybridBatchSampler could not fill a batch")
+        queue.extendleft(reversed(skipped))
+        return chosen
+
+    # ---------------------------------------------------------------- iteration and state
+    def __iter__(self) -> Iterator[list[PairRef]]:
+        epoch, start = self.epoch, self.position
+        for index, batch in enumerate(self.plan_epoch(epoch)[start:], start=start):
+            self.position = index + 1
+            yield batch
+        self.epoch, self.position = epoch + 1, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at each epoch start; keeps a restored position if the epoch matches."""
+        if epoch != self.epoch:
+            self.epoch, self.position = int(epoch), 0
+
+    def mark_consumed(self, epoch: int, index: int) -> None:
+        """Record that batch `index` of `epoch` reached the model (DataLoader prefetch runs ahead of it)."""
+        self.epoch, self.position = int(epoch), int(index) + 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state["seed"]) != self.seed:
+            raise BatchmixError(
+                f"cannot resume: the checkpoint's sampler seed {state['seed']} differs from seed={self.seed}; "
+                f"resume with seed={state['seed']}"
+            )
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
