@@ -1,0 +1,82 @@
+"""The generic training format: one JSON object per line, `{id, lang, query, positive[, context]}`.
+
+Any parallel retrieval data (translated SQuAD, a LAReQA train split, in-house pairs) can be
+trained on once it is in this shape: rows that share an `id` are translations of one another and
+form one `TrainingGroups` group, which is what hybrid batching samples from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from batchmix.data.corpus import Pair, TrainingGroups
+from batchmix.errors import BatchmixError
+
+REQUIRED_FIELDS = ("id", "lang", "query", "positive")
+
+
+def _text(row: dict, key: str, where: str) -> str:
+    value = row.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
+        state = "missing" if key not in row else f"empty or not a string ({value!r})"
+        raise BatchmixError(f"{where}: field {key!r} is {state}; every row needs {', '.join(REQUIRED_FIELDS)}")
+    return str(value)
+
+
+def load_training_jsonl(path: str | os.PathLike) -> TrainingGroups:
+    """Read training rows and group them by `id` (ids sorted; languages sorted within a group)."""
+    path = Path(path).expanduser()
+    by_id: dict[str, dict[str, Pair]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise BatchmixError(f"cannot read training file {path} ({e.strerror}); check data.train_path") from None
+    with f:
+        try:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{line_no}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise BatchmixError(
+                        f"{where}: not a JSON object (column {e.colno}: {e.msg}); each line must be one JSON row"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise BatchmixError(f"{where}: a JSON {type(row).__name__}, not an object; each line must be one row")
+                qid, lang, query, positive = (_text(row, key, where) for key in REQUIRED_FIELDS)
+                context = row.get("context")
+                if context is not None and not isinstance(context, str):
+                    raise BatchmixError(f"{where}: field 'context' must be a string or absent, got {context!r}")
+                if (qid, lang) in first_line:
+                    raise BatchmixError(
+                        f"{where}: duplicate (id, lang) = ({qid!r}, {lang!r}), first on line "
+                        f"{first_line[(qid, lang)]}; keep one row per id and language"
+                    )
+                first_line[(qid, lang)] = line_no
+                by_id.setdefault(qid, {})[lang] = Pair(query=query, positive=positive, context=context)
+        except UnicodeDecodeError as e:
+            raise BatchmixError(f"{path} is not UTF-8 ({e.reason}); re-encode it as UTF-8") from None
+    if not by_id:
+        raise BatchmixError(f"training file {path} has no rows; it needs one JSON object per line")
+    ids = sorted(by_id)
+    return TrainingGroups(ids=ids, pairs=[{lang: by_id[i][lang] for lang in sorted(by_id[i])} for i in ids])
+
+
+def write_training_jsonl(groups: TrainingGroups, path: str | os.PathLike) -> Path:
+    """Write `groups` as training rows (by id, then language), e.g. to export a XQuAD-R train split."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for qid, pairs in zip(groups.ids, groups.pairs):
+            for lang in sorted(pairs):
+                pair = pairs[lang]
+                row = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
+                if pair.context is not None:
+                    row["context"] = pair.context
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
