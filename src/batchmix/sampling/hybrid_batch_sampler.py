@@ -34,12 +34,15 @@ MONO_MODES = ("batch", "pair")
 
 
 class PairRef(NamedTuple):
-    """One training example: group (id) index, the query's and the positive's language, batch type."""
+    """One training example: group (id) index, the query's and the positive's language, batch type,
+    and where its batch sits in the schedule (`epoch`, `index`), so a consumer can report progress."""
 
     group: int
     query_lang: str
     positive_lang: str
     batch_type: str
+    epoch: int = 0
+    index: int = 0
 
 
 class HybridBatchSampler(Sampler[list[PairRef]]):
@@ -117,7 +120,10 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
         types = np.array([t for t, c in counts.items() for _ in range(c)])
         types = types[rng.permutation(len(types))]
         queue: deque[int] = deque()
-        return [self._make_batch(str(t), rng, queue) for t in types]
+        return [
+            [ref._replace(epoch=epoch, index=index) for ref in self._make_batch(str(t), rng, queue)]
+            for index, t in enumerate(types)
+        ]
 
     def _make_batch(self, batch_type: str, rng: np.random.Generator, queue: deque[int]) -> list[PairRef]:
         langs = self.group_langs

@@ -1,0 +1,30 @@
+# batchmix: `make demo` trains + evaluates on the embedded default; `make test` runs the test suite.
+# Both install what they need first (a local .venv; torch==2.13.0 before anything that depends on it).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# No hub here: never let an unreachable hub stall a run (each failed call costs ~48 s).
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: install demo test test-fast clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(OFFLINE) $(PY) train.py
+
+test: install
+	$(OFFLINE) $(PY) -m pytest
+
+test-fast: install
+	$(OFFLINE) $(PY) -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -1,0 +1,85 @@
+"""Config plumbing: the `bm_complement` resolver and the checks that run before any heavy work.
+
+Everything here is cheap: it runs before data or models load, so a typo costs a second.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from batchmix.errors import BatchmixError
+from batchmix.losses import LOSSES
+from batchmix.models.pooling import check_pooling
+from batchmix.ratio import Ratio, complement
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CANDIDATE_MODES = ("sentence", "context")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("bm_complement"):
+        OmegaConf.register_new_resolver("bm_complement", complement)
+
+
+register_resolvers()
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise BatchmixError(f"config value {key} cannot be resolved: {str(err).splitlines()[0]}") from None
+
+
+def _positive_int(cfg: DictConfig, key: str) -> int:
+    value = _get(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BatchmixError(f"{key}={value!r} must be a positive integer")
+    return value
+
+
+def validate(cfg: DictConfig) -> Ratio:
+    """Fail fast on impossible settings. Returns the validated ratio."""
+    ratio_cfg = _get(cfg, "ratio")
+    if not isinstance(ratio_cfg, DictConfig):
+        raise BatchmixError(f"ratio={ratio_cfg!r} must be a mapping such as ratio.mono=0.5 ratio.multi=0.0")
+    ratio = Ratio.from_mapping(OmegaConf.to_container(ratio_cfg, resolve=True))
+    _positive_int(cfg, "data.batch_size")
+    if _get(cfg, "data.batches_per_epoch") is not None:
+        _positive_int(cfg, "data.batches_per_epoch")
+    loss = _get(cfg, "loss.name")
+    if loss not in LOSSES:
+        raise BatchmixError(f"unknown loss {loss!r}; valid names: {', '.join(sorted(LOSSES))} (set e.g. loss=infonce)")
+    temperature = _get(cfg, "loss.temperature")
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature <= 0:
+        raise BatchmixError(f"loss.temperature={temperature!r} must be a number > 0 (e.g. 0.05)")
+    check_pooling(_get(cfg, "model.pooling"))
+    mode = _get(cfg, "eval.candidates")
+    if mode not in CANDIDATE_MODES:
+        raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}")
+    lr = _get(cfg, "optim.lr")
+    if not isinstance(lr, (int, float)) or lr <= 0:
+        raise BatchmixError(f"optim.lr={lr!r} must be a number > 0 (e.g. 3e-5)")
+    return ratio
+
+
+def check_writable(path: Path) -> Path:
+    """The run dir must be writable before hours of training, not after."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".batchmix_write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise BatchmixError(f"output dir {path} is not writable ({err.strerror}); set hydra.run.dir=<a writable folder>") from None
+    return path
+
+
+def offline_defaults() -> None:
+    """No network here is the normal case: never let an unreachable hub stall a run for minutes."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,172 @@
+"""DualEncoder: a Hugging Face encoder trained as a bi-encoder retriever with Lightning.
+
+Queries and passages go through the same encoder by default (`shared=True`, as in LaBSE / E5 /
+arXiv 2408.10536); `shared=False` gives the passage tower its own copy. Embeddings are pooled
+(`cls` or `mean`) and L2-normalised, so a dot product is a cosine.
+
+Every training step logs `train/loss` and `train/mse` and the same two per batch type
+(`train/{mono,cross,multi}/loss`, `.../mse`): the MSE between the in-batch cosine matrix and
+the identity is logged whatever loss trains, because its convergence per batch type is what
+batchmix studies. The per-step history is kept on the module (and in checkpoints) so a run
+can write it as a tidy CSV.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+
+from batchmix.losses import DistillMSELoss, similarity_mse
+from batchmix.models.pooling import check_pooling, pool
+
+
+class DualEncoder(L.LightningModule):
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        loss: nn.Module,
+        *,
+        pooling: str = "mean",
+        normalize: bool = True,
+        shared: bool = True,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        query_max_length: int = 64,
+        passage_max_length: int = 128,
+        temperature: float = 0.05,
+        learn_temperature: bool = False,
+        freeze_embeddings: bool = False,
+        lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        teacher: PreTrainedModel | None = None,
+    ) -> None:
+        super().__init__()
+        self.query_encoder = encoder
+        self.passage_encoder = encoder if shared else copy.deepcopy(encoder)
+        self.tokenizer = tokenizer
+        self.loss_fn = loss
+        self.pooling = check_pooling(pooling)
+        self.normalize = normalize
+        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
+        self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
+        self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
+        log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
+        if learn_temperature:
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t)
+        if freeze_embeddings:
+            # The 250k-row XLM-R vocabulary is most of a small model's weights; freezing it keeps
+            # CPU steps fast and AdamW state small, and barely changes retrieval quality.
+            for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
+                enc.get_input_embeddings().weight.requires_grad_(False)
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.requires_grad_(False).eval()
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ encoding
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.exp()
+
+    def encode(self, features: dict[str, torch.Tensor], tower: str = "query", model: nn.Module | None = None) -> torch.Tensor:
+        encoder = model or (self.query_encoder if tower == "query" else self.passage_encoder)
+        hidden = encoder(input_ids=features["input_ids"], attention_mask=features["attention_mask"]).last_hidden_state
+        emb = pool(hidden, features["attention_mask"], self.pooling)
+        return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
+
+    def tokenize(self, texts: list[str], tower: str) -> dict[str, torch.Tensor]:
+        prefix = self.query_prefix if tower == "query" else self.passage_prefix
+        max_length = self.query_max_length if tower == "query" else self.passage_max_length
+        return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str], tower: str = "query", batch_size: int = 64, desc: str | bool | None = None) -> torch.Tensor:
+        """Embed raw texts (prefix added) in eval mode; returns a CPU float32 tensor [N, H]."""
+        was_training = self.training
+        self.eval()
+        # Sort by length so each padded batch wastes little compute; restore the order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[torch.Tensor] = []
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc or f"encode {tower}", leave=False, disable=desc is False):
+            chunk = [texts[i] for i in order[start : start + batch_size]]
+            feats = {k: v.to(self.device) for k, v in self.tokenize(chunk, tower).items()}
+            out.append(self.encode(feats, tower).float().cpu())
+        self.train(was_training)
+        if not out:
+            return torch.empty(0, self.query_encoder.config.hidden_size)
+        emb = torch.cat(out)
+        result = torch.empty_like(emb)
+        result[torch.tensor(order)] = emb
+        return result
+
+    def encoders(self, batch_size: int = 64) -> tuple[Callable[[list[str]], torch.Tensor], Callable[[list[str]], torch.Tensor]]:
+        """(encode_queries, encode_passages) callables for the evaluator (which shows its own progress)."""
+        return (lambda texts: self.encode_texts(texts, "query", batch_size, desc=False),
+                lambda texts: self.encode_texts(texts, "passage", batch_size, desc=False))
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        q = self.encode(batch["query"], "query")
+        p = self.encode(batch["positive"], "passage")
+        if isinstance(self.loss_fn, DistillMSELoss):
+            loss = self._distill_loss(batch, q, p)
+        else:
+            loss = self.loss_fn(q, p, temperature=self.temperature)
+        mse = similarity_mse(q.detach().float(), p.detach().float())
+        btype, bs = batch["batch_type"], q.shape[0]
+        self.log_dict(
+            {"train/loss": loss.detach(), "train/mse": mse, f"train/{btype}/loss": loss.detach(), f"train/{btype}/mse": mse},
+            on_step=True, on_epoch=False, batch_size=bs, prog_bar=False,
+        )
+        self.log("train/temperature", self.temperature.detach(), on_step=True, on_epoch=False, batch_size=bs)
+        self.history.append(
+            {
+                "step": int(self.global_step),
+                "epoch": int(self.current_epoch),
+                "batch_type": btype,
+                "loss": float(loss.detach()),
+                "mse": float(mse),
+                "lr": float(self.optimizers().param_groups[0]["lr"]) if self._trainer is not None else float("nan"),
+                "temperature": float(self.temperature.detach()),
+            }
+        )
+        return loss
+
+    def _distill_loss(self, batch: dict[str, Any], q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Reimers & Gurevych (2020): student(translation) -> frozen teacher(pivot-language text)."""
+        assert self.teacher is not None, "distill_mse needs a teacher (loss.teacher)"
+        with torch.no_grad():
+            tq = self.encode(batch["pivot_query"], model=self.teacher)
+            tp = self.encode(batch["pivot_positive"], model=self.teacher)
+        return self.loss_fn(torch.cat([q, p]), torch.cat([tq, tp]))
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad or name.startswith("teacher."):
+                continue
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or name == "log_temperature" else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=self.lr
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoint extras
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["batchmix_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get("batchmix_history", []))

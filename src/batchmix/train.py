@@ -1,0 +1,175 @@
+"""The training recipe, top to bottom: validate, load data, build the sampler, load the model,
+evaluate, train on hybrid batches, evaluate again, write results.
+
+`train(cfg)` is what `python train.py` runs for each Hydra job; it returns the configured
+objective (default `map/multi` on the held-out split) so a sweeper can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from batchmix.config import check_writable, offline_defaults, validate
+from batchmix.data.datamodule import HybridDataModule, PairCollator
+from batchmix.data.load import load_splits
+from batchmix.errors import BatchmixError
+from batchmix.eval.lareqa import evaluate_corpus
+from batchmix.io import atomic_write_text, write_json
+from batchmix.losses import build_loss
+from batchmix.models.dual_encoder import DualEncoder
+from batchmix.models.loading import load_encoder, load_tokenizer
+from batchmix.metrics_table import metrics_table
+from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+
+log = logging.getLogger("batchmix")
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run one training job into `run_dir`; returns {'objective', 'metrics', 'metrics_before', 'run_dir'}."""
+    offline_defaults()
+    run_dir = check_writable(Path(run_dir))
+
+    # 1. Validate everything cheap before anything heavy loads.
+    ratio = validate(cfg)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    # 2. Data: training pairs and held-out article splits.
+    groups, splits = load_splits(cfg.data)
+    eval_split = cfg.eval.split
+    if eval_split not in splits or not splits[eval_split].langs or not any(ls.question_ids for ls in splits[eval_split].languages.values()):
+        raise BatchmixError(f"eval.split={eval_split!r} is empty or not one of the data.split keys {list(splits)}")
+    eval_corpus = splits[eval_split]
+
+    # 3. The hybrid schedule (its constructor refuses ratios this data cannot satisfy).
+    sampler = HybridBatchSampler(
+        [groups.langs_of(i) for i in range(len(groups))],
+        cfg.data.batch_size,
+        ratio,
+        batches_per_epoch=cfg.data.batches_per_epoch,
+        mono_mode=cfg.data.sampler.mono_mode,
+        seed=cfg.seed,
+    )
+    log.info("ratio %s: %d training ids, %d batches/epoch %s", ratio.label(), len(groups), len(sampler), ratio.counts(len(sampler)))
+
+    # 4. Model.
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    encoder = load_encoder(cfg.model.name_or_path, cfg.model.architecture)
+    loss_kwargs = {"symmetric": cfg.loss.symmetric} if cfg.loss.name == "infonce" else {}
+    teacher = None
+    if cfg.loss.name == "distill_mse":
+        teacher = load_encoder(cfg.loss.teacher) if cfg.loss.get("teacher") else _frozen_copy(encoder)
+    module = DualEncoder(
+        encoder,
+        tokenizer,
+        build_loss(cfg.loss.name, **loss_kwargs),
+        pooling=cfg.model.pooling,
+        normalize=cfg.model.normalize,
+        shared=cfg.model.shared,
+        query_prefix=cfg.model.query_prefix,
+        passage_prefix=cfg.model.passage_prefix,
+        query_max_length=cfg.model.query_max_length,
+        passage_max_length=cfg.model.passage_max_length,
+        temperature=cfg.loss.temperature,
+        learn_temperature=cfg.loss.learn_temperature,
+        freeze_embeddings=cfg.model.freeze_embeddings,
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        warmup_ratio=cfg.optim.warmup_ratio,
+        teacher=teacher,
+    )
+    collator = PairCollator(
+        groups,
+        tokenizer,
+        query_prefix=cfg.model.query_prefix,
+        passage_prefix=cfg.model.passage_prefix,
+        query_max_length=cfg.model.query_max_length,
+        passage_max_length=cfg.model.passage_max_length,
+        pivot_lang=cfg.loss.pivot_lang if cfg.loss.name == "distill_mse" else None,
+    )
+    datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers)
+
+    # 5. Evaluate the untrained model, so the final table shows what training changed.
+    def evaluate(tag: str) -> dict[str, float]:
+        start = time.perf_counter()
+        q_enc, p_enc = module.encoders(cfg.eval.batch_size)
+        metrics = evaluate_corpus(eval_corpus, q_enc, p_enc, candidate_mode=cfg.eval.candidates)
+        log.info("%s evaluation on %s took %.1fs", tag, eval_corpus.name, time.perf_counter() - start)
+        return metrics
+
+    metrics_before = evaluate("step-0") if cfg.eval.before else {}
+    if metrics_before:
+        write_json(run_dir / "metrics_before.json", metrics_before)
+
+    # 6. Train.
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        default_root_dir=str(run_dir),
+        logger=_logger(cfg, run_dir),
+        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    history = pd.DataFrame(module.history)
+    atomic_write_text(run_dir / "history.csv", history.to_csv(index=False))
+
+    # 7. Evaluate the trained model and write the results.
+    metrics = evaluate("final")
+    metrics.update(_training_summary(history))
+    write_json(run_dir / "metrics.json", metrics)
+    if cfg.save_model:
+        _export(module, run_dir / "model")
+    print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}"))
+    objective = cfg.objective
+    if objective not in metrics:
+        raise BatchmixError(f"objective={objective!r} is not a metric of this run; pick one of metrics.json's keys, e.g. map/multi")
+    print(f"run dir: {run_dir}")
+    return {"objective": float(metrics[objective]), "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
+
+
+def _frozen_copy(encoder: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(encoder).requires_grad_(False).eval()
+
+
+def _logger(cfg: DictConfig, run_dir: Path):
+    name = cfg.logger.name
+    if name == "csv":
+        return L.pytorch.loggers.CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    if name == "none":
+        return False
+    raise BatchmixError(f"logger={name!r} is not available: use logger=csv or logger=none")
+
+
+def _training_summary(history: pd.DataFrame) -> dict[str, float]:
+    """Final smoothed losses per batch type (mean of the last 10 steps of that type)."""
+    out: dict[str, float] = {"train/steps": float(len(history))}
+    if history.empty:
+        return out
+    for btype, part in history.groupby("batch_type"):
+        out[f"train/{btype}/steps"] = float(len(part))
+        out[f"train/{btype}/loss_final"] = float(part["loss"].tail(10).mean())
+        out[f"train/{btype}/mse_final"] = float(part["mse"].tail(10).mean())
+    return out
+
+
+def _export(module: DualEncoder, out: Path) -> None:
+    """HF-style export (encoder + tokenizer + how to pool), loadable by eval.py or any HF tool."""
+    module.query_encoder.save_pretrained(out)
+    module.tokenizer.save_pretrained(out)
+    write_json(
+        out / "batchmix.json",
+        {"pooling": module.pooling, "normalize": module.normalize, "query_prefix": module.query_prefix,
+         "passage_prefix": module.passage_prefix, "shared": module.passage_encoder is module.query_encoder},
+    )
+    if module.passage_encoder is not module.query_encoder:
+        module.passage_encoder.save_pretrained(out / "passage_encoder")

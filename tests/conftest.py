@@ -1,0 +1,26 @@
+"""Shared fixtures: no network, the real XQuAD-R folder (skip if absent), tiny model configs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from batchmix.errors import BatchmixError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def xquad_root() -> Path:
+    from batchmix.data.root import resolve_data_root
+
+    try:
+        return resolve_data_root(None, "xquad-r")
+    except BatchmixError as err:
+        pytest.skip(f"XQuAD-R not available: {err}")
