@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
@@ -78,7 +79,29 @@ def test_train_in_process_writes_results(tmp_path, xquad_root):
     for col in ("train/loss", "train/mse", "train/mono/loss", "train/mono/mse", "train/cross/mse", "train/multi/mse"):
         assert col in lightning_csv.columns
     assert (tmp_path / "config.yaml").exists()
-    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # The sampler's position travels in the checkpoint (all 6 batches of epoch 0 consumed) ...
+    assert ckpt["HybridDataModule"]["sampler"] == {"seed": 3, "epoch": 0, "position": 6}
+    # ... and so does the loss history, so a resumed run keeps its curves.
+    assert [h["batch_type"] for h in ckpt["batchmix_history"]] == list(hist["batch_type"])
+
+
+def test_train_on_jsonl_pairs_with_distillation(tmp_path, xquad_root):
+    """data.train_file (generic JSONL pairs) + loss=distill_mse (frozen teacher on the pivot language)."""
+    from batchmix.data.jsonl import write_training_jsonl
+    from batchmix.data.lareqa import load_lareqa
+    from batchmix.data.split import split_by_article
+    from batchmix.train import train
+
+    train_split = split_by_article(load_lareqa(xquad_root, ["en", "de"]))["train"]
+    pairs = write_training_jsonl(train_split.training_groups(), tmp_path / "pairs.jsonl")
+    cfg = compose_cfg(TINY + [f"data.train_file={pairs}", "data.languages=[en,de]", "loss=distill_mse", "eval.before=false", "ratio=cross_only"])
+    train(cfg, tmp_path / "run")
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert set(hist["batch_type"]) == {"cross"} and len(hist) == 6
+    # Distillation starts from a copy of the student, so the first loss is small but not zero
+    # (student sees de/en translations, teacher the English pivot) and stays finite.
+    assert hist["loss"].notna().all() and (hist["loss"] >= 0).all()
 
 
 def test_training_changes_the_model_and_the_loss_falls(tmp_path, xquad_root):
