@@ -1,4 +1,5 @@
-"""Command-line entry points (`python train.py`, `batchmix-train`): Hydra in, one clear line out on error."""
+"""Command-line entry points (`python train.py` / `batchmix-train`, `python eval.py` / `batchmix-eval`):
+Hydra in, one clear line out on error."""
 
 from __future__ import annotations
 
@@ -28,5 +29,20 @@ def _train(cfg: DictConfig) -> float:
         sys.exit(2)
 
 
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+def _eval(cfg: DictConfig) -> float:
+    try:
+        from batchmix.evaluate import evaluate
+
+        return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))
+    except BatchmixError as err:
+        print(f"batchmix: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def train_main() -> None:
     _train()
+
+
+def eval_main() -> None:
+    _eval()

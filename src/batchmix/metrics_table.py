@@ -15,6 +15,11 @@ def metrics_table(before: Mapping[str, float], after: Mapping[str, float], title
     rows = [k for k in keys if k in after or k in before]
     width = max([len(k) for k in rows] + [6])
     lines = [title] if title else []
+    if not before:
+        lines.append(f"{'metric':<{width}}  {'value':>9}")
+        lines.append("-" * (width + 11))
+        lines += [f"{k:<{width}}  {after[k]:9.1f}" if k == "bias/rank_distance" else f"{k:<{width}}  {after[k]:9.4f}" for k in rows]
+        return "\n".join(lines)
     lines.append(f"{'metric':<{width}}  {'before':>9}  {'after':>9}  {'change':>9}")
     lines.append("-" * (width + 33))
     for k in rows:

@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,9 +23,8 @@ from batchmix.data.load import load_splits
 from batchmix.errors import BatchmixError
 from batchmix.eval.lareqa import evaluate_corpus
 from batchmix.io import atomic_write_text, write_json
-from batchmix.losses import build_loss
+from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
-from batchmix.models.loading import load_encoder, load_tokenizer
 from batchmix.metrics_table import metrics_table
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
 
@@ -62,31 +60,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # 4. Model.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    tokenizer = load_tokenizer(cfg.model.name_or_path)
-    encoder = load_encoder(cfg.model.name_or_path, cfg.model.architecture)
-    loss_kwargs = {"symmetric": cfg.loss.symmetric} if cfg.loss.name == "infonce" else {}
-    teacher = None
-    if cfg.loss.name == "distill_mse":
-        teacher = load_encoder(cfg.loss.teacher) if cfg.loss.get("teacher") else _frozen_copy(encoder)
-    module = DualEncoder(
-        encoder,
-        tokenizer,
-        build_loss(cfg.loss.name, **loss_kwargs),
-        pooling=cfg.model.pooling,
-        normalize=cfg.model.normalize,
-        shared=cfg.model.shared,
-        query_prefix=cfg.model.query_prefix,
-        passage_prefix=cfg.model.passage_prefix,
-        query_max_length=cfg.model.query_max_length,
-        passage_max_length=cfg.model.passage_max_length,
-        temperature=cfg.loss.temperature,
-        learn_temperature=cfg.loss.learn_temperature,
-        freeze_embeddings=cfg.model.freeze_embeddings,
-        lr=cfg.optim.lr,
-        weight_decay=cfg.optim.weight_decay,
-        warmup_ratio=cfg.optim.warmup_ratio,
-        teacher=teacher,
-    )
+    module = build_dual_encoder(cfg.model, cfg.loss, cfg.optim)
+    tokenizer = module.tokenizer
     collator = PairCollator(
         groups,
         tokenizer,
@@ -133,12 +108,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise BatchmixError(f"objective={objective!r} is not a metric of this run; pick one of metrics.json's keys, e.g. map/multi")
     print(f"run dir: {run_dir}")
     return {"objective": float(metrics[objective]), "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
-
-
-def _frozen_copy(encoder: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(encoder).requires_grad_(False).eval()
 
 
 def _logger(cfg: DictConfig, run_dir: Path):

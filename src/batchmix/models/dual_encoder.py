@@ -64,6 +64,11 @@ class DualEncoder(L.LightningModule):
             self.log_temperature = nn.Parameter(log_t)
         else:
             self.register_buffer("log_temperature", log_t)
+        for enc in (self.query_encoder, self.passage_encoder):
+            if getattr(enc, "pooler", None) is not None:
+                # BERT-style poolers are unused by cls/mean pooling; frozen so no trainable weight
+                # goes without a gradient (which DDP would reject).
+                enc.pooler.requires_grad_(False)
         if freeze_embeddings:
             # The 250k-row XLM-R vocabulary is most of a small model's weights; freezing it keeps
             # CPU steps fast and AdamW state small, and barely changes retrieval quality.

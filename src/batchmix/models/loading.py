@@ -68,16 +68,7 @@ def load_encoder(name_or_path: str | None, architecture: Mapping[str, Any] | Non
     if not name_or_path:
         raise BatchmixError("model.name_or_path is empty: give a hub name, a local path, or embedded:multilingual-e5-small")
     name = resolve_name(name_or_path)
-    kwargs = {"add_pooling_layer": False} if _is_bert_like(name) else {}
     try:
-        return AutoModel.from_pretrained(name, **kwargs)
+        return AutoModel.from_pretrained(name)
     except (OSError, ValueError) as err:
         raise _load_error("model", name, err) from None
-
-
-def _is_bert_like(name: str) -> bool:
-    """BERT/XLM-R models carry an unused pooler; dropping it avoids 'unused weights' noise and DDP errors."""
-    try:
-        return AutoConfig.from_pretrained(name).model_type in {"bert", "xlm-roberta", "roberta"}
-    except (OSError, ValueError):
-        return False

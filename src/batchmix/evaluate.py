@@ -1,0 +1,61 @@
+"""The evaluation recipe behind `python eval.py`: any encoder or batchmix run, every LAReQA setting.
+
+Zero-shot models are scored on the whole corpus (LAReQA's protocol); a batchmix run is scored on
+its own held-out article split (same split fractions and seed as in training), so no question
+it trained on is ever scored.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from batchmix.config import check_writable, offline_defaults
+from batchmix.data.load import load_corpus
+from batchmix.data.split import split_by_article
+from batchmix.errors import BatchmixError
+from batchmix.eval.lareqa import evaluate_corpus
+from batchmix.io import write_json
+from batchmix.metrics_table import metrics_table
+from batchmix.models.build import build_dual_encoder, load_trained
+from batchmix.models.pooling import check_pooling
+
+log = logging.getLogger("batchmix")
+SPLITS = ("auto", "all", "train", "val", "test")
+
+
+def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    offline_defaults()
+    out_dir = check_writable(Path(out_dir))
+    if cfg.split not in SPLITS:
+        raise BatchmixError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
+    if cfg.eval.candidates not in ("sentence", "context"):
+        raise BatchmixError(f"eval.candidates={cfg.eval.candidates!r} is not one of ['sentence', 'context']")
+    check_pooling(cfg.model.pooling)
+
+    if cfg.checkpoint:
+        module, run_cfg = load_trained(cfg.checkpoint)
+        data_cfg = {**OmegaConf.to_container(cfg.data, resolve=True)}
+        if run_cfg.get("data", {}).get("name") == data_cfg.get("name"):
+            # Same dataset as in training: take its split so the held-out articles are the same.
+            data_cfg.update({k: run_cfg["data"][k] for k in ("split", "split_seed") if k in run_cfg["data"]})
+        split = "test" if cfg.split == "auto" else cfg.split
+        what = f"batchmix run {cfg.checkpoint}"
+    else:
+        module = build_dual_encoder(cfg.model)
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        split = "all" if cfg.split == "auto" else cfg.split
+        what = str(cfg.model.name_or_path)
+
+    corpus = load_corpus(data_cfg)
+    if split != "all":
+        corpus = split_by_article(corpus, data_cfg.get("split") or {}, seed=int(data_cfg.get("split_seed", 0)))[split]
+    log.info("evaluating %s on %s (%d languages)", what, corpus.name, len(corpus.langs))
+    metrics = evaluate_corpus(corpus, *module.encoders(cfg.eval.batch_size), candidate_mode=cfg.eval.candidates)
+    write_json(out_dir / "metrics.json", metrics)
+    print(metrics_table({}, metrics, title=f"{what} · {corpus.name}"))
+    print(f"output dir: {out_dir}")
+    return {"metrics": metrics, "out_dir": out_dir}

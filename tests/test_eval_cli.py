@@ -1,0 +1,61 @@
+"""`eval.py` on a batchmix run reproduces the run's own final metrics, from its checkpoint and its HF export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from batchmix.config import CONF_DIR
+from batchmix.errors import BatchmixError
+
+LANGS = "data.languages=[en,de,es]"
+
+
+def _cfg(name, overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, xquad_root):
+    from batchmix.train import train
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = _cfg("train", ["model=tiny", LANGS, "data.batch_size=8", "data.batches_per_epoch=4", "eval.before=false", "save_model=true", "ratio.mono=0.5", "ratio.multi=0.5"])
+    train(cfg, run)
+    return run
+
+
+@pytest.mark.parametrize("target", ["run_dir", "export", "ckpt"])
+def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target):
+    from batchmix.evaluate import evaluate
+
+    path = {"run_dir": tiny_run, "export": tiny_run / "model", "ckpt": tiny_run / "checkpoints" / "last.ckpt"}[target]
+    if target == "run_dir":
+        (tiny_run / "model").rename(tiny_run / "model.hidden")  # force the checkpoint path
+    try:
+        out = evaluate(_cfg("eval", [f"checkpoint={path}", LANGS]), tmp_path)
+    finally:
+        if target == "run_dir":
+            (tiny_run / "model.hidden").rename(tiny_run / "model")
+    trained = json.loads((tiny_run / "metrics.json").read_text())
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == out["metrics"]
+    for key in ("map/multi", "map/mono", "map/cross", "map/cross/de-en", "bias/rank_distance", "ndcg@10/multi"):
+        assert written[key] == pytest.approx(trained[key], abs=1e-6), key
+
+
+def test_eval_rejects_missing_checkpoint(tmp_path):
+    from batchmix.evaluate import evaluate
+
+    with pytest.raises(BatchmixError, match="does not exist"):
+        evaluate(_cfg("eval", [f"checkpoint={tmp_path}/nope"]), tmp_path)
+
+
+def test_eval_rejects_bad_split(tmp_path):
+    from batchmix.evaluate import evaluate
+
+    with pytest.raises(BatchmixError, match="split='dev'"):
+        evaluate(_cfg("eval", ["split=dev", "model=tiny"]), tmp_path)
