@@ -34,7 +34,9 @@ be over nothing (no cross pairs, no multi-language ids) are left out, never NaN.
 
 All 1 + L + L(L-1) settings come from one matrix product per query chunk against the whole pool:
 counting, per language block, the candidates scoring >= each relevant answer gives the rank
-within that block (mono/cross) and, summed over blocks, within the pool (multi).
+within that block (mono/cross) and, summed over blocks, within the pool (multi). An optional
+`batchmix.eval.trec.RunCollector` receives those same score chunks and keeps each setting's
+top-k candidates (for TREC run files) without scoring a second time.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from tqdm.auto import tqdm
 from batchmix.data.corpus import LAReQACorpus, LanguageSet
 from batchmix.errors import BatchmixError
 from batchmix.eval.metrics import METRIC_NAMES, count_scoring_at_least, per_query_metrics
+from batchmix.eval.trec import RunCollector
 
 CandidateMode = Literal["sentence", "context"]
 
@@ -156,13 +159,16 @@ def evaluate_embeddings(
     c_emb: Mapping[str, Tensor],
     device: str | torch.device | None = None,
     progress: bool = True,
+    runs: RunCollector | None = None,
 ) -> dict[str, float]:
     """Every LAReQA metric (mono / cross / multi, per language and macro) plus language bias.
 
     q_emb[L]: [n_questions(L), D], c_emb[L]: [n_candidates(L), D], rows in corpus order and
     L2-normalised by the caller (scores are plain dot products). Each candidate is encoded once
     and shared by every setting. `device`: where to score (default: where the embeddings are).
-    `progress`: a tqdm bar over questions (shown only on a terminal).
+    `progress`: a tqdm bar over questions (shown only on a terminal). `runs`: if given, filled
+    with every setting's top-k candidates per question from the same score chunks (see
+    `batchmix.eval.trec`); None (default) costs nothing.
     Returns a flat dict of floats; keys are described in the module docstring.
     """
     _check_corpus(corpus)
@@ -183,6 +189,8 @@ def evaluate_embeddings(
         dtype = torch.promote_types(dtype, t.dtype) if t.is_floating_point() else dtype
     pool = torch.cat([c_emb[lang].detach().to(device=device, dtype=dtype) for lang in langs])
     relevant = _relevant_candidates(corpus, offsets)
+    if runs is not None:
+        runs.begin(langs, bounds)
 
     # Per query language X: pool ranks ([n_X, L]) and within-language-block ranks ([n_X, L]) of
     # each question's answer in each language; 0 where the id is absent from that language.
@@ -204,6 +212,8 @@ def evaluate_embeddings(
             zero = torch.zeros((), dtype=torch.long, device=device)
             multi_parts.append(torch.where(valid, counts.sum(dim=2), zero).cpu())
             block_parts.append(torch.where(valid, counts[:, diagonal, diagonal], zero).cpu())
+            if runs is not None:
+                runs.add(lang, scores)
             bar.update(chunk_rel.shape[0])
         multi_ranks[lang] = torch.cat(multi_parts) if multi_parts else torch.zeros((0, len(langs)), dtype=torch.long)
         block_ranks[lang] = torch.cat(block_parts) if block_parts else torch.zeros((0, len(langs)), dtype=torch.long)
@@ -300,11 +310,13 @@ def evaluate_corpus(
     candidate_mode: CandidateMode = "sentence",
     device: str | torch.device | None = None,
     progress: bool = True,
+    runs: RunCollector | None = None,
 ) -> dict[str, float]:
     """Encode every question and candidate once (per language), then `evaluate_embeddings`.
 
     The encoders take a list of texts and return `[n, D]` L2-normalised embeddings (they batch
-    internally, add any model-specific prefixes such as E5's "query: " / "passage: ").
+    internally, add any model-specific prefixes such as E5's "query: " / "passage: "). `runs`: as
+    in `evaluate_embeddings`.
     """
     _check_corpus(corpus)
     if candidate_mode not in ("sentence", "context"):
@@ -314,4 +326,4 @@ def evaluate_corpus(
         ls = corpus.languages[lang]
         q_emb[lang] = _encode(encode_queries, list(ls.questions), "query")
         c_emb[lang] = _encode(encode_passages, candidate_texts(ls, candidate_mode), "passage")
-    return evaluate_embeddings(corpus, q_emb, c_emb, device=device, progress=progress)
+    return evaluate_embeddings(corpus, q_emb, c_emb, device=device, progress=progress, runs=runs)

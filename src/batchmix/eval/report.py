@@ -1,0 +1,88 @@
+"""Everything one LAReQA evaluation leaves on disk, in one folder.
+
+    <out_dir>/metrics.json       flat metrics (`batchmix.eval.lareqa`), written atomically
+    <out_dir>/map_matrix.csv     per-language-pair mAP: rows = query, columns = candidate language
+    <out_dir>/map_matrix.png     the same as an annotated heatmap with mean row / column
+    <out_dir>/trec/<setting>.run / .qrels   rankings + relevance for outside scorers (see
+                                 `batchmix.eval.trec`: ids, depth, and when their mAP equals ours)
+
+Why files beyond metrics.json: the matrix shows which pairs fail, and the TREC files let anyone
+recompute every number with trec_eval or ranx without trusting batchmix's metric code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from batchmix.data.corpus import LAReQACorpus
+from batchmix.eval.lareqa import CandidateMode, evaluate_corpus
+from batchmix.eval.pair_matrix import pair_matrix, plot_pair_matrix, write_pair_matrix_csv
+from batchmix.eval.trec import RunCollector, write_trec
+from batchmix.io import write_json
+
+
+def _subtitle(metrics: Mapping[str, float]) -> str:
+    parts = [f"{s} {metrics[f'map/{s}']:.3f}" for s in ("mono", "cross", "multi") if f"map/{s}" in metrics]
+    return "LAReQA mAP per language pair" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def write_outputs(
+    out_dir: str | os.PathLike,
+    corpus: LAReQACorpus,
+    metrics: Mapping[str, float],
+    runs: RunCollector | None = None,
+    *,
+    title: str | None = None,
+) -> dict[str, Path]:
+    """Write metrics.json, map_matrix.csv / .png and (if `runs` is given) trec/ into `out_dir`.
+
+    For precomputed embeddings: `runs = RunCollector(depth=100)`, then
+    `metrics = evaluate_embeddings(corpus, q_emb, c_emb, runs=runs)`, then this. `title` (e.g. the
+    model or run name) goes into the heatmap's title and, without whitespace, is the TREC run tag.
+    Returns the paths written, by kind ("metrics", "matrix_csv", "matrix_png", "trec").
+    """
+    out_dir = Path(out_dir)
+    paths = {"metrics": write_json(out_dir / "metrics.json", dict(metrics))}
+    matrix = pair_matrix(metrics, corpus.langs)
+    paths["matrix_csv"] = write_pair_matrix_csv(out_dir / "map_matrix.csv", matrix)
+    heading = corpus.name if not title else f"{corpus.name} · {title}"
+    paths["matrix_png"] = plot_pair_matrix(out_dir / "map_matrix.png", matrix, heading, _subtitle(metrics))
+    if runs is not None:
+        tag = re.sub(r"\s+", "_", title.strip()) if title and title.strip() else "batchmix"
+        write_trec(out_dir / "trec", corpus, runs, tag=tag)
+        paths["trec"] = out_dir / "trec"
+    return paths
+
+
+def evaluate_and_write(
+    corpus: LAReQACorpus,
+    encode_queries: Callable[[list[str]], Tensor],
+    encode_passages: Callable[[list[str]], Tensor],
+    out_dir: str | os.PathLike,
+    *,
+    candidate_mode: CandidateMode = "sentence",
+    trec: bool = True,
+    trec_depth: int | None = 100,
+    title: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Encode, score (one pass, `evaluate_corpus`) and write every output of `write_outputs`.
+
+    `trec=False` skips the TREC files (they are large: ~1 GB for all of XQuAD-R at depth 100).
+    `trec_depth`: candidates per query in the TREC runs (None or 0: the full ranking, which an
+    outside scorer needs to reproduce our full-ranking mAP; XQuAD-R's multi run is then ~13k x 13k
+    lines). Returns the flat metrics, as `evaluate_corpus` does.
+    """
+    runs = RunCollector(trec_depth) if trec else None
+    metrics = evaluate_corpus(
+        corpus, encode_queries, encode_passages, candidate_mode=candidate_mode, device=device, progress=progress, runs=runs
+    )
+    write_outputs(out_dir, corpus, metrics, runs, title=title)
+    return metrics
