@@ -43,6 +43,9 @@ def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target):
     trained = json.loads((tiny_run / "metrics.json").read_text())
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == out["metrics"]
+    assert (tmp_path / "map_matrix.png").stat().st_size > 1000
+    assert (tmp_path / "map_matrix.csv").exists()
+    assert {p.name for p in (tmp_path / "trec").glob("*.run")} >= {"multi.run", "mono.en.run", "cross.de-en.run"}
     for key in ("map/multi", "map/mono", "map/cross", "map/cross/de-en", "bias/rank_distance", "ndcg@10/multi"):
         assert written[key] == pytest.approx(trained[key], abs=1e-6), key
 

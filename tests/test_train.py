@@ -79,6 +79,10 @@ def test_train_in_process_writes_results(tmp_path, xquad_root):
     for col in ("train/loss", "train/mse", "train/mono/loss", "train/mono/mse", "train/cross/mse", "train/multi/mse"):
         assert col in lightning_csv.columns
     assert (tmp_path / "config.yaml").exists()
+    for tag in ("before", "final"):
+        assert (tmp_path / "eval" / tag / "map_matrix.png").exists()
+        assert json.loads((tmp_path / "eval" / tag / "metrics.json").read_text())["map/multi"] == (metrics if tag == "final" else before)["map/multi"]
+    assert not (tmp_path / "eval" / "final" / "trec").exists()  # eval.trec=false in training by default
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     # The sampler's position travels in the checkpoint (all 6 batches of epoch 0 consumed) ...
     assert ckpt["HybridDataModule"]["sampler"] == {"seed": 3, "epoch": 0, "position": 6}

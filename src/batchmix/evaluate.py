@@ -17,8 +17,7 @@ from batchmix.config import check_writable, offline_defaults
 from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError
-from batchmix.eval.lareqa import evaluate_corpus
-from batchmix.io import write_json
+from batchmix.eval.report import evaluate_and_write
 from batchmix.metrics_table import metrics_table
 from batchmix.models.build import build_dual_encoder, load_trained
 from batchmix.models.pooling import check_pooling
@@ -54,8 +53,10 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     if split != "all":
         corpus = split_by_article(corpus, data_cfg.get("split") or {}, seed=int(data_cfg.get("split_seed", 0)))[split]
     log.info("evaluating %s on %s (%d languages)", what, corpus.name, len(corpus.langs))
-    metrics = evaluate_corpus(corpus, *module.encoders(cfg.eval.batch_size), candidate_mode=cfg.eval.candidates)
-    write_json(out_dir / "metrics.json", metrics)
+    metrics = evaluate_and_write(
+        corpus, *module.encoders(cfg.eval.batch_size), out_dir,
+        candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth or None, title=what,
+    )
     print(metrics_table({}, metrics, title=f"{what} · {corpus.name}"))
     print(f"output dir: {out_dir}")
     return {"metrics": metrics, "out_dir": out_dir}

@@ -21,7 +21,7 @@ from batchmix.config import check_writable, offline_defaults, validate
 from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
 from batchmix.errors import BatchmixError
-from batchmix.eval.lareqa import evaluate_corpus
+from batchmix.eval.report import evaluate_and_write
 from batchmix.io import atomic_write_text, write_json
 from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
@@ -76,12 +76,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     # 5. Evaluate the untrained model, so the final table shows what training changed.
     def evaluate(tag: str) -> dict[str, float]:
         start = time.perf_counter()
-        q_enc, p_enc = module.encoders(cfg.eval.batch_size)
-        metrics = evaluate_corpus(eval_corpus, q_enc, p_enc, candidate_mode=cfg.eval.candidates)
+        metrics = evaluate_and_write(
+            eval_corpus, *module.encoders(cfg.eval.batch_size), run_dir / "eval" / tag,
+            candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth,
+            title=f"{cfg.model.name_or_path} ({tag}, ratio {ratio.label()})",
+        )
         log.info("%s evaluation on %s took %.1fs", tag, eval_corpus.name, time.perf_counter() - start)
         return metrics
 
-    metrics_before = evaluate("step-0") if cfg.eval.before else {}
+    metrics_before = evaluate("before") if cfg.eval.before else {}
     if metrics_before:
         write_json(run_dir / "metrics_before.json", metrics_before)
 
