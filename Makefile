@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # No hub here: never let an unreachable hub stall a run (each failed call costs ~48 s).
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,13 @@ test: install
 
 test-fast: install
 	$(OFFLINE) $(PY) -m pytest -m "not slow"
+
+# Evaluation speed vs sentence-transformers (the [bench] extra, installed on first use); pass
+# options with BENCH_ARGS="--threads 1". benchmarks/zero_shot_me5_xquad_r.py (the embedded
+# model's fixed point) encodes ~26k texts - minutes on a CPU - so it is run by hand, not here.
+bench: install
+	$(PY) -c "import sentence_transformers" 2>/dev/null || $(PY) -m pip install -q -e ".[dev,bench]"
+	$(OFFLINE) $(PY) benchmarks/eval_speed.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache
