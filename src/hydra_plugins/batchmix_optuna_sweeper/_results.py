@@ -1,0 +1,45 @@
+"""What a study leaves in the sweep dir: every trial as a table, and its best trial(s)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def trials_table(study: optuna.Study):
+    """`study.trials_dataframe()`: number, value(s) (named by the study's metric names), params,
+    user attrs (the derived ratio, output_dir, ...), state. Empty DataFrame for an empty study."""
+    return study.trials_dataframe(multi_index=False)
+
+
+def write_results(study: optuna.Study, sweep_dir: Path) -> None:
+    """`optuna_trials.csv`; plus `pareto_front.csv` (multi-objective: `study.best_trials`, the
+    non-dominated COMPLETE trials) or `optimization_results.yaml` (single objective: the best trial)."""
+    table = trials_table(study)
+    if table.empty:
+        return
+    table.to_csv(sweep_dir / "optuna_trials.csv", index=False)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return
+    if len(study.directions) > 1:
+        front = {t.number for t in study.best_trials}
+        table[table["number"].isin(front)].to_csv(sweep_dir / "pareto_front.csv", index=False)
+        log.info("Pareto front: %d of %d complete trials -> %s", len(front), len(complete), sweep_dir / "pareto_front.csv")
+    else:
+        best = study.best_trial
+        OmegaConf.save(
+            OmegaConf.create({"name": study.study_name, "best_trial": best.number, "best_value": best.value,
+                              "best_params": dict(best.params), "best_user_attrs": _plain(best.user_attrs)}),
+            sweep_dir / "optimization_results.yaml",
+        )
+        log.info("best trial %d: value %.4f, %s", best.number, best.value, _plain(best.user_attrs))
+
+
+def _plain(attrs: dict) -> dict:
+    return {k: v for k, v in attrs.items() if isinstance(v, (int, float, str, bool))}

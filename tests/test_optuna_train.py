@@ -1,0 +1,42 @@
+"""`python train.py -m hparams_search=ratio_optuna` end to end on the tiny model: real training per
+trial into a SQLite study, and a rerun that continues the same study."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["model=tiny", "data.languages=[en,de,es]", "data.batch_size=8", "data.batches_per_epoch=6", "save_model=false",
+        "eval.before=false", "logger=csv"]
+
+
+@pytest.mark.slow
+def test_optuna_ratio_search_trains_and_continues(tmp_path, xquad_root):
+    import optuna
+    from optuna.trial import TrialState
+
+    from batchmix.ratio import Ratio
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    args = [sys.executable, str(REPO / "train.py"), "-m", "hparams_search=ratio_optuna", "hydra.sweeper.n_trials=4", *TINY,
+            f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path}/sweep"]
+    for n_total in (4, 8):
+        res = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        trials = optuna.load_study(study_name="ratio_optuna", storage=storage).trials
+        assert [t.number for t in trials] == list(range(n_total))
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        run = tmp_path / "sweep" / str(t.number)
+        cfg = OmegaConf.load(run / "config.yaml")
+        trained = Ratio.from_mapping(cfg.ratio).as_dict()
+        assert trained == {k: t.user_attrs[f"ratio.{k}"] for k in ("mono", "cross", "multi")}
+        assert t.value == pytest.approx(json.loads((run / "metrics.json").read_text())["map/multi"])
