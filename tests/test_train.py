@@ -135,6 +135,7 @@ def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Completed
         (["model.pooling=max"], ["model.pooling='max'", "mean"]),
         (["data.languages=[en,xx]"], ["xx"]),
         (["data.root=/nonexistent/xquad"], ["/nonexistent/xquad", "data.root"]),
+        (["objective=map/mutli"], ["objective 'map/mutli'", "map/multi"]),
     ],
 )
 def test_cli_errors_are_one_line_before_any_model_loads(tmp_path, args, fragments, xquad_root):

@@ -6,6 +6,7 @@ Everything here is cheap: it runs before data or models load, so a typo costs a 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ CANDIDATE_MODES = ("sentence", "context")
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("bm_complement"):
         OmegaConf.register_new_resolver("bm_complement", complement)
+    from batchmix.sweep import register_resolvers as register_sweep_resolvers
+
+    register_sweep_resolvers()
 
 
 register_resolvers()
@@ -62,10 +66,29 @@ def validate(cfg: DictConfig) -> Ratio:
     mode = _get(cfg, "eval.candidates")
     if mode not in CANDIDATE_MODES:
         raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}")
+    check_objective(_get(cfg, "objective"))
     lr = _get(cfg, "optim.lr")
     if not isinstance(lr, (int, float)) or lr <= 0:
         raise BatchmixError(f"optim.lr={lr!r} must be a number > 0 (e.g. 3e-5)")
     return ratio
+
+
+_OBJECTIVE = re.compile(
+    r"^(map|map@20|mrr|recall@(1|5|10|100)|ndcg@10)/(multi|mono|cross)(/[a-z]{2,3}(-[a-z]{2,3})?)?$"
+    r"|^bias/(rank_distance|own_lang_first)(/[a-z]{2,3})?$|^train/.+$"
+)
+
+
+def check_objective(objective: Any) -> None:
+    """A misspelt objective would otherwise only fail after training, when metrics.json is read."""
+    from batchmix.sweep.objectives import objective_names
+
+    for name in objective_names(objective):
+        if not _OBJECTIVE.match(name):
+            raise BatchmixError(
+                f"objective {name!r} is not a batchmix metric: use e.g. map/multi, map/cross/de-en, "
+                f"ndcg@10/mono, bias/rank_distance (or a list of them)"
+            )
 
 
 def check_writable(path: Path) -> Path:

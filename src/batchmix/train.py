@@ -27,6 +27,8 @@ from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import metrics_table
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+from batchmix.sweep.objectives import select_objective
+from batchmix.sweep.pruning import pruning_callbacks
 
 log = logging.getLogger("batchmix")
 
@@ -93,7 +95,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         cfg.trainer,
         default_root_dir=str(run_dir),
         logger=_logger(cfg, run_dir),
-        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)],
+        callbacks=[
+            L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0),
+            *pruning_callbacks(cfg, splits),  # reports validation mAP to an Optuna trial, if any
+        ],
     )
     trainer.fit(module, datamodule=datamodule)
     history = pd.DataFrame(module.history)
@@ -106,11 +111,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if cfg.save_model:
         _export(module, run_dir / "model")
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}"))
-    objective = cfg.objective
-    if objective not in metrics:
-        raise BatchmixError(f"objective={objective!r} is not a metric of this run; pick one of metrics.json's keys, e.g. map/multi")
+    objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
-    return {"objective": float(metrics[objective]), "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
+    return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
 
 
 def _logger(cfg: DictConfig, run_dir: Path):
