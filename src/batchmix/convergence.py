@@ -1,0 +1,150 @@
+"""Convergence figures of one run from its per-step `history.csv`, per batch type and overall.
+
+Why a module of its own: the research question is how the mono : cross : multi ratio changes *how fast*
+and *how far* the loss and the similarity MSE fall, so every run gets the same few numbers, computed
+the same way, comparable across runs of different lengths.
+
+Definitions (per batch type `mono` / `cross` / `multi`, and `all` = every step; per curve `loss`, `mse`):
+
+* x-axis: the global optimizer step of each batch (`history.step`), so a type that gets 20 % of the
+  batches is measured on the same clock as one that gets 80 %.
+* smoothed curve: exponential moving average over that type's own observations, bias-corrected
+  (`pandas.Series.ewm(span=window, adjust=True)`; alpha = 2 / (window + 1); the same debiased EMA
+  TensorBoard and W&B draw). Default `window` = 20 observations.
+* `final`: the last value of the smoothed curve.
+* `steps_to_<p>pct` (p = 100 * tolerance, default 5): with smoothed values s_i at steps t_i and
+  f = s_last, the band is |s - f| <= tolerance * |f|. k = the first index from which every later s_j
+  lies in the band; the figure is t_k (steps taken before the curve settled for good; 0 = flat from
+  the start). It is NaN -- "did not settle within the run" -- when the band holds for less than the
+  last `min_settled` fraction (default 10 %) of the curve's step span t_last - t_first, because a
+  curve that is still falling is always "within 5 % of its final value" at its last few points.
+* `auc`: trapezoid area under the *raw* curve over steps divided by its step span (t_last - t_first),
+  i.e. the mean height of the curve; a single observation gives its value. Raw, not smoothed: the
+  integral already averages the noise, and the EMA's lag would bias it upwards on a falling curve.
+* a batch type with no steps gives NaN for every figure, so tables across runs share columns.
+
+Keys are flat: `conv/<type>/<curve>/<figure>`, e.g. `conv/mono/mse/steps_to_5pct`, `conv/all/loss/auc`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from batchmix.errors import BatchmixError
+from batchmix.io import write_json
+
+BATCH_TYPES = ("mono", "cross", "multi")
+ALL = "all"
+CURVES = ("loss", "mse")
+DEFAULT_WINDOW = 20
+DEFAULT_TOLERANCE = 0.05
+DEFAULT_MIN_SETTLED = 0.1
+
+
+def smooth(values: pd.Series | np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """Bias-corrected EMA with span `window` (window=1: no smoothing)."""
+    if window < 1:
+        raise BatchmixError(f"smoothing window={window!r} must be >= 1 (observations; 1 = no smoothing)")
+    return pd.Series(np.asarray(values, dtype=float)).ewm(span=window, adjust=True).mean().to_numpy()
+
+
+def steps_to_within(steps: np.ndarray, smoothed: np.ndarray, tolerance: float = DEFAULT_TOLERANCE,
+                    min_settled: float = DEFAULT_MIN_SETTLED) -> float:
+    """First step t_k from which the smoothed curve stays within `tolerance` * |final| of its final
+    value (see the module docstring); NaN if empty or it settles only in the last `min_settled` of the span."""
+    steps, smoothed = np.asarray(steps, dtype=float), np.asarray(smoothed, dtype=float)
+    if len(smoothed) == 0:
+        return math.nan
+    final = smoothed[-1]
+    outside = np.flatnonzero(np.abs(smoothed - final) > tolerance * abs(final))
+    k = 0 if len(outside) == 0 else int(outside[-1]) + 1
+    span = steps[-1] - steps[0]
+    if steps[-1] - steps[k] < min_settled * span:
+        return math.nan
+    return float(steps[k])
+
+
+def area_under_curve(steps: np.ndarray, values: np.ndarray) -> float:
+    """Trapezoid area over steps / step span = the curve's mean height (one point: its value)."""
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.nan
+    span = steps[-1] - steps[0]
+    if span <= 0:
+        return float(values.mean())
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2 renamed trapz
+    return float(trapezoid(values, steps) / span)
+
+
+def _series(history: pd.DataFrame, batch_type: str, curve: str) -> tuple[np.ndarray, np.ndarray]:
+    part = history if batch_type == ALL else history[history["batch_type"] == batch_type]
+    part = part[["step", curve]].dropna().sort_values("step", kind="stable")
+    part = part[np.isfinite(part[curve].to_numpy(dtype=float))]
+    return part["step"].to_numpy(dtype=float), part[curve].to_numpy(dtype=float)
+
+
+def _check(history: pd.DataFrame) -> None:
+    missing = {"step", "batch_type", *CURVES} - set(history.columns)
+    if missing:
+        raise BatchmixError(f"history has no column(s) {sorted(missing)}; expected batchmix's history.csv (step, batch_type, loss, mse, ...)")
+
+
+def smoothed_curves(history: pd.DataFrame, window: int = DEFAULT_WINDOW) -> pd.DataFrame:
+    """Long table of every curve: columns batch_type (mono/cross/multi/all), curve (loss/mse), step,
+    value (raw), smoothed. Types without steps have no rows."""
+    _check(history)
+    frames = []
+    for btype in (*BATCH_TYPES, ALL):
+        for curve in CURVES:
+            steps, values = _series(history, btype, curve)
+            if len(values):
+                frames.append(pd.DataFrame({"batch_type": btype, "curve": curve, "step": steps, "value": values,
+                                            "smoothed": smooth(values, window)}))
+    if not frames:
+        return pd.DataFrame(columns=["batch_type", "curve", "step", "value", "smoothed"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def figure_name(tolerance: float) -> str:
+    return f"steps_to_{100 * tolerance:g}pct"
+
+
+def convergence_summary(history: pd.DataFrame, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE,
+                        min_settled: float = DEFAULT_MIN_SETTLED) -> dict[str, float]:
+    """`conv/<type>/<curve>/{final, auc, steps_to_<p>pct}` for every batch type and `all` (NaN if absent)."""
+    _check(history)
+    if not 0 < tolerance < 1:
+        raise BatchmixError(f"convergence tolerance={tolerance!r} must be a fraction in (0, 1), e.g. 0.05 for 5 %")
+    out: dict[str, float] = {}
+    threshold_key = figure_name(tolerance)
+    for btype in (*BATCH_TYPES, ALL):
+        for curve in CURVES:
+            steps, values = _series(history, btype, curve)
+            prefix = f"conv/{btype}/{curve}"
+            if len(values) == 0:
+                out.update({f"{prefix}/final": math.nan, f"{prefix}/auc": math.nan, f"{prefix}/{threshold_key}": math.nan})
+                continue
+            smoothed = smooth(values, window)
+            out[f"{prefix}/final"] = float(smoothed[-1])
+            out[f"{prefix}/auc"] = area_under_curve(steps, values)
+            out[f"{prefix}/{threshold_key}"] = steps_to_within(steps, smoothed, tolerance, min_settled)
+    return out
+
+
+def write_convergence(run_dir: str | os.PathLike, history: pd.DataFrame | None = None, **kwargs) -> dict[str, float]:
+    """Write `<run_dir>/convergence.json` (NaN as null) from `history` or `<run_dir>/history.csv`;
+    returns the figures (`convergence_summary`; kwargs: window, tolerance, min_settled)."""
+    run_dir = Path(run_dir)
+    if history is None:
+        path = run_dir / "history.csv"
+        if not path.is_file():
+            raise BatchmixError(f"{path} does not exist; convergence needs a run dir with batchmix's history.csv")
+        history = pd.read_csv(path)
+    summary = convergence_summary(history, **kwargs)
+    write_json(run_dir / "convergence.json", {k: (None if math.isnan(v) else v) for k, v in summary.items()})
+    return summary

@@ -1,0 +1,39 @@
+"""`python -m batchmix.report SOURCE [--study NAME] [--out DIR] [--window N] [--tolerance F]`.
+
+SOURCE: a multirun dir (multirun/<date>/<time>), one run dir, or an Optuna storage URL
+(sqlite:///optuna.db, postgresql://...). Prints the path of report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
+from batchmix.errors import BatchmixError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m batchmix.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="multirun dir, run dir, or Optuna storage URL")
+    parser.add_argument("--study", default=None, help="study name (storage URL only; optional if the storage holds one study)")
+    parser.add_argument("--out", default=None, help="output dir (default: <source>/report, or ./optuna_report_<study>)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"EMA span for the curves and convergence figures (default {DEFAULT_WINDOW})")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help=f"convergence band as a fraction of the final value (default {DEFAULT_TOLERANCE})")
+    parser.add_argument("--title", default=None, help="page title")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        from batchmix.report.build import build_report
+
+        path = build_report(args.source, args.out, study=args.study, window=args.window, tolerance=args.tolerance, title=args.title)
+    except BatchmixError as err:
+        print(f"batchmix: error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

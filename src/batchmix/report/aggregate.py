@@ -1,0 +1,218 @@
+"""Every run of a sweep (or one run) as one pandas table, and every per-step history as another.
+
+A run is a folder holding batchmix's `config.yaml` plus `metrics.json` and/or `history.csv` (what
+`batchmix.train.train` writes into each Hydra job dir); folders are found at any depth, so a
+multirun dir, a dir of multiruns, or a single run dir all work. Hydra's own `.hydra/config.yaml`
+is not a run.
+
+`load_runs` columns: `run` (path relative to the given root), `run_dir`, `status` (complete = has
+metrics.json), `ratio_mono` / `ratio_cross` / `ratio_multi`, `ratio` (label `mono/cross/multi`),
+`seed`, every metrics.json key, `before/<key>` for the aggregate keys of metrics_before.json,
+the convergence figures `conv/...` (`batchmix.convergence`, recomputed from history.csv so every run
+uses the same smoothing), and `cfg/<dotted key>` for each config value that differs between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW, convergence_summary, smoothed_curves
+from batchmix.errors import BatchmixError
+
+RATIO_COLUMNS = ("ratio_mono", "ratio_cross", "ratio_multi")
+SKIP_DIRS = {".hydra", "wandb", "csv", "tensorboard", "checkpoints", "model", "report", "__pycache__"}
+_RATIO_DECIMALS = 6  # shares are rounded for grouping: 0.30000000000000004 and 0.3 are one ratio
+
+
+def find_run_dirs(path: str | os.PathLike) -> list[Path]:
+    """Run dirs under `path` (or `path` itself), sorted naturally (2 before 10)."""
+    root = Path(path)
+    if not root.exists():
+        raise BatchmixError(f"{root} does not exist; pass a run dir or a multirun dir (e.g. multirun/2025-06-01/12-00-00)")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
+        if "config.yaml" in filenames and ("metrics.json" in filenames or "history.csv" in filenames):
+            found.append(Path(dirpath))
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def ratio_label(mono: float, cross: float, multi: float, digits: int = _RATIO_DECIMALS) -> str:
+    """`mono/cross/multi` as in `Ratio.label()`, e.g. `0.2/0.5/0.3`."""
+    return "/".join(f"{round(float(v), digits):g}" for v in (mono, cross, multi))
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except yaml.YAMLError as err:
+        raise BatchmixError(f"{run_dir / 'config.yaml'} is not valid YAML ({str(err).splitlines()[0]}); is it a batchmix run dir?") from None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BatchmixError(f"{path} is not valid JSON ({err}); rerun that job or delete the file") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def _ratio_of(cfg: Mapping[str, Any]) -> tuple[float, float, float]:
+    ratio = cfg.get("ratio") or {}
+    try:
+        return tuple(round(float(ratio.get(k, math.nan)), _RATIO_DECIMALS) for k in ("mono", "cross", "multi"))  # type: ignore[return-value]
+    except (TypeError, ValueError):
+        return (math.nan, math.nan, math.nan)
+
+
+def _read_history(run_dir: Path) -> pd.DataFrame | None:
+    path = run_dir / "history.csv"
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+
+
+def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    """One row per run under `path` (columns: see the module docstring). Empty frame if none."""
+    root = Path(path)
+    rows, configs = [], []
+    for run_dir in find_run_dirs(root):
+        cfg = _read_config(run_dir)
+        mono, cross, multi = _ratio_of(cfg)
+        metrics = _read_json(run_dir / "metrics.json")
+        row: dict[str, Any] = {
+            "run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
+            "run_dir": str(run_dir.resolve()),
+            "status": "complete" if metrics else "incomplete",
+            "ratio_mono": mono, "ratio_cross": cross, "ratio_multi": multi,
+            "ratio": ratio_label(mono, cross, multi),
+            "seed": cfg.get("seed"),
+        }
+        row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        before = _read_json(run_dir / "metrics_before.json")
+        row.update({f"before/{k}": v for k, v in before.items() if isinstance(v, (int, float)) and k.count("/") <= 1})
+        history = _read_history(run_dir)
+        if history is not None:
+            row.update(convergence_summary(history, window=window, tolerance=tolerance))
+        rows.append(row)
+        configs.append(_flatten({k: v for k, v in cfg.items() if k not in ("ratio", "seed")}))
+    if not rows:
+        return pd.DataFrame(columns=["run", "run_dir", "status", *RATIO_COLUMNS, "ratio", "seed"])
+    runs = pd.DataFrame(rows)
+    # Config values that differ between runs (a swept lr, a loss) become columns; constants do not.
+    keys = sorted(set().union(*configs))
+    varying = {f"cfg/{k}": [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k), default=str) for c in configs}) > 1}
+    if varying:
+        runs = pd.concat([runs, pd.DataFrame(varying)], axis=1)
+    return runs
+
+
+def load_histories(path: str | os.PathLike) -> pd.DataFrame:
+    """Every run's history.csv stacked, with `run`, ratio columns, `ratio` and `seed` in front."""
+    root = Path(path)
+    frames = []
+    for run_dir in find_run_dirs(root):
+        history = _read_history(run_dir)
+        if history is None or history.empty:
+            continue
+        mono, cross, multi = _ratio_of(_read_config(run_dir))
+        front = {"run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
+                 "ratio_mono": mono, "ratio_cross": cross, "ratio_multi": multi,
+                 "ratio": ratio_label(mono, cross, multi), "seed": _read_config(run_dir).get("seed")}
+        frames.append(history.assign(**front)[[*front, *history.columns]])
+    if not frames:
+        return pd.DataFrame(columns=["run", *RATIO_COLUMNS, "ratio", "seed", "step", "batch_type", "loss", "mse"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def smoothed_histories(histories: pd.DataFrame, window: int = DEFAULT_WINDOW) -> pd.DataFrame:
+    """`convergence.smoothed_curves` of every run, with `run`, ratio columns and `seed` in front."""
+    frames = []
+    for run, hist in histories.groupby("run", sort=False):
+        curves = smoothed_curves(hist, window)
+        first = hist.iloc[0]
+        frames.append(curves.assign(run=run, seed=first.get("seed"), ratio=first["ratio"],
+                                    **{c: first[c] for c in RATIO_COLUMNS}))
+    if not frames:
+        return pd.DataFrame(columns=["run", "seed", "ratio", *RATIO_COLUMNS, "batch_type", "curve", "step", "value", "smoothed"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def by_ratio(runs: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """Seeds of one ratio pooled: per ratio `n` (runs), and `<col>` (mean) and `<col>/std` (sample
+    std; NaN for a single seed) of each numeric column. Sorted by mono, then multi share."""
+    columns = [c for c in columns if c in runs.columns]
+    keys = [*RATIO_COLUMNS, "ratio"]
+    if runs.empty:
+        return pd.DataFrame(columns=[*keys, "n", *columns])
+    numeric = runs[keys + columns].copy()
+    for c in columns:
+        numeric[c] = pd.to_numeric(numeric[c], errors="coerce")
+    grouped = numeric.groupby(keys, dropna=False, sort=False)
+    out = grouped.size().rename("n").to_frame()
+    if columns:
+        out = out.join(grouped[columns].mean()).join(grouped[columns].std(ddof=1).add_suffix("/std"))
+    out = out.reset_index()
+    return out.sort_values(["ratio_mono", "ratio_multi", "ratio_cross"], ignore_index=True)
+
+
+def sweep_shape(runs: pd.DataFrame) -> str:
+    """'none' (no ratio), 'point' (one ratio), 'line' (all ratios on one line of the simplex, e.g. a
+    `ratio.mono=...` sweep) or 'simplex' (>= 3 ratios not on a line)."""
+    points = distinct_ratios(runs)
+    if len(points) == 0:
+        return "none"
+    if len(points) == 1:
+        return "point"
+    if len(points) == 2:
+        return "line"
+    centred = points - points.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    return "line" if singular[1] <= 1e-9 * max(singular[0], 1e-12) else "simplex"
+
+
+def distinct_ratios(runs: pd.DataFrame) -> np.ndarray:
+    if runs.empty or not set(RATIO_COLUMNS) <= set(runs.columns):
+        return np.zeros((0, 3))
+    pts = runs[list(RATIO_COLUMNS)].astype(float).dropna().drop_duplicates()
+    return pts.to_numpy()
+
+
+def line_axis(runs: pd.DataFrame) -> str:
+    """For a 'line' sweep: the ratio column that varies most (mono preferred on ties)."""
+    points = distinct_ratios(runs)
+    spans = points.max(axis=0) - points.min(axis=0) if len(points) else np.zeros(3)
+    order = [0, 2, 1]  # mono, multi, cross
+    best = max(order, key=lambda i: (round(float(spans[i]), 9), -order.index(i)))
+    return RATIO_COLUMNS[best]

@@ -1,0 +1,326 @@
+"""The report's figures, each from a DataFrame of `batchmix.report.aggregate` (or a `StudyTable`).
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI
+backend: PNGs render with Agg on any machine, and a notebook displays the Figure object). Seeds of
+one ratio are pooled: lines/points are means, bands/error bars one standard deviation.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from matplotlib.tri import Triangulation
+
+from batchmix.convergence import BATCH_TYPES, DEFAULT_WINDOW
+from batchmix.errors import BatchmixError
+from batchmix.report.aggregate import RATIO_COLUMNS, by_ratio, line_axis, smoothed_histories, sweep_shape
+from batchmix.report.optuna_trials import StudyTable
+
+SETTING_COLORS = {"mono": "#1f77b4", "cross": "#ff7f0e", "multi": "#2ca02c"}
+CURVE_LABELS = {"loss": "training loss", "mse": "similarity MSE"}
+METRIC_NAMES = {"map": "mAP", "mrr": "MRR", "ndcg@10": "nDCG@10"}
+SQRT3_2 = math.sqrt(3) / 2
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(figure_png(fig, dpi))
+    return path
+
+
+def _ratio_order(frame: pd.DataFrame) -> list[str]:
+    keys = frame[[*RATIO_COLUMNS, "ratio"]].drop_duplicates().sort_values(["ratio_mono", "ratio_multi", "ratio_cross"])
+    return list(dict.fromkeys(keys["ratio"]))
+
+
+def barycentric_color(mono: float, cross: float, multi: float) -> tuple[float, float, float]:
+    """The ratio as a colour mix of its corners (mono red, cross blue, multi green): similar ratios get
+    similar colours, and a line's colour says which batch types it trained on."""
+    corners = np.array([(0.84, 0.15, 0.16), (0.12, 0.38, 0.85), (0.10, 0.62, 0.20)])
+    rgb = np.array([mono, cross, multi], dtype=float) @ corners
+    return tuple(float(c) for c in np.clip(rgb, 0, 1))
+
+
+def ratio_colors(frame: pd.DataFrame) -> tuple[dict[str, tuple], tuple[str, Normalize] | None]:
+    """Colour per ratio label. Line sweeps: viridis over the varying share (returned for a colorbar);
+    otherwise the barycentric mix of the corner colours (`barycentric_color`)."""
+    order = _ratio_order(frame)
+    if sweep_shape(frame) == "line":
+        axis = line_axis(frame)
+        values = frame.drop_duplicates("ratio").set_index("ratio")[axis]
+        norm = Normalize(float(values.min()), float(values.max()) if values.max() > values.min() else float(values.min()) + 1)
+        cmap = colormaps["viridis"]
+        return {r: cmap(norm(values[r])) for r in order}, (axis, norm)
+    shares = frame.drop_duplicates("ratio").set_index("ratio")[list(RATIO_COLUMNS)]
+    return {r: barycentric_color(*shares.loc[r]) for r in order}, None
+
+
+# ------------------------------------------------------------------------------------- curves
+
+
+def _mean_band(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds of one ratio on a common step grid (their overlap; linear interpolation): mean, std."""
+    runs = [g.sort_values("step") for _, g in curves.groupby("run", sort=False)]
+    if len(runs) == 1:
+        only = runs[0]
+        return only["step"].to_numpy(float), only["smoothed"].to_numpy(float), np.zeros(len(only))
+    lo = max(g["step"].min() for g in runs)
+    hi = min(g["step"].max() for g in runs)
+    grid = np.unique(np.concatenate([g["step"].to_numpy(float) for g in runs]))
+    grid = grid[(grid >= lo) & (grid <= hi)]
+    if len(grid) == 0:
+        return np.array([]), np.array([]), np.array([])
+    stack = np.vstack([np.interp(grid, g["step"].to_numpy(float), g["smoothed"].to_numpy(float)) for g in runs])
+    return grid, stack.mean(axis=0), stack.std(axis=0, ddof=1)
+
+
+def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAULT_WINDOW) -> Figure:
+    """Smoothed `curve` (loss or mse) over global steps, one panel per batch type (+ all steps),
+    one line per ratio (mean over seeds, band = +-1 std)."""
+    if curve not in CURVE_LABELS:
+        raise BatchmixError(f"curve={curve!r} is not one of {list(CURVE_LABELS)}")
+    fig = Figure(figsize=(13, 8.5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    if histories.empty:
+        fig.suptitle("no history.csv in any run")
+        return fig
+    curves = smoothed_histories(histories, window)
+    curves = curves[curves["curve"] == curve]
+    colors, scale = ratio_colors(histories)
+    for ax, btype in zip(axes, (*BATCH_TYPES, "all")):
+        part = curves[curves["batch_type"] == btype]
+        for ratio in colors:
+            sub = part[part["ratio"] == ratio]
+            if sub.empty:
+                continue
+            x, mean, std = _mean_band(sub)
+            ax.plot(x, mean, color=colors[ratio], lw=1.6, label=ratio)
+            if std.any():
+                ax.fill_between(x, mean - std, mean + std, color=colors[ratio], alpha=0.15, lw=0)
+        ax.set_title(f"{btype} batches" if btype != "all" else "all batches", fontsize=12)
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        if part.empty:
+            ax.text(0.5, 0.5, f"no {btype} batches in any run", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.set_ylabel(f"{CURVE_LABELS[curve]} (EMA, span {window})")
+    for ax in axes[2:]:
+        ax.set_xlabel("global step")
+    if scale is not None:
+        axis, norm = scale
+        from matplotlib.cm import ScalarMappable
+
+        fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes), label=f"{axis.removeprefix('ratio_')} share", shrink=0.6)
+    else:
+        handles, labels = axes[-1].get_legend_handles_labels()
+        fig.legend(handles, labels, title="ratio mono/cross/multi\n(colour: mono red,\ncross blue, multi green)",
+                   loc="outside right center", fontsize=9, title_fontsize=9)
+    label = CURVE_LABELS[curve]
+    fig.suptitle(f"{label[0].upper()}{label[1:]} by batch type, overlaid by ratio", fontsize=14)
+    return fig
+
+
+# ---------------------------------------------------------------------------- final metrics
+
+
+def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = BATCH_TYPES, metric: str = "map",
+                        bias: str = "bias/rank_distance") -> Figure:
+    """Final `<metric>/{mono,cross,multi}` against the ratio (+ the bias metric in a second panel).
+
+    Line sweeps: x = the varying share. Other sweeps: one row per ratio, sorted by `<metric>/multi`."""
+    cols = [f"{metric}/{s}" for s in settings if f"{metric}/{s}" in runs.columns]
+    shown = METRIC_NAMES.get(metric, metric)
+    has_bias = bias in runs.columns and runs[bias].notna().any()
+    table = by_ratio(runs[runs["status"] == "complete"] if "status" in runs else runs, [*cols, bias])
+    shape = sweep_shape(runs)
+    if shape == "line":
+        axis = line_axis(runs)
+        table = table.sort_values(axis)
+        fig = Figure(figsize=(13, 4.8), layout="constrained")
+        axes = fig.subplots(1, 2 if has_bias else 1, squeeze=False).ravel()
+        x = table[axis].to_numpy(float)
+        for col in cols:
+            setting = col.split("/")[-1]
+            axes[0].errorbar(x, table[col], yerr=table[f"{col}/std"].fillna(0), marker="o", capsize=3, lw=1.8,
+                             color=SETTING_COLORS.get(setting), label=f"{shown} {setting}")
+        axes[0].set_ylabel(f"final {shown} (held-out)")
+        axes[0].legend()
+        fixed = [f"{c.removeprefix('ratio_')} = {table[c].iloc[0]:g}" for c in RATIO_COLUMNS if c != axis and table[c].nunique() == 1]
+        xlabel = f"{axis.removeprefix('ratio_')} share" + (f"  ({', '.join(fixed)})" if fixed else "")
+        if has_bias:
+            axes[1].errorbar(x, table[bias], yerr=table[f"{bias}/std"].fillna(0), marker="s", capsize=3, color="#7f3c8d")
+            axes[1].set_ylabel(f"{bias} (lower = less same-language bias)")
+        for ax in axes:
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            ax.ticklabel_format(axis="y", useOffset=False)
+        seeds = int(table["n"].max()) if len(table) else 0
+        fig.suptitle(f"Final {shown} vs ratio" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""), fontsize=14)
+        return fig
+    order = table.sort_values(cols[-1] if cols else "ratio", ascending=True)
+    height = max(3.5, 0.42 * len(order) + 1.6)
+    fig = Figure(figsize=(13, height), layout="constrained")
+    axes = fig.subplots(1, 2 if has_bias else 1, squeeze=False, sharey=True,
+                        gridspec_kw={"width_ratios": [2, 1] if has_bias else [1]}).ravel()
+    y = np.arange(len(order))
+    offsets = np.linspace(-0.22, 0.22, max(len(cols), 1))
+    for off, col in zip(offsets, cols):
+        setting = col.split("/")[-1]
+        axes[0].errorbar(order[col], y + off, xerr=order[f"{col}/std"].fillna(0), fmt="o", capsize=2,
+                         color=SETTING_COLORS.get(setting), label=f"{shown} {setting}")
+    axes[0].set_yticks(y, [f"{r}  (n={n})" if n > 1 else r for r, n in zip(order["ratio"], order["n"])])
+    axes[0].set_ylabel("ratio mono/cross/multi")
+    axes[0].set_xlabel(f"final {shown} (held-out)")
+    axes[0].legend(loc="lower right")
+    if has_bias:
+        axes[1].errorbar(order[bias], y, xerr=order[f"{bias}/std"].fillna(0), fmt="s", capsize=2, color="#7f3c8d")
+        axes[1].set_xlabel(f"{bias} (lower = less bias)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="x", useOffset=False)
+    fig.suptitle(f"Final {shown} per ratio (sorted by {cols[-1] if cols else 'ratio'})", fontsize=14)
+    return fig
+
+
+# ------------------------------------------------------------------------------- ternary map
+
+
+def ternary_xy(mono, cross, multi) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric (mono, cross, multi) -> 2-D: corners mono (0, 0), cross (1, 0), multi (1/2, sqrt(3)/2).
+
+    Written by hand because it is two lines; a ternary-plot package would be a dependency for that."""
+    mono, cross, multi = (np.asarray(v, dtype=float) for v in (mono, cross, multi))
+    total = mono + cross + multi
+    return (cross + 0.5 * multi) / total, SQRT3_2 * multi / total
+
+
+def _draw_simplex(ax, step: float = 0.25) -> None:
+    ax.plot([0, 1, 0.5, 0], [0, 0, SQRT3_2, 0], color="0.2", lw=1.2, zorder=3)
+    for v in np.arange(step, 1, step):
+        for a, b in (((v, 1 - v, 0), (v, 0, 1 - v)), ((0, v, 1 - v), (1 - v, v, 0)), ((1 - v, 0, v), (0, 1 - v, v))):
+            xs, ys = ternary_xy(*np.array([a, b]).T)
+            ax.plot(xs, ys, color="0.75", lw=0.6, zorder=1)
+        # share labels outside each edge: bottom = cross share, right = multi share, left = mono share
+        x, y = ternary_xy(1 - v, v, 0)
+        ax.text(x, y - 0.05, f"{v:g}", ha="center", va="top", fontsize=8, color="0.35")
+        x, y = ternary_xy(0, 1 - v, v)
+        ax.text(x + 0.05, y, f"{v:g}", ha="left", va="center", fontsize=8, color="0.35")
+        x, y = ternary_xy(v, 0, 1 - v)
+        ax.text(x - 0.05, y, f"{v:g}", ha="right", va="center", fontsize=8, color="0.35")
+    ax.text(-0.04, -0.03, "mono", ha="right", va="top", fontsize=12, weight="bold")
+    ax.text(1.04, -0.03, "cross", ha="left", va="top", fontsize=12, weight="bold")
+    ax.text(0.42, SQRT3_2, "multi", ha="right", va="center", fontsize=12, weight="bold")
+    ax.text(0.5, -0.12, "cross share →", ha="center", va="top", fontsize=9, color="0.35")
+    ax.text(0.86, 0.5, "multi share →", ha="center", va="center", fontsize=9, color="0.35", rotation=-60)
+    ax.text(0.14, 0.5, "← mono share", ha="center", va="center", fontsize=9, color="0.35", rotation=60)
+    ax.set_xlim(-0.2, 1.2)
+    ax.set_ylim(-0.18, SQRT3_2 + 0.1)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def plot_ternary(runs: pd.DataFrame, values: Sequence[str] = ("map/multi", "bias/rank_distance"),
+                 lower_is_better: Sequence[str] = ("bias/rank_distance",)) -> Figure:
+    """One simplex panel per metric: points at each ratio (mean over seeds, value printed), coloured by
+    value, with a linearly interpolated field (`tricontourf`) between them. Colours: yellow = better."""
+    values = [v for v in values if v in runs.columns and runs[v].notna().any()]
+    if not values:
+        raise BatchmixError("no metric to draw on the simplex; expected e.g. map/multi in metrics.json")
+    table = by_ratio(runs, values)
+    fig = Figure(figsize=(6.5 * len(values), 6.2), layout="constrained")
+    axes = fig.subplots(1, len(values), squeeze=False).ravel()
+    x, y = ternary_xy(table["ratio_mono"], table["ratio_cross"], table["ratio_multi"])
+    for ax, value in zip(axes, values):
+        cmap = colormaps["viridis_r" if value in lower_is_better else "viridis"]
+        z = table[value].to_numpy(float)
+        ok = np.isfinite(z)
+        norm = Normalize(np.nanmin(z), np.nanmax(z) if np.nanmax(z) > np.nanmin(z) else np.nanmin(z) + 1e-9)
+        _draw_simplex(ax)
+        if ok.sum() >= 3 and sweep_shape(table[ok]) == "simplex":
+            tri = Triangulation(x[ok], y[ok])
+            ax.tricontourf(tri, z[ok], levels=12, cmap=cmap, norm=norm, alpha=0.55, zorder=0)
+        sc = ax.scatter(x[ok], y[ok], c=z[ok], cmap=cmap, norm=norm, s=120, edgecolors="black", linewidths=0.8, zorder=4)
+        if ok.sum() <= 40:
+            for xi, yi, zi in zip(x[ok], y[ok], z[ok]):
+                ax.annotate(f"{zi:.3f}", (xi, yi), xytext=(0, 9), textcoords="offset points", ha="center", fontsize=8.5,
+                            zorder=5, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+        fig.colorbar(sc, ax=ax, shrink=0.7, label=value + ("  (lower = better)" if value in lower_is_better else "  (higher = better)"))
+        ax.set_title(f"{value} over the ratio simplex", fontsize=13)
+    return fig
+
+
+# ------------------------------------------------------------------------------------ Optuna
+
+
+def _better(direction: str) -> str:
+    return "↑ better" if direction.startswith("max") else "↓ better"
+
+
+def plot_optuna_history(study: StudyTable) -> Figure:
+    """Objective value per trial number, with the best value so far (one panel per objective)."""
+    n = len(study.objectives)
+    fig = Figure(figsize=(13, 4.2 * n), layout="constrained")
+    axes = fig.subplots(n, 1, squeeze=False, sharex=True).ravel()
+    done = study.completed()
+    counts = study.trials["state"].value_counts()
+    for ax, name, direction in zip(axes, study.objectives, study.directions):
+        ax.scatter(done["number"], done[name], s=28, color="#1f77b4", label="completed trial", zorder=3)
+        if len(done):
+            best = done[name].cummax() if direction.startswith("max") else done[name].cummin()
+            ax.step(done["number"], best, where="post", color="#d62728", lw=1.8, label="best so far")
+        pruned = study.trials[study.trials["state"] == "PRUNED"]
+        if len(pruned):
+            for number in pruned["number"]:
+                ax.axvline(number, color="0.8", lw=0.8, zorder=0)
+        ax.set_ylabel(f"{name} ({_better(direction)})")
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="best")
+    axes[-1].set_xlabel("trial number" + (" (grey lines: pruned trials)" if counts.get("PRUNED", 0) else ""))
+    states = ", ".join(f"{k.lower()} {v}" for k, v in counts.items())
+    fig.suptitle(f"Optuna optimisation history{f' — {study.name}' if study.name else ''} ({states})", fontsize=14)
+    return fig
+
+
+def plot_pareto_front(study: StudyTable) -> Figure:
+    """The first two objectives of every completed trial; the Pareto front highlighted, joined and
+    labelled with its ratios."""
+    if len(study.objectives) < 2:
+        raise BatchmixError("a Pareto front needs a multi-objective study")
+    xname, yname = study.objectives[:2]
+    done = study.completed()
+    front = done[done["number"].isin(study.pareto)].sort_values(xname)
+    rest = done[~done["number"].isin(study.pareto)]
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(rest[xname], rest[yname], s=36, color="0.6", label="dominated trial", zorder=2)
+    ax.plot(front[xname], front[yname], "-o", color="#d62728", ms=8, lw=1.5, label="Pareto front", zorder=3)
+    # one label per point; trials with identical values share it
+    for (x, y), same in front.groupby([xname, yname], sort=False):
+        labels = [f"#{int(r['number'])}" + (f" {r['ratio']}" if isinstance(r.get("ratio"), str) and r.get("ratio") else "")
+                  for _, r in same.iterrows()]
+        ax.annotate("\n".join(labels), (x, y), xytext=(6, 6), textcoords="offset points", fontsize=9)
+    ax.set_xlabel(f"{xname} ({_better(study.directions[0])})")
+    ax.set_ylabel(f"{yname} ({_better(study.directions[1])})")
+    ax.ticklabel_format(useOffset=False)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.suptitle(f"Pareto front: {len(front)} of {len(done)} completed trials", fontsize=14)
+    return fig
