@@ -18,11 +18,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.config import check_writable, offline_defaults, validate
+from batchmix.convergence import write_convergence
 from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
 from batchmix.errors import BatchmixError
 from batchmix.eval.report import evaluate_and_write
 from batchmix.io import atomic_write_text, write_json
+from batchmix.loggers import build_logger, log_final_results
 from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import metrics_table
@@ -91,10 +93,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         write_json(run_dir / "metrics_before.json", metrics_before)
 
     # 6. Train.
+    logger = build_logger(cfg, run_dir)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         default_root_dir=str(run_dir),
-        logger=_logger(cfg, run_dir),
+        logger=logger,
         callbacks=[
             L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0),
             *pruning_callbacks(cfg, splits),  # reports validation mAP to an Optuna trial, if any
@@ -103,6 +106,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule)
     history = pd.DataFrame(module.history)
     atomic_write_text(run_dir / "history.csv", history.to_csv(index=False))
+    convergence = write_convergence(run_dir, history)  # convergence.json: smoothed curves' settling, AUC, final
 
     # 7. Evaluate the trained model and write the results.
     metrics = evaluate("final")
@@ -110,19 +114,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     write_json(run_dir / "metrics.json", metrics)
     if cfg.save_model:
         _export(module, run_dir / "model")
+    log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}"))
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
-
-
-def _logger(cfg: DictConfig, run_dir: Path):
-    name = cfg.logger.name
-    if name == "csv":
-        return L.pytorch.loggers.CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    if name == "none":
-        return False
-    raise BatchmixError(f"logger={name!r} is not available: use logger=csv or logger=none")
 
 
 def _training_summary(history: pd.DataFrame) -> dict[str, float]:
