@@ -9,7 +9,6 @@ Pairs with no answerable question (MLQA-R: ids absent from Y) have no value and 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from batchmix.errors import BatchmixError
-from batchmix.io import atomic_write_text
+from batchmix.io import atomic_open, atomic_write_text
 
 MEAN_LABEL = "mean"
 
@@ -123,14 +122,6 @@ def _colormap():
 
 
 def _save_atomically(fig, path: Path) -> Path:
-    """Like `batchmix.io.atomic_write_text`, for the binary PNG: temp file in the folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     return path

@@ -26,8 +26,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from torch import Tensor
 
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.errors import BatchmixError
-from batchmix.io import atomic_write_text
+from batchmix.io import atomic_write_chunks, atomic_write_text
 
 _NO_SPACE = re.compile(r"^[^\s\x00]+$")
 _LINES_PER_CHUNK = 1 << 18
@@ -173,23 +172,6 @@ def _run_chunks(query_prefix: np.ndarray, ranking: Ranking, doc_names: np.ndarra
         yield "".join(lines.ravel().tolist())
 
 
-def _atomic_write_chunks(path: Path, chunks: Iterable[str]) -> Path:
-    """`batchmix.io.atomic_write_text` for text too big to hold as one string: temp file, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _kept_rows(ranking: Ranking, keep: np.ndarray) -> Ranking:
     return ranking if keep.all() else Ranking(ranking.docs[keep], ranking.scores[keep])
 
@@ -224,7 +206,7 @@ def write_trec(
     multi_qrels = [line for x in langs for line in qrels_lines(x, langs)]
     if multi_qrels:
         chunks = (chunk for x in langs for chunk in _run_chunks(prefix[x], runs.multi(x), doc_names, tag))
-        written.append(_atomic_write_chunks(out_dir / "multi.run", chunks))
+        written.append(atomic_write_chunks(out_dir / "multi.run", chunks))
         written.append(atomic_write_text(out_dir / "multi.qrels", "".join(multi_qrels)))
 
     for x in langs:
@@ -235,7 +217,7 @@ def write_trec(
                 continue  # no question of x has an answer in y: the evaluator skips the whole setting
             setting = f"mono.{x}" if x == y else f"cross.{x}-{y}"
             ranking = _kept_rows(runs.block(x, y), keep)
-            written.append(_atomic_write_chunks(out_dir / f"{setting}.run", _run_chunks(prefix[x][keep], ranking, doc_names, tag)))
+            written.append(atomic_write_chunks(out_dir / f"{setting}.run", _run_chunks(prefix[x][keep], ranking, doc_names, tag)))
             written.append(atomic_write_text(out_dir / f"{setting}.qrels", "".join(qrels_lines(x, [y]))))
 
     depth = "the full ranking" if runs.depth is None else f"the top {runs.depth} candidates"
