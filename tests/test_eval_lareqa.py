@@ -3,7 +3,6 @@
 import math
 import random
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.errors import BatchmixError
 from batchmix.eval.lareqa import candidate_texts, evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
+from embeddings import bag_of_trigrams, trigram_xquad_slice
 
 pytestmark = pytest.mark.filterwarnings("ignore:unsafe cast")
 
@@ -263,26 +263,8 @@ def test_answers_tied_across_languages():
     assert out["map/multi"] == 1.0 and out["mrr/multi"] == 0.5 and out["recall@1/multi"] == 0.0
 
 
-def _bag_of_trigrams(texts: list[str], dim: int = 512, seed: int = 0) -> torch.Tensor:
-    """Hashed character-trigram counts, L2-normalised, plus a small jitter so no two scores tie (float64)."""
-    out = torch.zeros(len(texts), dim, dtype=torch.float64)
-    for i, text in enumerate(texts):
-        t = f"  {text.lower()}  "
-        for k in range(len(t) - 2):
-            out[i, zlib.crc32(t[k : k + 3].encode()) % dim] += 1.0
-    jitter = torch.randn(len(texts), dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    out = torch.nn.functional.normalize(out, dim=1) + 1e-3 * jitter
-    return torch.nn.functional.normalize(out, dim=1)
-
-
 def test_real_xquad_r_slice_matches_reference(xquad_root):
-    from batchmix.data.lareqa import load_lareqa
-
-    full = load_lareqa(xquad_root, ["de", "en", "zh"])
-    corpus = full.subset(full.groups[:2], name="xquad-r-slice")
-    assert all(20 < len(ls.questions) < 200 for ls in corpus.languages.values())
-    q_emb = {lang: _bag_of_trigrams(ls.questions, seed=1) for lang, ls in corpus.languages.items()}
-    c_emb = {lang: _bag_of_trigrams(ls.candidates, seed=2) for lang, ls in corpus.languages.items()}
+    corpus, q_emb, c_emb = trigram_xquad_slice(xquad_root)
     ours = evaluate_embeddings(corpus, q_emb, c_emb, progress=False)
     assert_same_metrics(ours, reference_metrics(corpus, q_emb, c_emb))
     # Trigram overlap works within a language and hardly across: a miswired relevance would break this.
@@ -297,7 +279,7 @@ def test_evaluate_corpus_encodes_once_and_equals_embeddings_path():
     def encoder(kind):
         def encode(texts):
             calls.append((kind, list(texts)))
-            return _bag_of_trigrams(texts)
+            return bag_of_trigrams(texts)
 
         return encode
 
@@ -306,8 +288,8 @@ def test_evaluate_corpus_encodes_once_and_equals_embeddings_path():
     en = corpus.languages["en"]  # calls: q/p for ar, de, en in corpus order
     assert calls[4][1] == en.questions
     assert calls[5][1] == [f"{s} {c}" for s, c in zip(en.candidates, en.candidate_contexts)]
-    q_emb = {lang: _bag_of_trigrams(ls.questions) for lang, ls in corpus.languages.items()}
-    c_emb = {lang: _bag_of_trigrams(candidate_texts(ls, "context")) for lang, ls in corpus.languages.items()}
+    q_emb = {lang: bag_of_trigrams(ls.questions) for lang, ls in corpus.languages.items()}
+    c_emb = {lang: bag_of_trigrams(candidate_texts(ls, "context")) for lang, ls in corpus.languages.items()}
     assert out == evaluate_embeddings(corpus, q_emb, c_emb, progress=False)
     sentence_mode = evaluate_corpus(corpus, encoder("q"), encoder("p"), progress=False)
     assert calls[-1][1] == corpus.languages["en"].candidates
@@ -327,12 +309,12 @@ def test_bad_inputs_raise_one_line_errors():
             evaluate_embeddings(corpus, q, c, progress=False)
         assert fragment in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(BatchmixError, match="candidate_mode='paragraph'"):
-        evaluate_corpus(corpus, _bag_of_trigrams, _bag_of_trigrams, candidate_mode="paragraph", progress=False)
+        evaluate_corpus(corpus, bag_of_trigrams, bag_of_trigrams, candidate_mode="paragraph", progress=False)
     with pytest.raises(BatchmixError, match=r"returned shape \(2, 512\)"):
-        evaluate_corpus(corpus, lambda texts: _bag_of_trigrams(texts[:2]), _bag_of_trigrams, progress=False)
+        evaluate_corpus(corpus, lambda texts: bag_of_trigrams(texts[:2]), bag_of_trigrams, progress=False)
     corpus.languages["de"].candidate_contexts = []
     with pytest.raises(BatchmixError, match="candidate_mode='context'"):
-        evaluate_corpus(corpus, _bag_of_trigrams, _bag_of_trigrams, candidate_mode="context", progress=False)
+        evaluate_corpus(corpus, bag_of_trigrams, bag_of_trigrams, candidate_mode="context", progress=False)
     corpus.languages["de"].answer_index[0] = 999
     with pytest.raises(BatchmixError, match="answer_index 999"):
         evaluate_embeddings(corpus, q_emb, c_emb, progress=False)

@@ -5,7 +5,6 @@ import json
 import re
 import shutil
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +19,11 @@ from batchmix.eval.lareqa import evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
 from batchmix.eval.report import evaluate_and_write, write_outputs
 from batchmix.eval.trec import RunCollector, write_trec
+from embeddings import bag_of_trigrams, trigram_xquad_slice
 
 pytestmark = pytest.mark.filterwarnings("ignore:unsafe cast")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _bag_of_trigrams(texts: list[str], dim: int = 512, seed: int = 0) -> torch.Tensor:
-    """Hashed character-trigram counts plus a small jitter (no tied scores), L2-normalised, float64."""
-    out = torch.zeros(len(texts), dim, dtype=torch.float64)
-    for i, text in enumerate(texts):
-        t = f"  {text.lower()}  "
-        for k in range(len(t) - 2):
-            out[i, zlib.crc32(t[k : k + 3].encode()) % dim] += 1.0
-    jitter = torch.randn(len(texts), dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return torch.nn.functional.normalize(torch.nn.functional.normalize(out, dim=1) + 1e-3 * jitter, dim=1)
 
 
 def _metric_key(setting: str, metric: str = "map") -> str:
@@ -68,14 +57,7 @@ def _no_ties(runs: RunCollector, corpus: LAReQACorpus) -> None:
 
 @pytest.fixture(scope="module")
 def xquad_slice(xquad_root):
-    from batchmix.data.lareqa import load_lareqa
-
-    full = load_lareqa(xquad_root, ["de", "en", "zh"])
-    corpus = full.subset(full.groups[:2], name="xquad-r-slice")
-    assert all(20 < len(ls.questions) < 200 for ls in corpus.languages.values())
-    q_emb = {lang: _bag_of_trigrams(ls.questions, seed=1) for lang, ls in corpus.languages.items()}
-    c_emb = {lang: _bag_of_trigrams(ls.candidates, seed=2) for lang, ls in corpus.languages.items()}
-    return corpus, q_emb, c_emb
+    return trigram_xquad_slice(xquad_root)
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +212,7 @@ def test_evaluate_and_write_end_to_end(tmp_path):
 
     def encoder(texts):
         calls.append(len(texts))
-        return _bag_of_trigrams(texts)
+        return bag_of_trigrams(texts)
 
     metrics = evaluate_and_write(corpus, encoder, encoder, tmp_path / "eval", trec_depth=4, title="toy model v1", progress=False)
     assert len(calls) == 6  # questions and candidates of 3 languages, each encoded once

@@ -1,0 +1,30 @@
+"""Cheap, deterministic text embeddings for evaluator tests: no model, no tied scores."""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+
+def bag_of_trigrams(texts: list[str], dim: int = 512, seed: int = 0) -> torch.Tensor:
+    """Hashed character-trigram counts plus a small jitter (no tied scores), L2-normalised, float64."""
+    out = torch.zeros(len(texts), dim, dtype=torch.float64)
+    for i, text in enumerate(texts):
+        t = f"  {text.lower()}  "
+        for k in range(len(t) - 2):
+            out[i, zlib.crc32(t[k : k + 3].encode()) % dim] += 1.0
+    jitter = torch.randn(len(texts), dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.nn.functional.normalize(torch.nn.functional.normalize(out, dim=1) + 1e-3 * jitter, dim=1)
+
+
+def trigram_xquad_slice(root, langs=("de", "en", "zh"), n_groups: int = 2):
+    """A real XQuAD-R slice (a few languages, the first article groups) with trigram embeddings."""
+    from batchmix.data.lareqa import load_lareqa
+
+    full = load_lareqa(root, list(langs))
+    corpus = full.subset(full.groups[:n_groups], name="xquad-r-slice")
+    assert all(20 < len(ls.questions) < 200 for ls in corpus.languages.values())
+    q_emb = {lang: bag_of_trigrams(ls.questions, seed=1) for lang, ls in corpus.languages.items()}
+    c_emb = {lang: bag_of_trigrams(ls.candidates, seed=2) for lang, ls in corpus.languages.items()}
+    return corpus, q_emb, c_emb
