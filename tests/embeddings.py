@@ -28,3 +28,21 @@ def trigram_xquad_slice(root, langs=("de", "en", "zh"), n_groups: int = 2):
     q_emb = {lang: bag_of_trigrams(ls.questions, seed=1) for lang, ls in corpus.languages.items()}
     c_emb = {lang: bag_of_trigrams(ls.candidates, seed=2) for lang, ls in corpus.languages.items()}
     return corpus, q_emb, c_emb
+
+
+XQUAD_R_CANDIDATES = dict(ar=1222, de=1276, el=1234, en=1180, es=1215, hi=1244, ru=1219, th=852, tr=1167, vi=1209, zh=1196)
+
+
+def random_xquad_sized(question_ids: list[str], dim: int = 384, seed: int = 0):
+    """A corpus of XQuAD-R's shape (11 languages, its candidate counts) with random answers and unit embeddings."""
+    from batchmix.data.corpus import LAReQACorpus, LanguageSet
+
+    gen = torch.Generator().manual_seed(seed)
+    nq = len(question_ids)
+    sets, q_emb, c_emb = {}, {}, {}
+    for lang, n in XQUAD_R_CANDIDATES.items():
+        answers = torch.randint(0, n, (nq,), generator=gen).tolist()
+        sets[lang] = LanguageSet(lang=lang, question_ids=question_ids, questions=["q"] * nq, answer_index=answers, candidates=["c"] * n)
+        q_emb[lang] = torch.nn.functional.normalize(torch.randn(nq, dim, generator=gen), dim=1)
+        c_emb[lang] = torch.nn.functional.normalize(torch.randn(n, dim, generator=gen), dim=1)
+    return LAReQACorpus("xquad-r-random", sets), q_emb, c_emb

@@ -13,7 +13,7 @@ from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.errors import BatchmixError
 from batchmix.eval.lareqa import candidate_texts, evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
-from embeddings import bag_of_trigrams, trigram_xquad_slice
+from embeddings import XQUAD_R_CANDIDATES, bag_of_trigrams, random_xquad_sized, trigram_xquad_slice
 
 pytestmark = pytest.mark.filterwarnings("ignore:unsafe cast")
 
@@ -323,17 +323,10 @@ def test_bad_inputs_raise_one_line_errors():
 @pytest.mark.slow
 def test_full_xquad_r_sized_random_embeddings_are_fast():
     """11 languages x 1190 questions x ~1200 candidates, D=384 (the real XQuAD-R shape)."""
-    sizes = dict(ar=1222, de=1276, el=1234, en=1180, es=1215, hi=1244, ru=1219, th=852, tr=1167, vi=1209, zh=1196)
-    gen = torch.Generator().manual_seed(0)
-    ids = [f"q{i}" for i in range(1190)]
-    sets, q_emb, c_emb = {}, {}, {}
-    for lang, n in sizes.items():
-        answers = torch.randint(0, n, (1190,), generator=gen).tolist()
-        sets[lang] = LanguageSet(lang=lang, question_ids=ids, questions=["q"] * 1190, answer_index=answers, candidates=["c"] * n)
-        q_emb[lang] = torch.nn.functional.normalize(torch.randn(1190, 384, generator=gen), dim=1)
-        c_emb[lang] = torch.nn.functional.normalize(torch.randn(n, 384, generator=gen), dim=1)
+    sizes = XQUAD_R_CANDIDATES
+    corpus, q_emb, c_emb = random_xquad_sized([f"q{i}" for i in range(1190)])
     start = time.perf_counter()
-    out = evaluate_embeddings(LAReQACorpus("xquad-r-random", sets), q_emb, c_emb, progress=False)
+    out = evaluate_embeddings(corpus, q_emb, c_emb, progress=False)
     assert time.perf_counter() - start < 60
     assert len([k for k in out if k.startswith("map/cross/")]) == 110
     # Random embeddings: mono MRR ~ H(n)/n, pool rank spread ~ a large fraction of the 13k pool.

@@ -19,7 +19,7 @@ from batchmix.eval.lareqa import evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
 from batchmix.eval.report import evaluate_and_write, write_outputs
 from batchmix.eval.trec import RunCollector, write_trec
-from embeddings import bag_of_trigrams, trigram_xquad_slice
+from embeddings import bag_of_trigrams, random_xquad_sized, trigram_xquad_slice
 
 pytestmark = pytest.mark.filterwarnings("ignore:unsafe cast")
 
@@ -250,16 +250,7 @@ def test_bad_inputs_raise_one_line_errors(tmp_path):
 @pytest.mark.slow
 def test_full_xquad_r_sized_outputs_are_written_in_seconds(tmp_path):
     """11 languages x 1190 questions x ~1200 candidates at depth 100: ~15.7M run lines."""
-    sizes = dict(ar=1222, de=1276, el=1234, en=1180, es=1215, hi=1244, ru=1219, th=852, tr=1167, vi=1209, zh=1196)
-    gen = torch.Generator().manual_seed(0)
-    ids = [f"{i:024x}" for i in range(1190)]  # XQuAD ids are 24 hex digits
-    sets, q_emb, c_emb = {}, {}, {}
-    for lang, n in sizes.items():
-        answers = torch.randint(0, n, (1190,), generator=gen).tolist()
-        sets[lang] = LanguageSet(lang=lang, question_ids=ids, questions=["q"] * 1190, answer_index=answers, candidates=["c"] * n)
-        q_emb[lang] = torch.nn.functional.normalize(torch.randn(1190, 384, generator=gen), dim=1)
-        c_emb[lang] = torch.nn.functional.normalize(torch.randn(n, 384, generator=gen), dim=1)
-    corpus = LAReQACorpus("xquad-r-random", sets)
+    corpus, q_emb, c_emb = random_xquad_sized([f"{i:024x}" for i in range(1190)])  # XQuAD ids are 24 hex digits
     runs = RunCollector(100)
     metrics = evaluate_embeddings(corpus, q_emb, c_emb, progress=False, runs=runs)
     start = time.perf_counter()

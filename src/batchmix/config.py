@@ -63,14 +63,17 @@ def validate(cfg: DictConfig) -> Ratio:
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature <= 0:
         raise BatchmixError(f"loss.temperature={temperature!r} must be a number > 0 (e.g. 0.05)")
     check_pooling(_get(cfg, "model.pooling"))
-    mode = _get(cfg, "eval.candidates")
-    if mode not in CANDIDATE_MODES:
-        raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}")
+    check_candidates(_get(cfg, "eval.candidates"))
     check_objective(_get(cfg, "objective"))
     lr = _get(cfg, "optim.lr")
     if not isinstance(lr, (int, float)) or lr <= 0:
         raise BatchmixError(f"optim.lr={lr!r} must be a number > 0 (e.g. 3e-5)")
     return ratio
+
+
+def check_candidates(mode: Any) -> None:
+    if mode not in CANDIDATE_MODES:
+        raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}")
 
 
 _OBJECTIVE = re.compile(

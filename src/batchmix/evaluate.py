@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from batchmix.config import check_writable, offline_defaults
+from batchmix.config import check_candidates, check_writable, offline_defaults
 from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError
@@ -31,13 +31,12 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = check_writable(Path(out_dir))
     if cfg.split not in SPLITS:
         raise BatchmixError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
-    if cfg.eval.candidates not in ("sentence", "context"):
-        raise BatchmixError(f"eval.candidates={cfg.eval.candidates!r} is not one of ['sentence', 'context']")
+    check_candidates(cfg.eval.candidates)
     check_pooling(cfg.model.pooling)
 
     if cfg.checkpoint:
         module, run_cfg = load_trained(cfg.checkpoint)
-        data_cfg = {**OmegaConf.to_container(cfg.data, resolve=True)}
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
         if run_cfg.get("data", {}).get("name") == data_cfg.get("name"):
             # Same dataset as in training: take its split so the held-out articles are the same.
             data_cfg.update({k: run_cfg["data"][k] for k in ("split", "split_seed") if k in run_cfg["data"]})

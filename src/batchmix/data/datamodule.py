@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
 from batchmix.data.corpus import TrainingGroups
+from batchmix.models.tokenize import tokenize
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler, PairRef
 
 
@@ -54,8 +55,7 @@ class PairCollator:
         self.pivot_lang = pivot_lang
 
     def _tok(self, texts: list[str], prefix: str, max_length: int) -> dict[str, Any]:
-        enc = self.tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return tokenize(self.tokenizer, texts, prefix, max_length)
 
     def __call__(self, refs: list[PairRef]) -> dict[str, Any]:
         pairs = self.groups.pairs

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from batchmix.losses import DistillMSELoss, similarity_mse
 from batchmix.models.pooling import check_pooling, pool
+from batchmix.models.tokenize import tokenize
 
 
 class DualEncoder(L.LightningModule):
@@ -93,7 +94,7 @@ class DualEncoder(L.LightningModule):
     def tokenize(self, texts: list[str], tower: str) -> dict[str, torch.Tensor]:
         prefix = self.query_prefix if tower == "query" else self.passage_prefix
         max_length = self.query_max_length if tower == "query" else self.passage_max_length
-        return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
+        return tokenize(self.tokenizer, texts, prefix, max_length)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str], tower: str = "query", batch_size: int = 64, desc: str | bool | None = None) -> torch.Tensor:
