@@ -15,6 +15,7 @@ from typing import Any
 import lightning as L
 import pandas as pd
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.config import check_writable, offline_defaults, validate
@@ -88,7 +89,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         log.info("%s evaluation on %s took %.1fs", tag, eval_corpus.name, time.perf_counter() - start)
         return metrics
 
-    metrics_before = evaluate("before") if cfg.eval.before else {}
+    # Under DDP every process runs this recipe; only global rank 0 evaluates and writes results.
+    is_main = rank_zero_only.rank == 0
+    metrics_before = evaluate("before") if cfg.eval.before and is_main else {}
     if metrics_before:
         write_json(run_dir / "metrics_before.json", metrics_before)
 
@@ -104,6 +107,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         ],
     )
     trainer.fit(module, datamodule=datamodule)
+    if trainer.global_rank != 0:
+        return {"objective": None, "metrics": {}, "metrics_before": {}, "run_dir": run_dir}
     history = pd.DataFrame(module.history)
     atomic_write_text(run_dir / "history.csv", history.to_csv(index=False))
     convergence = write_convergence(run_dir, history)  # convergence.json: smoothed curves' settling, AUC, final

@@ -86,6 +86,14 @@ class HybridDataModule(L.LightningDataModule):
         super().__init__()
         self.groups, self.sampler, self.collator, self.num_workers = groups, sampler, collator, num_workers
 
+    def setup(self, stage: str) -> None:
+        # Under DDP each rank takes its slice of every global batch (the sampler stays global, so
+        # all ranks agree on batch types and ids); Lightning's DistributedSampler is switched off
+        # (`use_distributed_sampler: false` in conf/trainer/ddp.yaml) because it cannot shard a
+        # batch sampler this way.
+        if self.trainer is not None and self.trainer.world_size > 1:
+            self.sampler.shard(self.trainer.global_rank, self.trainer.world_size)
+
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
             _RefDataset(len(self.groups)),

@@ -9,6 +9,11 @@ Every training step logs `train/loss` and `train/mse` and the same two per batch
 the identity is logged whatever loss trains, because its convergence per batch type is what
 batchmix studies. The per-step history is kept on the module (and in checkpoints) so a run
 can write it as a tidy CSV.
+
+Scale switches (arXiv 2408.10536 trains with batch 100): under DDP the embeddings of every rank
+are all-gathered with gradients (`gather=True`), so the in-batch negatives are the global batch;
+`cache_chunk=N` computes the contrastive loss with GradCache (models/grad_cache.py), so a batch
+of 256 needs the activation memory of N.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from batchmix.distributed import gather_with_grad
+from batchmix.errors import BatchmixError
 from batchmix.losses import DistillMSELoss, similarity_mse
+from batchmix.models.grad_cache import grad_cached_loss
 from batchmix.models.pooling import check_pooling, pool
 from batchmix.models.tokenize import tokenize
 
@@ -49,6 +57,8 @@ class DualEncoder(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         teacher: PreTrainedModel | None = None,
+        gather: bool = True,
+        cache_chunk: int | None = None,
     ) -> None:
         super().__init__()
         self.query_encoder = encoder
@@ -78,6 +88,11 @@ class DualEncoder(L.LightningModule):
         self.teacher = teacher
         if teacher is not None:
             teacher.requires_grad_(False).eval()
+        if cache_chunk is not None and (isinstance(cache_chunk, bool) or not isinstance(cache_chunk, int) or cache_chunk < 1):
+            raise BatchmixError(f"loss.cache_chunk={cache_chunk!r} must be null or a positive integer (e.g. 32)")
+        if cache_chunk is not None and teacher is not None:
+            raise BatchmixError("loss.cache_chunk works with the in-batch losses (infonce, mse), not distill_mse; set loss.cache_chunk=null")
+        self.gather, self.cache_chunk = gather, cache_chunk
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ encoding
@@ -123,12 +138,17 @@ class DualEncoder(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        q = self.encode(batch["query"], "query")
-        p = self.encode(batch["positive"], "passage")
-        if isinstance(self.loss_fn, DistillMSELoss):
-            loss = self._distill_loss(batch, q, p)
+        gather = gather_with_grad if self.gather else (lambda x: x)
+        if self.cache_chunk is not None:
+            loss, q, p = grad_cached_loss(self, batch, self.cache_chunk)  # q, p: gathered, detached
         else:
-            loss = self.loss_fn(q, p, temperature=self.temperature)
+            q = self.encode(batch["query"], "query")
+            p = self.encode(batch["positive"], "passage")
+            if isinstance(self.loss_fn, DistillMSELoss):
+                loss = self._distill_loss(batch, q, p)  # per-example: nothing to gather
+            else:
+                q, p = gather(q), gather(p)  # the global batch's in-batch negatives under DDP
+                loss = self.loss_fn(q, p, temperature=self.temperature)
         mse = similarity_mse(q.detach().float(), p.detach().float())
         btype, bs = batch["batch_type"], q.shape[0]
         self.log_dict(

@@ -9,6 +9,7 @@ randomly initialised model of that shape instead: the tiny models of the tests.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -47,7 +48,10 @@ def _load_error(what: str, name: str, err: Exception) -> BatchmixError:
     )
 
 
+@functools.lru_cache(maxsize=8)
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Cached per name: loading XLM-R's sentencepiece tokenizer takes ~1 s, and a multirun, the tests
+    and a DualEncoder's two towers all ask for the same one (batchmix never mutates a tokenizer)."""
     name = resolve_name(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(name)

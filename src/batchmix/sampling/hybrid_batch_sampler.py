@@ -14,7 +14,9 @@ Per epoch the number of batches of each type is exactly the ratio's largest-rema
 id would be a false negative). Ids are drawn from a per-epoch shuffled queue, so an epoch covers
 the ids evenly. The whole epoch is a pure function of ``(seed, epoch)``: ``state_dict()`` only
 needs the epoch and how many batches were consumed, and a resumed run continues the same
-sequence. This is written by hand because no maintained library samples typed, language-
+sequence. Under DDP every rank plans the same global batches and yields its own contiguous
+slice of each (``shard(rank, world_size)``), so a global batch still has one type and no id twice
+across ranks. This is written by hand because no maintained library samples typed, language-
 constrained batches; it is a plain ``torch.utils.data.Sampler`` usable as a DataLoader
 ``batch_sampler``.
 """
@@ -77,6 +79,7 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
         self._check_feasible()
         self.epoch = 0
         self.position = 0  # batches of `self.epoch` already consumed
+        self.rank, self.world_size = 0, 1
 
     # ---------------------------------------------------------------- feasibility
     def _check_feasible(self) -> None:
@@ -173,12 +176,34 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
         queue.extendleft(reversed(skipped))
         return chosen
 
+    # ---------------------------------------------------------------- sharding
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield only rank `rank`'s slice of each global batch (`batch_size` stays the global size).
+
+        Every rank plans the same epoch (a pure function of seed and epoch), so the slices of one
+        global batch are disjoint and share its batch type; concatenated in rank order they are the
+        single-process batch.
+        """
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise BatchmixError(f"invalid shard rank={rank} of world_size={world_size}")
+        if self.batch_size % world_size:
+            raise BatchmixError(
+                f"data.batch_size={self.batch_size} (the global batch) is not divisible by the {world_size} processes; "
+                f"use a multiple of {world_size}, e.g. data.batch_size={self.batch_size - self.batch_size % world_size or world_size}"
+            )
+        self.rank, self.world_size = int(rank), int(world_size)
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.world_size
+
     # ---------------------------------------------------------------- iteration and state
     def __iter__(self) -> Iterator[list[PairRef]]:
         epoch, start = self.epoch, self.position
+        lo = self.rank * self.local_batch_size
         for index, batch in enumerate(self.plan_epoch(epoch)[start:], start=start):
             self.position = index + 1
-            yield batch
+            yield batch[lo : lo + self.local_batch_size]
         self.epoch, self.position = epoch + 1, 0
 
     def set_epoch(self, epoch: int) -> None:

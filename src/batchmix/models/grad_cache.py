@@ -1,0 +1,112 @@
+"""GradCache: a contrastive loss over a large batch at the activation memory of a small chunk.
+
+Gao, Zhang, Han & Callan (2021), "Scaling Deep Contrastive Learning Batch Size under Memory
+Limited Setup" (the method of sentence-transformers' CachedMultipleNegativesRankingLoss and of
+Tevatron). The loss L(q, p) depends on the encoder only through the embeddings, so
+
+    dL/dθ = Σ_chunks  Σ_i (dL/d emb_i) · (d emb_i / dθ)
+
+1. embed every chunk without a graph (remembering each chunk's RNG state, so dropout replays);
+2. compute the loss on those embeddings (all-gathered across ranks under DDP) and cache dL/d emb;
+3. when Lightning calls `backward()` on the returned loss, a hook re-embeds one chunk at a time
+   with a graph and back-propagates the surrogate  Σ_i emb_i · cached_grad_i.
+Peak activation memory is that of one chunk (two in the last step); compute is one extra forward.
+
+Written here rather than taken from sentence-transformers because its loss is bound to its own
+model and trainer; this one works on a `DualEncoder` inside Lightning's automatic optimisation
+(gradient clipping, accumulation, AMP scaling and DDP all unchanged):
+- the hook's `grad_output` carries Lightning's scaling (AMP loss scale, 1/accumulate_grad_batches);
+- the re-embedding runs under the autocast state of the forward pass;
+- all chunks but the last are back-propagated with `torch.autograd.grad` and added to `.grad`
+  (as DDP's `no_sync` accumulates), and the last query chunk and last passage chunk together with
+  a normal `backward()`, so under DDP every parameter's gradient hook fires exactly once per step
+  and the reducer all-reduces the total.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import get_device_states, set_device_states
+
+from batchmix.distributed import gather_with_grad
+
+if TYPE_CHECKING:
+    from batchmix.models.dual_encoder import DualEncoder
+
+
+class RandContext:
+    """Replays the RNG state (CPU and the tensors' CUDA devices) captured at construction."""
+
+    def __init__(self, *tensors: Tensor) -> None:
+        self.cpu_state = torch.get_rng_state()
+        self.devices, self.device_states = get_device_states(*tensors)
+
+    def __enter__(self) -> None:
+        self._fork = torch.random.fork_rng(devices=self.devices, enabled=True)
+        self._fork.__enter__()
+        torch.set_rng_state(self.cpu_state)
+        set_device_states(self.devices, self.device_states)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._fork.__exit__(*exc)
+
+
+def _chunk(features: dict[str, Tensor], start: int, stop: int) -> dict[str, Tensor]:
+    return {k: v[start:stop] for k, v in features.items()}
+
+
+def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, q_all, p_all): the loss (a leaf whose backward runs the cached chunk passes) and the
+    detached, gathered query / passage embeddings it was computed on."""
+    pieces = [
+        (tower, start, min(start + chunk_size, n))
+        for tower, n in (("query", len(batch["query"]["input_ids"])), ("passage", len(batch["positive"]["input_ids"])))
+        for start in range(0, n, chunk_size)
+    ]
+    features = {"query": batch["query"], "passage": batch["positive"]}
+    rng_states, reps = [], {"query": [], "passage": []}
+    with torch.no_grad():
+        for tower, start, stop in pieces:
+            feats = _chunk(features[tower], start, stop)
+            rng_states.append(RandContext(feats["input_ids"]))
+            reps[tower].append(module.encode(feats, tower))
+    q = torch.cat(reps["query"]).detach().requires_grad_()
+    p = torch.cat(reps["passage"]).detach().requires_grad_()
+    with torch.enable_grad():
+        q_all, p_all = gather_with_grad(q), gather_with_grad(p)
+        loss = module.loss_fn(q_all, p_all, temperature=module.temperature)
+        learned_t = [module.log_temperature] if module.log_temperature.requires_grad else []
+        grads = torch.autograd.grad(loss, [q, p, *learned_t])
+    device = q.device.type
+    autocast = {"device_type": device, "enabled": torch.is_autocast_enabled(device), "dtype": torch.get_autocast_dtype(device)}
+    cache = {"query": grads[0], "passage": grads[1], "temperature": grads[2] if learned_t else None}
+    out = loss.detach().requires_grad_()
+    out.register_hook(partial(_backward_hook, module, features, pieces, rng_states, cache, autocast))
+    return out, q_all.detach(), p_all.detach()
+
+
+def _backward_hook(module: DualEncoder, features, pieces, rng_states, cache, autocast, grad_output: Tensor) -> None:
+    params = [param for param in module.parameters() if param.requires_grad]
+    last = {max(i for i, piece in enumerate(pieces) if piece[0] == tower) for tower in ("query", "passage")}
+
+    def surrogate(i: int) -> Tensor:
+        tower, start, stop = pieces[i]
+        with rng_states[i], torch.autocast(**autocast):
+            rep = module.encode(_chunk(features[tower], start, stop), tower)
+        return (rep.float() * (cache[tower][start:stop] * grad_output).float()).sum()
+
+    with torch.enable_grad():
+        for i in range(len(pieces)):
+            if i in last:
+                continue
+            for param, grad in zip(params, torch.autograd.grad(surrogate(i), params, allow_unused=True)):
+                if grad is not None:
+                    param.grad = grad if param.grad is None else param.grad.add_(grad)
+        final = sum(surrogate(i) for i in sorted(last))
+        if cache["temperature"] is not None:
+            final = final + module.log_temperature * (cache["temperature"] * grad_output)
+        final.backward()

@@ -1,0 +1,89 @@
+"""Shared pieces of the scale tests (GradCache, DDP, precision): a tiny dual encoder and a batch.
+
+Imported by the tests and by the DDP worker processes they spawn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from batchmix.config import CONF_DIR
+from batchmix.models.build import build_dual_encoder
+from batchmix.models.dual_encoder import DualEncoder
+
+TEXTS = [
+    "Where is the Eiffel tower?", "Wo steht der Eiffelturm?", "¿Dónde está la torre Eiffel?",
+    "The tower is in Paris, on the Champ de Mars.", "Der Turm steht in Paris.", "La torre está en París.",
+    "Who wrote Faust?", "Goethe wrote Faust in two parts.", "Quién escribió el Quijote?",
+    "Cervantes escribió el Quijote.", "What is the capital of Greece?", "Athens is the capital of Greece.",
+    "How long is the Nile?", "The Nile is about 6,650 km long.", "When did the war end?", "The war ended in 1945.",
+]
+
+
+def tiny_model_cfg(**overrides: Any) -> dict[str, Any]:
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))
+    cfg.update(overrides)
+    return cfg
+
+
+def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | None = None, **model: Any) -> DualEncoder:
+    cfg = tiny_model_cfg(**model)
+    cfg["architecture"] = {**cfg["architecture"], "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    torch.manual_seed(seed)
+    return build_dual_encoder(cfg, {"name": "infonce", "temperature": 0.05, **(loss or {})})
+
+
+def make_batch(module: DualEncoder, n: int, offset: int = 0) -> dict[str, Any]:
+    """n query/passage pairs (texts cycled, with a distinguishing number so no two are equal)."""
+    queries = [f"{TEXTS[(2 * i + offset) % len(TEXTS)]} #{i + offset}" for i in range(n)]
+    passages = [f"{TEXTS[(2 * i + 1 + offset) % len(TEXTS)]} ({i + offset})" for i in range(n)]
+    return {"query": module.tokenize(queries, "query"), "positive": module.tokenize(passages, "passage"), "batch_type": "multi"}
+
+
+def loss_and_grads(module: DualEncoder, batch: dict[str, Any]) -> tuple[float, dict[str, torch.Tensor]]:
+    """One training step's loss and parameter gradients, outside any Trainer."""
+    module.zero_grad(set_to_none=True)
+    module.train()
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    grads = {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
+    return float(loss.detach()), grads
+
+
+class StepWrapper(torch.nn.Module):
+    """DDP needs the step to run through `forward` (Lightning wraps its module the same way)."""
+
+    def __init__(self, module: DualEncoder) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.module.training_step(batch, 0)
+
+
+def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch: int, loss_cfg: dict[str, Any]) -> None:
+    """One rank: embed its slice of the global batch under DDP (gloo), back-propagate, save loss + grads."""
+    import warnings
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        module = tiny_encoder(loss=loss_cfg)  # same seed on every rank: identical weights
+        batch = make_batch(module, global_batch)
+        local = global_batch // world
+        shard = {k: ({f: t[rank * local : (rank + 1) * local] for f, t in v.items()} if isinstance(v, dict) else v) for k, v in batch.items()}
+        model = DistributedDataParallel(StepWrapper(module))
+        module.train()
+        loss = model(shard)
+        loss.backward()
+        grads = {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
+        torch.save({"loss": float(loss.detach()), "grads": grads}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
