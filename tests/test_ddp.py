@@ -96,7 +96,7 @@ def test_train_cli_under_ddp_on_two_cpu_processes(tmp_path, xquad_root):
     args = [
         sys.executable, "train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
         "model=tiny", "data.languages=[en,de,es]", "data.batch_size=8", "data.batches_per_epoch=4", "save_model=false",
-        "logger=csv", "eval.before=false", f"data.root={xquad_root}", f"hydra.run.dir={run_dir}",
+        "logger=csv", f"data.root={xquad_root}", f"hydra.run.dir={run_dir}",
     ]
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -104,6 +104,8 @@ def test_train_cli_under_ddp_on_two_cpu_processes(tmp_path, xquad_root):
     hist = pd.read_csv(run_dir / "history.csv")
     assert len(hist) == 4 and hist["loss"].notna().all()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert 0.0 <= metrics["map/multi"] <= 1.0
+    assert 0.0 <= metrics["map/multi"] <= 1.0 and (run_dir / "metrics_before.json").exists()
+    # Only global rank 0 evaluates: one "final evaluation" log line, not one per process.
+    assert (proc.stdout + proc.stderr).count("final evaluation on") == 1
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["HybridDataModule"]["sampler"]["position"] == 4

@@ -136,6 +136,8 @@ def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Completed
         (["data.languages=[en,xx]"], ["xx"]),
         (["data.root=/nonexistent/xquad"], ["/nonexistent/xquad", "data.root"]),
         (["objective=map/mutli"], ["objective 'map/mutli'", "map/multi"]),
+        (["loss.cache_chunk=0"], ["loss.cache_chunk=0", "positive integer"]),
+        (["trainer=ddp", "trainer.devices=3", "data.batch_size=16"], ["data.batch_size=16", "not divisible by the 3 processes", "multiple of 3"]),
     ],
 )
 def test_cli_errors_are_one_line_before_any_model_loads(tmp_path, args, fragments, xquad_root):

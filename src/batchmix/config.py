@@ -62,6 +62,12 @@ def validate(cfg: DictConfig) -> Ratio:
     temperature = _get(cfg, "loss.temperature")
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature <= 0:
         raise BatchmixError(f"loss.temperature={temperature!r} must be a number > 0 (e.g. 0.05)")
+    cache_chunk = OmegaConf.select(cfg, "loss.cache_chunk", default=None)
+    if cache_chunk is not None:
+        _positive_int(cfg, "loss.cache_chunk")
+        if loss == "distill_mse":
+            raise BatchmixError("loss.cache_chunk works with the in-batch losses (infonce, mse), not distill_mse; set loss.cache_chunk=null")
+    check_world_size(cfg)
     check_pooling(_get(cfg, "model.pooling"))
     check_candidates(_get(cfg, "eval.candidates"))
     check_objective(_get(cfg, "objective"))
@@ -69,6 +75,19 @@ def validate(cfg: DictConfig) -> Ratio:
     if not isinstance(lr, (int, float)) or lr <= 0:
         raise BatchmixError(f"optim.lr={lr!r} must be a number > 0 (e.g. 3e-5)")
     return ratio
+
+
+def check_world_size(cfg: DictConfig) -> None:
+    """Under DDP data.batch_size is the global batch: it must split evenly over the processes."""
+    devices, nodes = OmegaConf.select(cfg, "trainer.devices", default=1), OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    if not (isinstance(devices, int) and isinstance(nodes, int)) or devices < 1 or nodes < 1:
+        return  # "auto", -1, a device list: Lightning resolves them; the sampler checks again at setup
+    world, batch = devices * nodes, _get(cfg, "data.batch_size")
+    if batch % world:
+        raise BatchmixError(
+            f"data.batch_size={batch} (the global batch) is not divisible by the {world} processes "
+            f"(trainer.devices={devices} x trainer.num_nodes={nodes}); use a multiple of {world}"
+        )
 
 
 def check_candidates(mode: Any) -> None:
