@@ -99,3 +99,26 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch
         torch.save({"loss": float(loss.detach()), "grads": grads}, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def assert_same_grads(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float = 1e-4, atol: float = 1e-7) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+
+
+NO_DROPOUT = ["+model.architecture.hidden_dropout_prob=0.0", "+model.architecture.attention_probs_dropout_prob=0.0"]
+
+
+def training_losses(tmp_path, variants: dict[str, list[str]]) -> dict[str, Any]:
+    """Per-step loss curve of one tiny training run (no dropout, no before-evaluation) per variant."""
+    import pandas as pd
+
+    from batchmix.train import train
+    from test_train import TINY, compose_cfg
+
+    curves = {}
+    for name, overrides in variants.items():
+        train(compose_cfg(TINY + NO_DROPOUT + ["eval.before=false", *overrides]), tmp_path / name)
+        curves[name] = pd.read_csv(tmp_path / name / "history.csv")["loss"].to_numpy()
+    return curves

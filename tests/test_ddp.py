@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 from batchmix.errors import BatchmixError
 from batchmix.ratio import Ratio
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
-from scale_helpers import ddp_worker, loss_and_grads, make_batch, tiny_encoder
+from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, tiny_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH, WORLD = 8, 2
@@ -37,12 +37,6 @@ def run_ddp(tmp_path: Path, loss_cfg: dict) -> list[dict]:
 def single_process(loss_cfg: dict) -> tuple[float, dict]:
     module = tiny_encoder(loss=loss_cfg)
     return loss_and_grads(module, make_batch(module, GLOBAL_BATCH))
-
-
-def assert_same_grads(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-7, msg=lambda m: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("cache_chunk", [None, 3], ids=["plain", "gradcache"])

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import weakref
 
-import pandas as pd
 import pytest
 import torch
 
 from batchmix.errors import BatchmixError
-from scale_helpers import DEVICE, loss_and_grads, make_batch, tiny_encoder
-from test_train import TINY, compose_cfg
-
-NO_DROPOUT = ["+model.architecture.hidden_dropout_prob=0.0", "+model.architecture.attention_probs_dropout_prob=0.0"]
-
-
-def assert_same_grads(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-7, msg=lambda m: f"{name}: {m}")
+from scale_helpers import DEVICE, assert_same_grads, loss_and_grads, make_batch, tiny_encoder, training_losses
 
 
 @pytest.mark.parametrize("chunk, learn_temperature", [(1, False), (5, True), (12, False), (64, True)])
@@ -129,14 +119,8 @@ def test_batch_256_with_cache_chunk_32_needs_about_the_memory_of_batch_32():
 
 def test_cache_chunk_in_a_training_run_gives_the_same_losses(tmp_path, xquad_root):
     """Through Lightning (automatic optimisation, clipping, LR schedule): identical loss curves."""
-    from batchmix.train import train
-
-    curves = {}
-    for chunk in ("null", "3"):
-        cfg = compose_cfg(TINY + NO_DROPOUT + ["eval.before=false", f"loss.cache_chunk={chunk}"])
-        train(cfg, tmp_path / chunk)
-        curves[chunk] = pd.read_csv(tmp_path / chunk / "history.csv")["loss"].to_numpy()
-    assert curves["3"] == pytest.approx(curves["null"], rel=1e-4)
+    curves = training_losses(tmp_path, {"plain": [], "cached": ["loss.cache_chunk=3"]})
+    assert curves["cached"] == pytest.approx(curves["plain"], rel=1e-4)
 
 
 @pytest.mark.parametrize("bad", [0, -4, 2.5, True])

@@ -43,6 +43,21 @@ class ValidationPruning(L.Callback):
         epoch = trainer.current_epoch + 1  # epochs completed
         if epoch % self.every_n_epochs:
             return
+        import optuna
+
+        # Under DDP only global rank 0 evaluates and reports; its decision is broadcast so that
+        # every rank leaves `fit` together (a rank left alone would wait in the next all-gather).
+        pruned: str | None = None
+        if trainer.is_global_zero:
+            try:
+                self._evaluate_and_report(pl_module, epoch)
+            except optuna.TrialPruned as err:
+                pruned = str(err)
+        pruned = trainer.strategy.broadcast(pruned, src=0)
+        if pruned:
+            raise optuna.TrialPruned(pruned)
+
+    def _evaluate_and_report(self, pl_module: L.LightningModule, epoch: int) -> None:
         with torch.no_grad():
             q_enc, p_enc = pl_module.encoders(self.batch_size)
             metrics = evaluate_corpus(self.corpus, q_enc, p_enc, candidate_mode=self.candidate_mode, progress=False)
