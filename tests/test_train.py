@@ -115,6 +115,8 @@ def test_training_changes_the_model_and_the_loss_falls(tmp_path, xquad_root):
     cfg = compose_cfg(TINY + ["data.batches_per_epoch=10", "trainer.max_epochs=3", "optim.lr=1e-3", "eval.before=false", "ratio=mono_only"])
     train(cfg, tmp_path)
     hist = pd.read_csv(tmp_path / "history.csv")
+    # Every epoch trains its batches (Lightning's set_epoch must reach the hybrid sampler).
+    assert list(hist["epoch"].value_counts().sort_index()) == [10, 10, 10]
     assert hist["loss"].tail(10).mean() < hist["loss"].head(5).mean()
 
 

@@ -22,6 +22,7 @@ from batchmix.config import check_writable, offline_defaults, validate
 from batchmix.convergence import write_convergence
 from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
+from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
 from batchmix.eval.report import evaluate_and_write
 from batchmix.io import atomic_write_text, write_json
@@ -67,14 +68,19 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_dual_encoder(cfg.model, cfg.loss, cfg.optim)
     tokenizer = module.tokenizer
-    collator = PairCollator(
-        groups,
-        tokenizer,
+    text_settings = dict(
         query_prefix=cfg.model.query_prefix,
         passage_prefix=cfg.model.passage_prefix,
         query_max_length=cfg.model.query_max_length,
         passage_max_length=cfg.model.passage_max_length,
+    )
+    collator = PairCollator(
+        groups,
+        tokenizer,
+        **text_settings,
         pivot_lang=cfg.loss.pivot_lang if cfg.loss.name == "distill_mse" else None,
+        # data.pretokenize: tokenise every pair once into the on-disk cache (same batches, faster)
+        pretokenized=pretokenize(groups, tokenizer, **text_settings) if cfg.data.get("pretokenize", False) else None,
     )
     datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers)
 

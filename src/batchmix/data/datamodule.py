@@ -7,13 +7,16 @@ with the batch so the model can log losses per batch type.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from batchmix.data.corpus import TrainingGroups
+from batchmix.data.pretokenize import PretokenizedPairs, pad
+from batchmix.errors import BatchmixError
 from batchmix.models.tokenize import tokenize
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler, PairRef
 
@@ -36,6 +39,11 @@ class PairCollator:
 
     With `pivot_lang` set (distillation) the batch also carries the id's query and positive in the
     pivot language (or, for an id without it, in the pair's own language).
+
+    With `pretokenized` (from `batchmix.data.pretokenize.pretokenize`, built from the same groups
+    and settings) texts are not tokenised here: their cached ids are looked up, pivots included,
+    and padded per batch, giving the very tensors on-the-fly tokenisation gives. The collator is
+    plain picklable data, so it runs in DataLoader worker processes (`data.num_workers`).
     """
 
     def __init__(
@@ -48,24 +56,37 @@ class PairCollator:
         query_max_length: int = 64,
         passage_max_length: int = 128,
         pivot_lang: str | None = None,
+        pretokenized: PretokenizedPairs | None = None,
     ) -> None:
         self.groups, self.tokenizer = groups, tokenizer
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
         self.pivot_lang = pivot_lang
+        if pretokenized is not None:
+            pretokenized.check_compatible(groups, {
+                "query_prefix": query_prefix, "passage_prefix": passage_prefix,
+                "query_max_length": int(query_max_length), "passage_max_length": int(passage_max_length),
+            })
+        self.pretokenized = pretokenized
 
-    def _tok(self, texts: list[str], prefix: str, max_length: int) -> dict[str, Any]:
-        return tokenize(self.tokenizer, texts, prefix, max_length)
+    def _queries(self, keys: list[tuple[int, str]]) -> dict[str, Any]:
+        if self.pretokenized is not None:
+            return pad(self.tokenizer, [self.pretokenized.query_ids(g, lang) for g, lang in keys])
+        texts = [self.groups.pairs[g][lang].query for g, lang in keys]
+        return tokenize(self.tokenizer, texts, self.query_prefix, self.query_max_length)
+
+    def _positives(self, keys: list[tuple[int, str]]) -> dict[str, Any]:
+        if self.pretokenized is not None:
+            return pad(self.tokenizer, [self.pretokenized.positive_ids(g, lang) for g, lang in keys])
+        texts = [self.groups.pairs[g][lang].positive for g, lang in keys]
+        return tokenize(self.tokenizer, texts, self.passage_prefix, self.passage_max_length)
 
     def __call__(self, refs: list[PairRef]) -> dict[str, Any]:
-        pairs = self.groups.pairs
-        queries = [pairs[r.group][r.query_lang].query for r in refs]
-        positives = [pairs[r.group][r.positive_lang].positive for r in refs]
         types = {r.batch_type for r in refs}
         assert len(types) == 1, f"a batch mixes batch types {types}"
         batch = {
-            "query": self._tok(queries, self.query_prefix, self.query_max_length),
-            "positive": self._tok(positives, self.passage_prefix, self.passage_max_length),
+            "query": self._queries([(r.group, r.query_lang) for r in refs]),
+            "positive": self._positives([(r.group, r.positive_lang) for r in refs]),
             "batch_type": types.pop(),
             "query_langs": [r.query_lang for r in refs],
             "positive_langs": [r.positive_lang for r in refs],
@@ -74,16 +95,65 @@ class PairCollator:
             "index": refs[0].index,
         }
         if self.pivot_lang is not None:
-            piv_q = [pairs[r.group].get(self.pivot_lang, pairs[r.group][r.query_lang]).query for r in refs]
-            piv_p = [pairs[r.group].get(self.pivot_lang, pairs[r.group][r.positive_lang]).positive for r in refs]
-            batch["pivot_query"] = self._tok(piv_q, self.query_prefix, self.query_max_length)
-            batch["pivot_positive"] = self._tok(piv_p, self.passage_prefix, self.passage_max_length)
+            pairs, pivot = self.groups.pairs, self.pivot_lang
+            batch["pivot_query"] = self._queries([(r.group, pivot if pivot in pairs[r.group] else r.query_lang) for r in refs])
+            batch["pivot_positive"] = self._positives([(r.group, pivot if pivot in pairs[r.group] else r.positive_lang) for r in refs])
         return batch
+
+
+class _EpochAwareBatches(Sampler[list[PairRef]]):
+    """The hybrid sampler as a DataLoader `batch_sampler` that Lightning's `set_epoch` reaches.
+
+    Lightning calls `set_epoch` on `dataloader.sampler` and on `dataloader.batch_sampler.sampler`
+    (`lightning.fabric.utilities.data._set_sampler_epoch`), never on the batch sampler itself:
+    without this, epoch 2 would start at epoch 1's end and yield no batch.
+    """
+
+    def __init__(self, sampler: HybridBatchSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[list[PairRef]]:
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class _StartOnFirstBatch:
+    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
+        self._start, self._iterator = start, None
+
+    def __iter__(self) -> "_StartOnFirstBatch":
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = self._start()
+        return next(self._iterator)
+
+
+class _LazyDataLoader(DataLoader):
+    """A DataLoader whose iterator starts (and its workers prefetch) at the first batch requested.
+
+    Why: Lightning creates the training iterator early (to estimate the steps for the LR schedule)
+    and only then restores a checkpoint's loop state and calls `set_epoch`. A worker-backed
+    iterator at once pulls `prefetch_factor * num_workers` batches from the sampler, which would
+    then come from the epoch and position before the resume. Started at the first `next`, every
+    iterator reads the sampler state the model is about to continue from, with or without workers.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        return _StartOnFirstBatch(super().__iter__)
 
 
 class HybridDataModule(L.LightningDataModule):
     def __init__(self, groups: TrainingGroups, sampler: HybridBatchSampler, collator: PairCollator, num_workers: int = 0) -> None:
         super().__init__()
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise BatchmixError(
+                f"data.num_workers={num_workers!r} must be a non-negative integer "
+                f"(0: collate batches in the training process; N: in N worker processes)"
+            )
         self.groups, self.sampler, self.collator, self.num_workers = groups, sampler, collator, num_workers
 
     def setup(self, stage: str) -> None:
@@ -95,12 +165,17 @@ class HybridDataModule(L.LightningDataModule):
             self.sampler.shard(self.trainer.global_rank, self.trainer.world_size)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return _LazyDataLoader(
             _RefDataset(len(self.groups)),
-            batch_sampler=self.sampler,
+            batch_sampler=_EpochAwareBatches(self.sampler),
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # Each new DataLoader iterator draws its workers' base seed from this generator; without
+            # one it draws from the global torch RNG, which dropout also uses, and persistent
+            # workers create one iterator per fit instead of one per epoch, so the number of workers
+            # would change the dropout masks from epoch 2 on. (The collator uses no randomness.)
+            generator=torch.Generator().manual_seed(self.sampler.seed),
         )
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
