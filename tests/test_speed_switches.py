@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from scale_helpers import assert_same_grads, loss_and_grads, make_batch, tiny_encoder, training_losses
 
@@ -40,3 +41,31 @@ def test_bf16_mixed_training_run_stays_within_tolerance_of_fp32(tmp_path, xquad_
     # bf16 has an 8-bit mantissa: per-step losses move by ~1% (measured: at most 0.9% here).
     assert curves["bf16-mixed"] == pytest.approx(curves["32-true"], rel=0.03)
     assert not (curves["bf16-mixed"] == curves["32-true"]).all()  # the switch really took effect
+
+
+def test_pretrained_encoders_train_with_dropout_on():
+    """`from_pretrained` hands back eval-mode modules; fine-tuning must switch dropout on again."""
+    module = tiny_encoder(dropout=0.1, loss=None)
+    module.query_encoder.eval()  # as from_pretrained returns it
+    module.teacher = tiny_encoder().query_encoder.eval()
+    module.on_fit_start()
+    assert module.query_encoder.training and module.passage_encoder.training
+    assert all(m.training for m in module.query_encoder.modules())
+    assert not module.teacher.training
+
+
+def test_bf16_mixed_clips_gradients_with_the_fused_optimizer():
+    """Lightning's AMP plugin refuses to clip for a fused optimizer; under bf16-mixed (no loss
+    scaler) the module clips itself, and must really clip."""
+    from types import SimpleNamespace
+
+    module = tiny_encoder()
+    loss_and_grads(module, make_batch(module, 6))
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.mul_(1000.0)
+    module._trainer = SimpleNamespace(precision="bf16-mixed")
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], fused=True)
+    module.configure_gradient_clipping(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters() if p.grad is not None]))
+    assert float(norm) == pytest.approx(1.0, rel=1e-3)
