@@ -26,12 +26,16 @@ test: install
 test-fast: install
 	$(OFFLINE) $(PY) -m pytest -m "not slow"
 
-# Evaluation speed vs sentence-transformers (the [bench] extra, installed on first use); pass
-# options with BENCH_ARGS="--threads 1". benchmarks/zero_shot_me5_xquad_r.py (the embedded
-# model's fixed point) encodes ~26k texts - minutes on a CPU - so it is run by hand, not here.
+# The benchmarks (the [bench] extra, installed on first use), each printing its ratio against a
+# named peer measured side by side in one run: evaluation speed and training throughput vs
+# sentence-transformers, sampler overhead, GradCache memory. Options: BENCH_ARGS="--threads 1" (all).
+# benchmarks/zero_shot_me5_xquad_r.py (the embedded model's fixed point) encodes ~26k texts -
+# minutes on a CPU - so it is run by hand, not here.
 bench: install
-	$(PY) -c "import sentence_transformers" 2>/dev/null || $(PY) -m pip install -q -e ".[dev,bench]"
+	$(PY) -c "import sentence_transformers, accelerate" 2>/dev/null || $(PY) -m pip install -q -e ".[dev,bench]"
 	$(OFFLINE) $(PY) benchmarks/eval_speed.py $(BENCH_ARGS)
+	$(OFFLINE) $(PY) benchmarks/train_speed.py $(BENCH_ARGS)
+	$(OFFLINE) $(PY) benchmarks/gradcache_memory.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -41,7 +41,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,6 +49,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import bench_common  # noqa: E402
 
 from batchmix.data.corpus import LAReQACorpus  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
@@ -342,7 +342,6 @@ def main() -> int:
     )
     (ours_all, ours), (theirs_all, theirs), (stand_in_all, _) = timed["batchmix"], timed["st"], timed["stand_in"]
     ours_s, theirs_s, stand_in_s = min(ours_all), min(theirs_all), min(stand_in_all)
-    load_after = os.getloadavg()
 
     diff, n_tied_settings, n_tied_items = compare(corpus, settings, ours, theirs, q_emb, c_emb)
 
@@ -376,10 +375,7 @@ def main() -> int:
     print(f"  cpus {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), torch threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}, sentence-transformers {sentence_transformers.__version__}, "
           f"python {platform.python_version()}, {platform.machine()}")
-    print(f"  load average (1/5/15 min) before {', '.join(f'{x:.2f}' for x in load_before)}; "
-          f"after {', '.join(f'{x:.2f}' for x in load_after)}")
-    print(f"  date {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
-    print(f"  command: {command}")
+    bench_common.print_provenance(load_before, command)
 
     if args.profile:
         print()
@@ -390,8 +386,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BatchmixError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    bench_common.run(main)
