@@ -53,6 +53,11 @@ def make_batch(module: DualEncoder, n: int, offset: int = 0) -> dict[str, Any]:
     }
 
 
+def slice_batch(batch: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """Rows start..stop of a batch: what one DDP rank holds of the global batch."""
+    return {k: ({f: t[start:stop] for f, t in v.items()} if isinstance(v, dict) else v) for k, v in batch.items()}
+
+
 def loss_and_grads(module: DualEncoder, batch: dict[str, Any], autocast: torch.dtype | None = None) -> tuple[float, dict[str, torch.Tensor]]:
     """One training step's loss and parameter gradients, outside any Trainer (optionally under
     autocast, as Lightning's bf16-mixed / 16-mixed run the step; backward runs outside it)."""
@@ -90,7 +95,7 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch
         module = tiny_encoder(loss=loss_cfg)  # same seed on every rank: identical weights
         batch = make_batch(module, global_batch)
         local = global_batch // world
-        shard = {k: ({f: t[rank * local : (rank + 1) * local] for f, t in v.items()} if isinstance(v, dict) else v) for k, v in batch.items()}
+        shard = slice_batch(batch, rank * local, (rank + 1) * local)
         model = DistributedDataParallel(StepWrapper(module))
         module.train()
         loss = model(shard)

@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 from batchmix.errors import BatchmixError
 from batchmix.ratio import Ratio
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
-from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, tiny_encoder
+from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, slice_batch, tiny_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH, WORLD = 8, 2
@@ -49,12 +49,13 @@ def test_ddp_gathered_loss_and_grads_equal_single_process_on_the_global_batch(tm
         assert_same_grads(r["grads"], grads)
 
 
-def test_ddp_without_gather_sees_only_local_negatives(tmp_path):
-    ranks = run_ddp(tmp_path, {"gather": False})
+@pytest.mark.parametrize("cache_chunk", [None, 3], ids=["plain", "gradcache"])
+def test_ddp_without_gather_sees_only_local_negatives(tmp_path, cache_chunk):
+    ranks = run_ddp(tmp_path, {"gather": False, "cache_chunk": cache_chunk})
     module = tiny_encoder()
     batch = make_batch(module, GLOBAL_BATCH)
     half = GLOBAL_BATCH // WORLD
-    local = [loss_and_grads(module, {k: ({f: t[i * half : (i + 1) * half] for f, t in v.items()} if isinstance(v, dict) else v) for k, v in batch.items()})[0] for i in range(WORLD)]
+    local = [loss_and_grads(module, slice_batch(batch, i * half, (i + 1) * half))[0] for i in range(WORLD)]
     global_loss, _ = single_process({"gather": True})
     assert [r["loss"] for r in ranks] == pytest.approx(local, rel=1e-5)
     assert ranks[0]["loss"] != pytest.approx(global_loss, rel=1e-3)  # the control: 4 negatives, not 8

@@ -137,8 +137,11 @@ class DualEncoder(L.LightningModule):
                 lambda texts: self.encode_texts(texts, "passage", batch_size, desc=False))
 
     # ------------------------------------------------------------------ training
+    def gather_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank's embeddings, with gradients, under DDP with `gather=True`; else `x` itself."""
+        return gather_with_grad(x) if self.gather else x
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        gather = gather_with_grad if self.gather else (lambda x: x)
         if self.cache_chunk is not None:
             loss, q, p = grad_cached_loss(self, batch, self.cache_chunk)  # q, p: gathered, detached
         else:
@@ -147,7 +150,7 @@ class DualEncoder(L.LightningModule):
             if isinstance(self.loss_fn, DistillMSELoss):
                 loss = self._distill_loss(batch, q, p)  # per-example: nothing to gather
             else:
-                q, p = gather(q), gather(p)  # the global batch's in-batch negatives under DDP
+                q, p = self.gather_embeddings(q), self.gather_embeddings(p)  # the global batch's negatives under DDP
                 loss = self.loss_fn(q, p, temperature=self.temperature)
         mse = similarity_mse(q.detach().float(), p.detach().float())
         btype, bs = batch["batch_type"], q.shape[0]

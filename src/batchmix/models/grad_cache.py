@@ -7,7 +7,8 @@ Tevatron). The loss L(q, p) depends on the encoder only through the embeddings, 
     dL/dθ = Σ_chunks  Σ_i (dL/d emb_i) · (d emb_i / dθ)
 
 1. embed every chunk without a graph (remembering each chunk's RNG state, so dropout replays);
-2. compute the loss on those embeddings (all-gathered across ranks under DDP) and cache dL/d emb;
+2. compute the loss on those embeddings (all-gathered across ranks under DDP, unless
+   loss.gather=false) and cache dL/d emb;
 3. when Lightning calls `backward()` on the returned loss, a hook re-embeds one chunk at a time
    with a graph and back-propagates the surrogate  Σ_i emb_i · cached_grad_i.
 Peak activation memory is that of one chunk (two in the last step); compute is one extra forward.
@@ -31,8 +32,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import get_device_states, set_device_states
-
-from batchmix.distributed import gather_with_grad
 
 if TYPE_CHECKING:
     from batchmix.models.dual_encoder import DualEncoder
@@ -77,7 +76,7 @@ def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int
     q = torch.cat(reps["query"]).detach().requires_grad_()
     p = torch.cat(reps["passage"]).detach().requires_grad_()
     with torch.enable_grad():
-        q_all, p_all = gather_with_grad(q), gather_with_grad(p)
+        q_all, p_all = module.gather_embeddings(q), module.gather_embeddings(p)
         loss = module.loss_fn(q_all, p_all, temperature=module.temperature)
         learned_t = [module.log_temperature] if module.log_temperature.requires_grad else []
         grads = torch.autograd.grad(loss, [q, p, *learned_t])
