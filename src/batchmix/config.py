@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from batchmix.errors import BatchmixError
 from batchmix.losses import LOSSES
+from batchmix.models.grad_cache import check_cache_chunk
 from batchmix.models.pooling import check_pooling
 from batchmix.ratio import Ratio, complement
 
@@ -62,11 +63,7 @@ def validate(cfg: DictConfig) -> Ratio:
     temperature = _get(cfg, "loss.temperature")
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature <= 0:
         raise BatchmixError(f"loss.temperature={temperature!r} must be a number > 0 (e.g. 0.05)")
-    cache_chunk = OmegaConf.select(cfg, "loss.cache_chunk", default=None)
-    if cache_chunk is not None:
-        _positive_int(cfg, "loss.cache_chunk")
-        if loss == "distill_mse":
-            raise BatchmixError("loss.cache_chunk works with the in-batch losses (infonce, mse), not distill_mse; set loss.cache_chunk=null")
+    check_cache_chunk(OmegaConf.select(cfg, "loss.cache_chunk", default=None), distill=loss == "distill_mse")
     check_world_size(cfg)
     check_pooling(_get(cfg, "model.pooling"))
     check_candidates(_get(cfg, "eval.candidates"))

@@ -29,9 +29,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from batchmix.distributed import gather_with_grad
-from batchmix.errors import BatchmixError
 from batchmix.losses import DistillMSELoss, similarity_mse
-from batchmix.models.grad_cache import grad_cached_loss
+from batchmix.models.grad_cache import check_cache_chunk, grad_cached_loss
 from batchmix.models.pooling import check_pooling, pool
 from batchmix.models.tokenize import tokenize
 
@@ -88,10 +87,7 @@ class DualEncoder(L.LightningModule):
         self.teacher = teacher
         if teacher is not None:
             teacher.requires_grad_(False).eval()
-        if cache_chunk is not None and (isinstance(cache_chunk, bool) or not isinstance(cache_chunk, int) or cache_chunk < 1):
-            raise BatchmixError(f"loss.cache_chunk={cache_chunk!r} must be null or a positive integer (e.g. 32)")
-        if cache_chunk is not None and teacher is not None:
-            raise BatchmixError("loss.cache_chunk works with the in-batch losses (infonce, mse), not distill_mse; set loss.cache_chunk=null")
+        check_cache_chunk(cache_chunk, distill=teacher is not None)
         self.gather, self.cache_chunk = gather, cache_chunk
         self.history: list[dict[str, Any]] = []
 

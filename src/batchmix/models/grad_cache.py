@@ -33,8 +33,21 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import get_device_states, set_device_states
 
+from batchmix.errors import BatchmixError
+
 if TYPE_CHECKING:
     from batchmix.models.dual_encoder import DualEncoder
+
+
+def check_cache_chunk(cache_chunk: Any, distill: bool) -> None:
+    """`loss.cache_chunk`: null (off) or a positive chunk size, for the in-batch losses only.
+    Called by the config check (before anything loads) and by `DualEncoder` (built directly)."""
+    if cache_chunk is None:
+        return
+    if isinstance(cache_chunk, bool) or not isinstance(cache_chunk, int) or cache_chunk < 1:
+        raise BatchmixError(f"loss.cache_chunk={cache_chunk!r} must be null or a positive integer (e.g. 32)")
+    if distill:
+        raise BatchmixError("loss.cache_chunk works with the in-batch losses (infonce, mse), not distill_mse; set loss.cache_chunk=null")
 
 
 class RandContext:
