@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from batchmix.data.corpus import TrainingGroups
-from batchmix.data.pretokenize import PretokenizedPairs, pad
+from batchmix.data.pretokenize import PretokenizedPairs, pad, text_settings
 from batchmix.errors import BatchmixError
 from batchmix.models.tokenize import tokenize
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler, PairRef
@@ -63,10 +63,7 @@ class PairCollator:
         self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
         self.pivot_lang = pivot_lang
         if pretokenized is not None:
-            pretokenized.check_compatible(groups, {
-                "query_prefix": query_prefix, "passage_prefix": passage_prefix,
-                "query_max_length": int(query_max_length), "passage_max_length": int(passage_max_length),
-            })
+            pretokenized.check_compatible(groups, text_settings(query_prefix, passage_prefix, query_max_length, passage_max_length))
         self.pretokenized = pretokenized
 
     def _queries(self, keys: list[tuple[int, str]]) -> dict[str, Any]:

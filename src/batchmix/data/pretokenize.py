@@ -39,6 +39,13 @@ from batchmix.models.tokenize import tokenize
 FORMAT_VERSION = 1
 
 
+def text_settings(query_prefix: str, passage_prefix: str, query_max_length: int, passage_max_length: int) -> dict[str, Any]:
+    """What tokenisation depends on besides the texts: part of the cache key, and what a collator
+    must share with the ids it is given."""
+    return {"query_prefix": query_prefix, "passage_prefix": passage_prefix,
+            "query_max_length": int(query_max_length), "passage_max_length": int(passage_max_length)}
+
+
 def pad(tokenizer: PreTrainedTokenizerBase, ids: list[list[int]]) -> dict[str, torch.Tensor]:
     """Pad unpadded token ids to the longest in the batch, as `tokenize` pads (tested equal)."""
     enc = tokenizer.pad({"input_ids": ids}, padding=True, return_attention_mask=True, return_tensors="pt")
@@ -140,8 +147,7 @@ def pretokenize(
     from datasets import Dataset, Features, List, Value
     from datasets.fingerprint import Hasher
 
-    settings = {"query_prefix": query_prefix, "passage_prefix": passage_prefix,
-                "query_max_length": int(query_max_length), "passage_max_length": int(passage_max_length)}
+    settings = text_settings(query_prefix, passage_prefix, query_max_length, passage_max_length)
     keys = _row_keys(groups)
     texts = {
         "query": [groups.pairs[g][lang].query for g, lang in keys],
