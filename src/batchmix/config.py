@@ -65,6 +65,7 @@ def validate(cfg: DictConfig) -> Ratio:
         raise BatchmixError(f"loss.temperature={temperature!r} must be a number > 0 (e.g. 0.05)")
     check_cache_chunk(OmegaConf.select(cfg, "loss.cache_chunk", default=None), distill=loss == "distill_mse")
     check_world_size(cfg)
+    check_switches(cfg)
     check_pooling(_get(cfg, "model.pooling"))
     check_candidates(_get(cfg, "eval.candidates"))
     check_objective(_get(cfg, "objective"))
@@ -72,6 +73,35 @@ def validate(cfg: DictConfig) -> Ratio:
     if not isinstance(lr, (int, float)) or lr <= 0:
         raise BatchmixError(f"optim.lr={lr!r} must be a number > 0 (e.g. 3e-5)")
     return ratio
+
+
+_SWITCHES = ("loss.gather", "model.gradient_checkpointing", "model.compile", "data.pretokenize")
+
+
+def check_switches(cfg: DictConfig) -> None:
+    """The scale switches: a typo such as `model.compile=ture` would otherwise count as true."""
+    for key in _SWITCHES:
+        value = OmegaConf.select(cfg, key, default=False)
+        if not isinstance(value, bool):
+            raise BatchmixError(f"{key}={value!r} must be true or false")
+    check_num_workers(OmegaConf.select(cfg, "data.num_workers", default=0))
+    backend = OmegaConf.select(cfg, "model.compile_backend", default="inductor")
+    if OmegaConf.select(cfg, "model.compile", default=False):
+        import torch._dynamo  # only when compiling: the import costs ~1 s
+
+        if backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise BatchmixError(
+                f"model.compile_backend={backend!r} is not a torch.compile backend; "
+                f"use one of {torch._dynamo.list_backends()} (e.g. model.compile_backend=inductor)"
+            )
+
+
+def check_num_workers(workers: Any) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise BatchmixError(
+            f"data.num_workers={workers!r} must be a non-negative integer "
+            f"(0: collate batches in the training process; N: in N worker processes)"
+        )
 
 
 def check_world_size(cfg: DictConfig) -> None:

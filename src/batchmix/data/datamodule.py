@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
 
+from batchmix.config import check_num_workers
 from batchmix.data.corpus import TrainingGroups
 from batchmix.data.pretokenize import PretokenizedPairs, pad, text_settings
-from batchmix.errors import BatchmixError
 from batchmix.models.tokenize import tokenize
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler, PairRef
 
@@ -146,11 +146,7 @@ class _LazyDataLoader(DataLoader):
 class HybridDataModule(L.LightningDataModule):
     def __init__(self, groups: TrainingGroups, sampler: HybridBatchSampler, collator: PairCollator, num_workers: int = 0) -> None:
         super().__init__()
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise BatchmixError(
-                f"data.num_workers={num_workers!r} must be a non-negative integer "
-                f"(0: collate batches in the training process; N: in N worker processes)"
-            )
+        check_num_workers(num_workers)
         self.groups, self.sampler, self.collator, self.num_workers = groups, sampler, collator, num_workers
 
     def setup(self, stage: str) -> None:
