@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from batchmix.errors import BatchmixError
+from batchmix.eval.sets import eval_sets
 from batchmix.losses import LOSSES
 from batchmix.models.grad_cache import check_cache_chunk
 from batchmix.models.pooling import check_pooling
@@ -68,6 +69,7 @@ def validate(cfg: DictConfig) -> Ratio:
     check_switches(cfg)
     check_pooling(_get(cfg, "model.pooling"))
     check_candidates(_get(cfg, "eval.candidates"))
+    eval_sets(cfg, warn=False)  # eval.sets: keys, splits, no training questions, data roots
     check_objective(_get(cfg, "objective"))
     lr = _get(cfg, "optim.lr")
     if not isinstance(lr, (int, float)) or lr <= 0:

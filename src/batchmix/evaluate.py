@@ -18,7 +18,9 @@ from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError
 from batchmix.eval.report import evaluate_and_write
-from batchmix.metrics_table import metrics_table
+from batchmix.eval.sets import eval_sets, load_eval_set, prefixed
+from batchmix.io import write_json
+from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.models.build import build_dual_encoder, load_trained
 from batchmix.models.pooling import check_pooling
 
@@ -33,6 +35,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         raise BatchmixError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
     check_candidates(cfg.eval.candidates)
     check_pooling(cfg.model.pooling)
+    eval_sets(cfg, warn=False, trained_on_data=bool(cfg.checkpoint))  # fail fast, before the model loads
 
     if cfg.checkpoint:
         module, run_cfg = load_trained(cfg.checkpoint)
@@ -56,6 +59,19 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         corpus, *module.encoders(cfg.eval.batch_size), out_dir,
         candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth or None, title=what,
     )
-    print(metrics_table({}, metrics, title=f"{what} · {corpus.name}"))
+    # eval.sets: more corpora, each scored the same way; metrics prefixed `<set>/`.
+    extra_rows: tuple[str, ...] = ()
+    for spec in eval_sets(cfg, trained_on_data=bool(cfg.checkpoint)):
+        extra = load_eval_set(spec)
+        log.info("evaluating %s on %s (%d languages)", what, extra.name, len(extra.langs))
+        scores = evaluate_and_write(
+            extra, *module.encoders(cfg.eval.batch_size), out_dir / spec.key,
+            candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth or None, title=what,
+        )
+        metrics.update(prefixed(spec.key, scores))
+        extra_rows += tuple(f"{spec.key}/map/{setting}" for setting in ("multi", "mono", "cross"))
+    if extra_rows:
+        write_json(out_dir / "metrics.json", metrics)  # one flat file with every set, as training runs write it
+    print(metrics_table({}, metrics, title=f"{what} · {corpus.name}", keys=HEADLINE + extra_rows))
     print(f"output dir: {out_dir}")
     return {"metrics": metrics, "out_dir": out_dir}

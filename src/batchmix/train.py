@@ -25,11 +25,12 @@ from batchmix.data.load import load_splits
 from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
 from batchmix.eval.report import evaluate_and_write
+from batchmix.eval.sets import eval_sets, load_eval_set, prefixed
 from batchmix.io import atomic_write_text, write_json
 from batchmix.loggers import build_logger, log_final_results
 from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
-from batchmix.metrics_table import metrics_table
+from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
 from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.pruning import pruning_callbacks
@@ -52,6 +53,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if eval_split not in splits or not splits[eval_split].langs or not any(ls.question_ids for ls in splits[eval_split].languages.values()):
         raise BatchmixError(f"eval.split={eval_split!r} is empty or not one of the data.split keys {list(splits)}")
     eval_corpus = splits[eval_split]
+    # eval.sets: more corpora scored the same way (e.g. MLQA-R zero-shot), metrics prefixed `<set>/`.
+    extra_sets = {spec.key: load_eval_set(spec) for spec in eval_sets(cfg)}
 
     # 3. The hybrid schedule (its constructor refuses ratios this data cannot satisfy).
     sampler = HybridBatchSampler(
@@ -86,13 +89,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # 5. Evaluate the untrained model, so the final table shows what training changed.
     def evaluate(tag: str) -> dict[str, float]:
-        start = time.perf_counter()
-        metrics = evaluate_and_write(
-            eval_corpus, *module.encoders(cfg.eval.batch_size), run_dir / "eval" / tag,
-            candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth,
-            title=f"{cfg.model.name_or_path} ({tag}, ratio {ratio.label()})",
-        )
-        log.info("%s evaluation on %s took %.1fs", tag, eval_corpus.name, time.perf_counter() - start)
+        metrics: dict[str, float] = {}
+        for key, corpus in {None: eval_corpus, **extra_sets}.items():
+            start = time.perf_counter()
+            scores = evaluate_and_write(
+                corpus, *module.encoders(cfg.eval.batch_size), run_dir / "eval" / tag / (key or ""),
+                candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth,
+                title=f"{cfg.model.name_or_path} ({tag}, ratio {ratio.label()})",
+            )
+            metrics.update(prefixed(key, scores) if key else scores)
+            log.info("%s evaluation on %s took %.1fs", tag, corpus.name, time.perf_counter() - start)
         return metrics
 
     # Under DDP every process runs this recipe; only global rank 0 evaluates and writes results.
@@ -126,7 +132,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if cfg.save_model:
         _export(module, run_dir / "model")
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
-    print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}"))
+    extra_rows = tuple(f"{key}/map/{setting}" for key in extra_sets for setting in ("multi", "mono", "cross"))
+    print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}",
+                        keys=HEADLINE + extra_rows))
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
