@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # No hub here: never let an unreachable hub stall a run (each failed call costs ~48 s).
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench paper-study clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ bench: install
 	$(OFFLINE) $(PY) benchmarks/eval_speed.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/train_speed.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/gradcache_memory.py $(BENCH_ARGS)
+
+# The paper ratio study at CPU scale (experiments/paper_ratio_sweep/): zero-shot baseline, 4 ratios x
+# 3 seeds of experiment=paper_cpu, then the README tables and figures regenerated from the runs.
+paper-study: install
+	bash experiments/paper_ratio_sweep/run.sh
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

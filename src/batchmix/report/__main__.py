@@ -1,7 +1,9 @@
-"""`python -m batchmix.report SOURCE [--study NAME] [--out DIR] [--window N] [--tolerance F]`.
+"""`python -m batchmix.report SOURCE [--study NAME] [--out DIR] [--window N] [--tolerance F] [--markdown README]`.
 
 SOURCE: a multirun dir (multirun/<date>/<time>), one run dir, or an Optuna storage URL
-(sqlite:///optuna.db, postgresql://...). Prints the path of report.html.
+(sqlite:///optuna.db, postgresql://...). Prints the path of report.html. `--markdown README`
+also regenerates a study's tables and figures in the paper's layout inside README (between the
+`batchmix:report` markers; figures in README's folder under figures/), see `batchmix.report.paper`.
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"EMA span for the curves and convergence figures (default {DEFAULT_WINDOW})")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help=f"convergence band as a fraction of the final value (default {DEFAULT_TOLERANCE})")
     parser.add_argument("--title", default=None, help="page title")
+    parser.add_argument("--markdown", default=None, help="README to (re)write the study tables into, in the paper's layout")
+    parser.add_argument("--zero-shot", default=None, help="with --markdown: an eval.py output dir, shown as the untrained row")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         from batchmix.report.build import build_report
 
         path = build_report(args.source, args.out, study=args.study, window=args.window, tolerance=args.tolerance, title=args.title)
+        if args.markdown:
+            from batchmix.report.paper import write_study_markdown
+
+            readme = write_study_markdown(args.source, args.markdown, zero_shot=args.zero_shot, window=args.window, tolerance=args.tolerance,
+                                          command="python -m batchmix.report <sweep> --markdown " + str(args.markdown))
+            print(f"study tables: {readme}")
     except BatchmixError as err:
         print(f"batchmix: error: {err}", file=sys.stderr)
         return 2

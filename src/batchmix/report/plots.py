@@ -187,7 +187,7 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = BATCH_TYPE
     axes[0].set_yticks(y, [f"{r}  (n={n})" if n > 1 else r for r, n in zip(order["ratio"], order["n"])])
     axes[0].set_ylabel("ratio mono/cross/multi")
     axes[0].set_xlabel(f"final {shown} (held-out)")
-    axes[0].legend(loc="lower right")
+    axes[0].legend(loc="best")
     if has_bias:
         axes[1].errorbar(order[bias], y, xerr=order[f"{bias}/std"].fillna(0), fmt="s", capsize=2, color="#7f3c8d")
         axes[1].set_xlabel(f"{bias} (lower = less bias)")
