@@ -1,6 +1,7 @@
 """The batchmix Optuna sweeper (Hydra plugin) on the real configs, with the training-free dry run
 (`python -m batchmix.sweep.dry_run`) as the task: search-space grammar, simplex sampling, SQLite
-storage and study continuation, failed and pruned trials, the Pareto front."""
+storage and study continuation (n_trials = the study's target), failed and pruned trials, results
+read from a run dir, the Pareto front, parallel sweepers on one study, bad storage URLs."""
 
 from __future__ import annotations
 
@@ -126,9 +127,11 @@ def test_plugin_is_discovered_by_hydra():
 
 # ------------------------------------------------------------------------ the sweeps under test
 SCENARIOS = {
-    # ratio_optuna, 4 trials, then rerun with the same storage and study name: 4 more.
+    # ratio_optuna to 4 trials, then rerun with the same storage and study name and a target of 8: 4
+    # more; then the same command again: the study is finished, nothing runs.
     "continued": [["hparams_search=ratio_optuna", "hydra.sweeper.n_trials=4"],
-                  ["hparams_search=ratio_optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=3"]],
+                  ["hparams_search=ratio_optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=3"],
+                  ["hparams_search=ratio_optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=3"]],
     # mono=0.9 with multi=0.2 is an impossible ratio: that job exits 2 as `train.py` does.
     "failing": [["hydra/sweeper=batchmix_optuna", "ratio.mono=choice(0.2, 0.9)", "ratio.multi=0.2", "hydra.sweeper.n_trials=6",
                  "hydra.sweeper.sampler.seed=0", "objective=map/multi", "hydra.sweeper.direction=maximize",
@@ -158,10 +161,12 @@ def sweeps(tmp_path_factory) -> dict[str, tuple[Path, str, list[subprocess.Compl
     return results
 
 
-def test_rerun_continues_the_study(sweeps):
-    _, storage, _ = sweeps["continued"]
+def test_rerun_continues_the_study_up_to_n_trials(sweeps):
+    _, storage, (_, extended, finished) = sweeps["continued"]
     study = load(storage, "ratio_optuna")
-    assert [t.number for t in study.trials] == list(range(8))
+    assert [t.number for t in study.trials] == list(range(8))  # 4, then 4 more to reach 8, then none
+    assert "4 of hydra.sweeper.n_trials=8 trials finished" in extended.stderr + extended.stdout
+    assert "already has 8 finished trials: nothing to run" in finished.stderr + finished.stdout
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE]
     assert study.metric_names == ["map/multi"]
@@ -239,3 +244,103 @@ def test_pareto_study_writes_the_front(sweeps):
         assert t.values == pytest.approx([expected["map/multi"], expected["bias/rank_distance"]])
     assert json.loads((tmp / "sweep" / "0" / "metrics.json").read_text())["map/multi"] == pytest.approx(study.trials[0].values[0])
     assert not math.isnan(front[m].max())
+
+
+# ------------------------------------------------------------- results without a job, workers
+def test_a_launch_without_results_does_not_stop_the_sweep(tmp_path):
+    """A SLURM job that ends without giving its result back (submitit raises for the whole array):
+    each trial of that launch takes its objective from its run dir's metrics.json, or FAILs without
+    one; the sweep goes on, and a run tries each missing trial once (here: 2 of 4 short)."""
+    from hydra_plugins.batchmix_optuna_sweeper._impl import OptunaSweeperImpl
+
+    sweep_dir = tmp_path / "sweep"
+
+    class FirstJobWritesSecondDies:
+        def launch(self, job_overrides, initial_job_idx):
+            (sweep_dir / str(initial_job_idx)).mkdir(parents=True)
+            (sweep_dir / str(initial_job_idx) / "metrics.json").write_text(json.dumps({"map/multi": 0.1 * initial_job_idx}))
+            raise RuntimeError(f"job 42_{initial_job_idx + 1} has not produced any output (state: TIMEOUT)")
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    sweeper = OptunaSweeperImpl(sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0}, direction="maximize",
+                                storage=storage, study_name="s", n_trials=4, n_jobs=2, max_failure_rate=1.0, pruner=None,
+                                metric_names=None, params=OmegaConf.create({"ratio": "simplex(mono, cross, multi)"}))
+    sweeper.config = OmegaConf.create({"objective": "map/multi", "hydra": {"job": {"name": "s"},
+                                       "sweep": {"dir": str(sweep_dir), "subdir": "${hydra.job.num}"}}})
+    sweeper.launcher = FirstJobWritesSecondDies()
+    sweeper.sweep([])
+    trials = load(storage, "s").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL] * 2
+    assert [t.value for t in trials[::2]] == [0.0, pytest.approx(0.2)]
+    assert trials[0].user_attrs["output_dir"] == str(sweep_dir / "0")
+    assert "TIMEOUT" in trials[1].user_attrs["error"] and "TIMEOUT" in trials[3].user_attrs["error"]
+
+
+def test_a_trial_left_running_without_heartbeat_is_failed_and_run_again(tmp_path):
+    """A study left by a sweeper that never beat (a batchmix before heartbeats, Ctrl-Z'd, another
+    tool): its RUNNING trial is failed once older than the grace period and its point re-run."""
+    storage = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="ratio_optuna", storage=storage, direction="maximize")
+    orphan = study.ask({"ratio.u1": FloatDistribution(0.0, 1.0), "ratio.u2": FloatDistribution(0.0, 1.0)})
+    res = dry_run(["hparams_search=ratio_optuna", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2",
+                   "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = load(storage, "ratio_optuna").trials
+    assert trials[orphan.number].state == TrialState.FAIL
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 and len(trials) == 3
+    (rerun,) = [t for t in complete if t.system_attrs.get("failed_trial") == orphan.number]
+    assert rerun.params == trials[orphan.number].params
+    assert f"trial {orphan.number} (" in res.stdout + res.stderr and "by a sweeper without heartbeat" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_parallel_sweepers_share_the_target_and_keep_each_others_trials_alive(tmp_path):
+    """Two sweepers on one SQLite study with n_trials=3: exactly 3 trials finish between them. Each
+    job takes 6 s, longer than the 4 s grace period, so the sweeper that waits for the other's last
+    trial would fail it as stale if the other's heartbeat did not keep it alive."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    common = ["hparams_search=ratio_optuna", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=3", "+dry_run.seconds=6",
+              "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4"]
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda w: dry_run(common + [f"hydra.sweeper.sampler.seed={w}", f"hydra.sweep.dir={tmp_path}/worker{w}"],
+                                               tmp_path), range(2)))
+    for res in runs:
+        assert res.returncode == 0, res.stderr[-3000:]
+    logs = "".join(r.stdout + r.stderr for r in runs)
+    trials = load(storage, "ratio_optuna").trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    for t in trials:  # only a trial asked in the same instant as the other sweeper's last one may be left out
+        assert t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "surplus" in t.user_attrs and not t.params)
+    assert {Path(t.user_attrs["output_dir"]).parent.name for t in complete} == {"worker0", "worker1"}
+    assert "waiting for trial(s)" in logs and "left RUNNING" not in logs
+
+
+BAD_STORAGES = {
+    "unknown scheme": ("notadb://x", "does not know ('notadb')"),
+    "server down": ("postgresql+psycopg://nobody:s3cret@127.0.0.1:1/db", "cannot connect"),
+    "missing folder": ("sqlite:///{tmp}/no/such/dir/study.db", "cannot open the SQLite file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_STORAGES)
+def test_bad_storage_url_is_one_line_before_any_trial(case, tmp_path):
+    import time
+
+    url, why = BAD_STORAGES[case]
+    url = url.format(tmp=tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, str(REPO / "train.py"), "-m", "hparams_search=ratio_optuna", "model=tiny",
+                          f"hydra.sweeper.storage={url}", f"hydra.sweep.dir={tmp_path}/sweep"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and time.monotonic() - start < 30
+    errors = [line for line in res.stderr.splitlines() if line.startswith("batchmix: error:")]
+    assert len(errors) == 1 and "Traceback" not in res.stderr + res.stdout, res.stderr
+    assert errors[0].startswith("batchmix: error: hydra.sweeper.storage=") and why in errors[0]
+    assert "sqlite:///" in errors[0] or "writable" in errors[0]  # names the fix
+    assert "s3cret" not in res.stderr + res.stdout
+    assert not (tmp_path / "sweep" / "0").exists()  # no trial ran

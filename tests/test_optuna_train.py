@@ -1,5 +1,5 @@
 """`python train.py -m hparams_search=ratio_optuna` end to end on the tiny model: real training per
-trial into a SQLite study, and a rerun that continues the same study."""
+trial into a SQLite study, and a rerun with a higher n_trials that extends the same study."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ def test_optuna_ratio_search_trains_and_continues(tmp_path, xquad_root):
 
     storage = f"sqlite:///{tmp_path}/study.db"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    args = [sys.executable, str(REPO / "train.py"), "-m", "hparams_search=ratio_optuna", "hydra.sweeper.n_trials=4", *TINY,
+    args = [sys.executable, str(REPO / "train.py"), "-m", "hparams_search=ratio_optuna", *TINY,
             f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path}/sweep"]
-    for n_total in (4, 8):
-        res = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    for n_total in (4, 8):  # n_trials is the study's target: the rerun adds the 4 missing trials
+        res = subprocess.run([*args, f"hydra.sweeper.n_trials={n_total}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         trials = optuna.load_study(study_name="ratio_optuna", storage=storage).trials
         assert [t.number for t in trials] == list(range(n_total))

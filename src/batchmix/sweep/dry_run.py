@@ -8,13 +8,15 @@ Each job validates its config exactly like `train.py`, writes `config.yaml` and 
 of made-up numbers (a smooth function of the ratio, peaked at mono/cross/multi = 0.2/0.5/0.3, with
 a language bias that grows with the mono share), and returns `objective` from them. With
 `pruning.every_n_epochs > 0` inside an Optuna trial it reports a rising curve per epoch, so
-pruners can be tried too. Used by the tests to check sweeps, storages and parallel workers
-without a model; the numbers mean nothing about real training.
+pruners can be tried too. `+dry_run.seconds=3` makes each job take that long (before it writes
+`metrics.json`), to try heartbeats, parallel workers and killed sweeps. Used by the tests to check
+sweeps, storages and parallel workers without a model; the numbers mean nothing about real training.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -61,6 +63,7 @@ def main(cfg: DictConfig) -> float | list[float]:
             epochs = int(cfg.trainer.max_epochs)
             for epoch in range(every, epochs + 1, every):
                 report(trial, metrics["map/multi"] * epoch / epochs, epoch)
+        time.sleep(float(OmegaConf.select(cfg, "dry_run.seconds", default=0) or 0))
         write_json(run_dir / "metrics.json", metrics)
         return select_objective(cfg.objective, metrics)
     except BatchmixError as err:

@@ -4,9 +4,18 @@ Why our own sweeper and not hydra-optuna-sweeper: that plugin (1.3.x) pins optun
 out current samplers and SQLAlchemy 2; Optuna's ask/tell API makes the loop a page of code.
 
 - Storage is always a database (default: SQLite in the sweep dir), so a job can reach its trial
-  (`batchmix.sweep.trial`) and a rerun with the same storage and study name continues the study.
+  (`batchmix.sweep.trial`) and a rerun with the same storage and study name resumes the study.
+- `n_trials` is the study's target of finished (COMPLETE or PRUNED) trials, as Optuna's
+  `MaxTrialsCallback`: a run adds only the missing ones, so a killed sweep rerun with the same
+  command ends with exactly `n_trials`; a finished study runs nothing. Parallel sweepers on one
+  study share the target (a trial is run only if the finished and lower-numbered running trials
+  leave room for it).
+- Trials of a sweeper that died are failed after their heartbeat stops and their parameters run
+  again (`_heartbeat`); SIGTERM / Ctrl-C fail and requeue the in-flight trials at once (`_signals`).
 - A job that raises (or exits non-zero) makes its trial FAIL and the sweep goes on; a job that
-  raises `optuna.TrialPruned` makes it PRUNED.
+  raises `optuna.TrialPruned` makes it PRUNED; a job that gives no result back is told from the
+  `metrics.json` in its run dir if it wrote one, else FAIL (`_run_dir`). A run tries each missing
+  trial once: rerun it to retry the failed ones.
 - Job `hydra.job.num` is the trial number, so job dirs of a continued study never collide.
 - At the end: `optuna_trials.csv` (every trial), `pareto_front.csv` (multi-objective) or
   `optimization_results.yaml` (best trial) in the sweep dir.
@@ -15,29 +24,36 @@ out current samplers and SQLAlchemy 2; Optuna's ask/tell API makes the loop a pa
 from __future__ import annotations
 
 import logging
-import random
+import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import optuna
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from optuna.trial import TrialState
 
 from batchmix.sweep.trial import trial_env
 
+from ._heartbeat import Heartbeat, fail_stale_trials, on_stale, requeue
 from ._params import SearchSpace
 from ._results import write_results
+from ._run_dir import result_from_run_dir
+from ._signals import SweepInterrupted, interrupt_signals
+from ._storage import StorageError, hide_password, open_storage, retrying
 
 log = logging.getLogger(__name__)
 DIRECTIONS = ("minimize", "maximize")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class SweeperError(CompactHydraException):
@@ -71,29 +87,10 @@ def _quote(value: str) -> str:
     return QuotedString(text=value.replace("${", "\\${"), quote=Quote.single).with_quotes()
 
 
-def _hide_password(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only used for log lines
-        return url
-
-
-def _retrying(make: Callable[[], Any], retries: int = 5) -> Any:
-    """Workers starting together on a fresh database race to create Optuna's tables and the study
-    row; the loser of such a race just tries again."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    for attempt in range(retries):
-        try:
-            return make()
-        except (SQLAlchemyError, optuna.exceptions.DuplicatedStudyError) as err:
-            if attempt == retries - 1:
-                raise
-            log.info("storage busy (%s), retrying", type(err).__name__)
-            time.sleep(0.2 + random.random())
-    raise AssertionError("unreachable")
+def _user_error(message: str) -> None:
+    """A bad setting found before any trial: one line, exit 2, as batchmix's CLI does."""
+    print(f"batchmix: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _n_trials(storage: optuna.storages.BaseStorage, study_name: str) -> int:
@@ -123,16 +120,45 @@ def _consecutive_runs(trials: Sequence[optuna.Trial]) -> List[List[int]]:
     return runs
 
 
+def _finished(trial: optuna.Trial) -> bool:
+    """Whether the storage already holds `trial` as finished (another sweeper failed it as stale)."""
+    return trial.storage.get_trial(trial._trial_id).state.is_finished()
+
+
+@dataclass
+class StudyState:
+    """The study's trials by state, as the target arithmetic needs them."""
+
+    finished: int = 0
+    failed: int = 0
+    running: List[int] = field(default_factory=list)  # trial numbers
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> "StudyState":
+        state = cls()
+        for t in study.get_trials(deepcopy=False):
+            state.finished += t.state in FINISHED
+            state.failed += t.state == TrialState.FAIL
+            if t.state == TrialState.RUNNING:
+                state.running.append(t.number)
+        return state
+
+
 class OptunaSweeperImpl(Sweeper):
     def __init__(self, sampler: Any, direction: Any, storage: Optional[str], study_name: Optional[str], n_trials: int,
-                 n_jobs: int, max_failure_rate: float, pruner: Any, metric_names: Any, params: Optional[DictConfig]) -> None:
+                 n_jobs: int, max_failure_rate: float, pruner: Any, metric_names: Any, params: Optional[DictConfig],
+                 heartbeat_interval: int = 10, grace_period: Optional[int] = 60) -> None:
         self.sampler, self.pruner = sampler, pruner
         self.directions = self._directions(direction)
         self.storage, self.study_name = storage, study_name
         if n_trials < 0 or n_jobs < 1 or not 0.0 <= max_failure_rate <= 1.0:
             raise ValueError(f"hydra.sweeper: need n_trials >= 0 (got {n_trials}), n_jobs >= 1 (got {n_jobs}), "
                              f"0 <= max_failure_rate <= 1 (got {max_failure_rate})")
+        if heartbeat_interval < 1 or (grace_period is not None and grace_period <= heartbeat_interval):
+            raise ValueError(f"hydra.sweeper: need heartbeat_interval >= 1 (got {heartbeat_interval}) and grace_period null "
+                             f"or > heartbeat_interval (got {grace_period})")
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.heartbeat_interval, self.grace_period = int(heartbeat_interval), grace_period
         self.metric_names = self._names(metric_names)
         self.params = params
         self.config: Optional[DictConfig] = None
@@ -160,71 +186,84 @@ class OptunaSweeperImpl(Sweeper):
             config=config, hydra_context=hydra_context, task_function=_ExitAsFailure(task_function)
         )
 
+    @property
+    def grace(self) -> int:
+        """Seconds without heartbeat after which a RUNNING trial is stale (Optuna's default: 2 x interval)."""
+        return self.grace_period or 2 * self.heartbeat_interval
+
     def _storage_url(self, sweep_dir: Path) -> str:
         if self.storage:
             return str(self.storage)
         return f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
 
-    def sweep(self, arguments: List[str]) -> List[Sequence[JobReturn]]:
-        assert self.config is not None
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-
-        params = [f"{k}={v}" for k, v in (self.params or {}).items()]
-        space = SearchSpace.parse(params + list(arguments))
-        storage = self._storage_url(sweep_dir)
-        study_name = self.study_name or str(self.config.hydra.job.name)
-        rdb = _retrying(lambda: optuna.storages.RDBStorage(storage))
-        before = _n_trials(rdb, study_name)
-        sampler = _sampler(self.sampler, before)
+    def _open_study(self, storage: str, study_name: str) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+        try:
+            rdb = open_storage(storage, self.heartbeat_interval, self.grace_period, on_stale(self.grace))
+        except StorageError as err:
+            _user_error(str(err))
+        sampler = _sampler(self.sampler, _n_trials(rdb, study_name))
         pruner = instantiate(self.pruner) if self.pruner else None
-        study = _retrying(lambda: optuna.create_study(storage=rdb, study_name=study_name, sampler=sampler, pruner=pruner,
-                                                      directions=self.directions, load_if_exists=True))
+        study = retrying(lambda: optuna.create_study(storage=rdb, study_name=study_name, sampler=sampler, pruner=pruner,
+                                                     directions=self.directions, load_if_exists=True))
         existing = [d.name.lower() for d in study.directions]
         if existing != self.directions:
-            raise SweeperError(f"study {study_name!r} in {_hide_password(storage)} has directions {existing}, the config asks "
+            raise SweeperError(f"study {study_name!r} in {hide_password(storage)} has directions {existing}, the config asks "
                                f"for {self.directions}: set another hydra.sweeper.study_name (or storage)")
         if self.metric_names:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(self.metric_names)
-        log.info("Optuna study %r in %s: %d trials so far, %d to add; sampler %s, directions %s",
-                 study_name, _hide_password(storage), before, self.n_trials, type(sampler).__name__, self.directions)
+        return study, rdb
 
-        returns: List[Sequence[JobReturn]] = []
-        finished = failed = 0
-        remaining = self.n_trials
+    def sweep(self, arguments: List[str]) -> List[Sequence[JobReturn]]:
+        assert self.config is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         try:
-            while remaining > 0:
-                trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
-                remaining -= len(trials)
-                jobs = [self._job_overrides(space, trial, storage, study_name) for trial in trials]
-                results: List[Optional[JobReturn]] = [None] * len(trials)
-                try:
-                    for run in _consecutive_runs(trials):
-                        # job num == trial number: a continued study never reuses a job dir.
-                        launched = self.launcher.launch([jobs[i] for i in run], initial_job_idx=trials[run[0]].number)
-                        for i, ret in zip(run, launched):
-                            results[i] = ret
-                except BaseException:
-                    # A config that cannot even be composed (or Ctrl-C): no trial stays RUNNING.
-                    for trial, ret in zip(trials, results):
-                        if ret is None:
-                            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    raise
-                returns.append([r for r in results if r is not None])
-                for trial, ret in zip(trials, results):
-                    finished += 1
-                    failed += self._tell(study, trial, ret) == optuna.trial.TrialState.FAIL
-                if failed / finished > self.max_failure_rate:
-                    raise SweeperError(f"{failed} of {finished} trials failed (hydra.sweeper.max_failure_rate={self.max_failure_rate}); "
-                                       f"see the job logs in {sweep_dir}")
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        except OSError as err:
+            _user_error(f"hydra.sweep.dir={sweep_dir} cannot be written ({err.strerror or err}): choose a writable folder, "
+                        f"e.g. hydra.sweep.dir=$HOME/batchmix/multirun/optuna")
+
+        params = [f"{k}={v}" for k, v in (self.params or {}).items()]
+        space = SearchSpace.parse(params + list(arguments))
+        storage = self._storage_url(sweep_dir)
+        study_name = self.study_name or str(self.config.hydra.job.name)
+        study, rdb = self._open_study(storage, study_name)
+        fail_stale_trials(study, rdb)
+        start = StudyState.of(study)
+        log.info("Optuna study %r in %s: %d of hydra.sweeper.n_trials=%d trials finished (%d failed, %d running); "
+                 "sampler %s, directions %s", study_name, hide_password(storage), start.finished, self.n_trials, start.failed,
+                 len(start.running), type(study.sampler).__name__, self.directions)
+        if start.finished >= self.n_trials:
+            log.info("study %r already has %d finished trials: nothing to run (raise hydra.sweeper.n_trials to extend it)",
+                     study_name, start.finished)
+            write_results(study, sweep_dir)
+            return []
+
+        run = _Run(self, study, rdb, space, storage, sweep_dir, budget=self.n_trials - start.finished)
+        try:
+            with Heartbeat(rdb, self.heartbeat_interval) as run.heartbeat, interrupt_signals():
+                run.loop()
+        except (SweepInterrupted, KeyboardInterrupt, SystemExit) as stop:
+            if isinstance(stop, SweepInterrupted):
+                why, code = str(stop), stop.exit_code
+            elif isinstance(stop, KeyboardInterrupt):
+                why, code = "KeyboardInterrupt", 130
+            else:  # a job called sys.exit(0) (Lightning does on SIGTERM): it ends the sweep, not with success
+                why, code = f"a job's exit({stop.code})", stop.code if isinstance(stop.code, int) and stop.code else 1
+            print(f"batchmix: sweep stopped by {why}: its running trials are marked FAIL and queued to run again; rerun "
+                  f"the same command to resume study {study_name!r}", file=sys.stderr)
+            raise SystemExit(code) from None
         finally:
             write_results(study, sweep_dir)
-        log.info("study %r now has %d trials (%d from this run, %d of them failed); results in %s", study_name,
-                 len(study.trials), finished, failed, sweep_dir)
-        return returns
+        end = StudyState.of(study)
+        log.info("study %r now has %d of %d finished trials (this run launched %d, %d failed); results in %s", study_name,
+                 end.finished, self.n_trials, run.launched, run.failed, sweep_dir)
+        if end.finished < self.n_trials:
+            log.warning("study %r is %d trial(s) short of hydra.sweeper.n_trials=%d because trials failed: rerun the same "
+                        "command to run the missing ones", study_name, self.n_trials - end.finished, self.n_trials)
+        return run.returns
 
     def _job_overrides(self, space: SearchSpace, trial: optuna.Trial, storage: str, study_name: str) -> List[str]:
         overrides, derived = space.suggest(trial)
@@ -236,30 +275,64 @@ class OptunaSweeperImpl(Sweeper):
         # `++`: add the key, or replace it if the user's config already sets it.
         return overrides + [f"++hydra.job.env_set.{k}={_quote(v)}" for k, v in env.items()]
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Optional[JobReturn]) -> optuna.trial.TrialState:
-        TrialState = optuna.trial.TrialState
+    def _run_dir(self, trial: optuna.Trial, sweep_dir: Path) -> Optional[Path]:
+        """<sweep dir>/<trial number> when `hydra.sweep.subdir` is Hydra's default `${hydra.job.num}`."""
+        assert self.config is not None
+        subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")  # type: ignore[union-attr]
+        return sweep_dir / str(trial.number) if subdir == "${hydra.job.num}" else None
+
+    def _salvage(self, trial: optuna.Trial, sweep_dir: Path) -> Optional[Any]:
+        """The result a job that gave none back left in its run dir, or None."""
+        return result_from_run_dir(self._run_dir(trial, sweep_dir), OmegaConf.select(self.config, "objective"))
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Optional[JobReturn], sweep_dir: Path,
+              missing: Optional[BaseException] = None) -> TrialState:
+        """Tell `trial` the job's result; `ret` None: the job gave none back (`missing` says why)."""
+        try:
+            if _finished(trial):
+                raise optuna.exceptions.UpdateFinishedTrialError()
+            return self._tell_result(study, trial, ret, sweep_dir, missing)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another sweeper failed it as stale: this sweeper's heartbeat stopped for longer than the grace period.
+            log.warning("trial %d was marked FAIL by another sweeper while it ran (no heartbeat for longer than the grace "
+                        "period); its parameters run again there", trial.number)
+            return TrialState.FAIL
+
+    def _tell_result(self, study: optuna.Study, trial: optuna.Trial, ret: Optional[JobReturn], sweep_dir: Path,
+                     missing: Optional[BaseException]) -> TrialState:
         if ret is not None and ret.hydra_cfg is not None:
             trial.set_user_attr("output_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
-        if ret is None or ret.status != JobStatus.COMPLETED:
+        if ret is None:
+            value = self._salvage(trial, sweep_dir)
+            if value is not None:
+                run_dir = self._run_dir(trial, sweep_dir)
+                log.warning("trial %d: no job result (%s); told from %s/metrics.json", trial.number, missing, run_dir)
+                trial.set_user_attr("output_dir", str(run_dir))
+                return self._tell_values(study, trial, value)
+            error: BaseException = RuntimeError(f"no job result ({missing})" if missing else "no job result")
+        elif ret.status != JobStatus.COMPLETED:
             # A failed JobReturn holds the exception; reading `return_value` would re-raise it.
-            error = ret._return_value if ret is not None else RuntimeError("no job result")
-            if isinstance(error, optuna.TrialPruned):
-                study.tell(trial, state=TrialState.PRUNED)
-                log.info("trial %d pruned: %s", trial.number, error)
-                return TrialState.PRUNED
-            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning("trial %d failed (%s: %s); the sweep goes on", trial.number, type(error).__name__, error)
-            return TrialState.FAIL
+            error = ret._return_value
+        else:
+            return self._tell_values(study, trial, ret.return_value)
+        if isinstance(error, optuna.TrialPruned):
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info("trial %d pruned: %s", trial.number, error)
+            return TrialState.PRUNED
+        trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d failed (%s: %s); the sweep goes on", trial.number, type(error).__name__, error)
+        return TrialState.FAIL
+
+    def _tell_values(self, study: optuna.Study, trial: optuna.Trial, value: Any) -> TrialState:
         try:
-            values = self._values(ret.return_value)
+            values = self._values(value)
         except (TypeError, ValueError) as err:
             trial.set_user_attr("error", str(err)[:500])
             study.tell(trial, state=TrialState.FAIL)
             log.warning("trial %d failed: %s", trial.number, err)
             return TrialState.FAIL
-        frozen = study.tell(trial, values)
-        return frozen.state  # FAIL if a value was NaN (Optuna's rule)
+        return study.tell(trial, values).state  # FAIL if a value was NaN (Optuna's rule)
 
     def _values(self, value: Any) -> List[float]:
         n = len(self.directions)
@@ -270,3 +343,129 @@ class OptunaSweeperImpl(Sweeper):
             return [float(v) for v in items]
         except (TypeError, ValueError):
             raise ValueError(f"the job returned {value!r}, not {n} number(s)") from None
+
+
+class _Run:
+    """One sweeper run: ask trials while the study is short of its target and this run's budget
+    (the trials missing when it started) lasts, launch them, tell the results."""
+
+    def __init__(self, sweeper: OptunaSweeperImpl, study: optuna.Study, rdb: optuna.storages.RDBStorage, space: SearchSpace,
+                 storage: str, sweep_dir: Path, budget: int) -> None:
+        self.sweeper, self.study, self.rdb, self.space = sweeper, study, rdb, space
+        self.storage, self.sweep_dir, self.budget = storage, sweep_dir, budget
+        self.target = sweeper.n_trials
+        self.heartbeat: Heartbeat
+        self.returns: List[Sequence[JobReturn]] = []
+        self.launched = self.failed = self.told = 0
+
+    def loop(self) -> None:
+        waiting_for: List[int] = []
+        while True:
+            fail_stale_trials(self.study, self.rdb)
+            state = StudyState.of(self.study)
+            if state.finished >= self.target or self.launched >= self.budget:
+                return
+            free = self.target - state.finished - len(state.running)
+            if free <= 0:
+                # The rest of the study runs in other sweepers: wait until they finish it, or die
+                # and their trials turn stale (then this run takes them over).
+                if state.running != waiting_for:
+                    log.info("waiting for trial(s) %s, running in another sweeper (a trial whose sweeper died is failed "
+                             "after %d s without heartbeat, and run again here)", state.running, self.sweeper.grace)
+                    waiting_for = state.running
+                time.sleep(self.sweeper.heartbeat_interval)
+                continue
+            trials = self._admitted(self._ask(min(self.sweeper.n_jobs, free, self.budget - self.launched)))
+            jobs = [self._job(t) for t in trials]
+            if any(jobs):
+                self._round([t for t, j in zip(trials, jobs) if j], [j for j in jobs if j])
+
+    def _ask(self, n: int) -> List[optuna.Trial]:
+        trials = []
+        for _ in range(n):
+            with warnings.catch_warnings():
+                # Optuna warns that its heartbeat thread only runs in `optimize`; this sweeper beats itself.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = self.study.ask()
+            self.heartbeat.add(trial._trial_id)
+            trials.append(trial)
+        return trials
+
+    def _admitted(self, trials: List[optuna.Trial]) -> List[optuna.Trial]:
+        """The asked trials that fit the target: another sweeper may have asked between this one's
+        count and its ask. A trial runs only if the finished trials plus the running ones asked
+        before it leave room; the others are FAIL with user attr `surplus`, before any parameter."""
+        frozen = self.study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in frozen)
+        running = [t._trial_id for t in frozen if t.state == TrialState.RUNNING]
+        admitted = []
+        for trial in trials:
+            if finished + sum(i < trial._trial_id for i in running) < self.target:
+                admitted.append(trial)
+                continue
+            self.heartbeat.remove([trial._trial_id])
+            trial.set_user_attr("surplus", f"the study reached hydra.sweeper.n_trials={self.target} in another sweeper")
+            self.study.tell(trial, state=TrialState.FAIL)
+            log.info("trial %d not run: the study's other trials fill hydra.sweeper.n_trials=%d", trial.number, self.target)
+        return admitted
+
+    def _job(self, trial: optuna.Trial) -> List[str]:
+        """The trial's job overrides; [] (and the trial FAIL) when its parameters do not fit the search
+        space, e.g. a queued point of an earlier run whose space was different."""
+        try:
+            return self.sweeper._job_overrides(self.space, trial, self.storage, self.study.study_name)
+        except ValueError as err:
+            self.heartbeat.remove([trial._trial_id])
+            self.launched += 1
+            trial.set_user_attr("error", str(err)[:500])
+            self.study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: its parameters %s do not fit this search space (%s)", trial.number,
+                        trial.params, err)
+            return []
+
+    def _round(self, trials: List[optuna.Trial], jobs: List[List[str]]) -> None:
+        sweeper, study = self.sweeper, self.study
+        self.launched += len(trials)
+        results: List[Optional[JobReturn]] = [None] * len(trials)
+        missing: Optional[BaseException] = None
+        try:
+            for run in _consecutive_runs(trials):
+                # job num == trial number: a continued study never reuses a job dir.
+                launched = sweeper.launcher.launch([jobs[i] for i in run], initial_job_idx=trials[run[0]].number)
+                for i, ret in zip(run, launched):
+                    results[i] = ret
+        except HydraException:
+            # A config that cannot even be composed: every trial would fail the same way.
+            for trial, ret in zip(trials, results):
+                if ret is None:
+                    study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as err:  # noqa: BLE001 - e.g. a SLURM job that ended without a result
+            missing = err
+            log.warning("the launcher gave no result for some of trials %s (%s: %s)", [t.number for t in trials],
+                        type(err).__name__, err)
+        except BaseException as stop:  # SweepInterrupted, KeyboardInterrupt, SystemExit of a job
+            self._settle(trials, results, stop)
+            raise
+        finally:
+            self.heartbeat.remove(t._trial_id for t in trials)
+        self.returns.append([r for r in results if r is not None])
+        for trial, ret in zip(trials, results):
+            self.told += 1
+            self.failed += sweeper._tell(study, trial, ret, self.sweep_dir, missing) == TrialState.FAIL
+        if self.failed / self.told > sweeper.max_failure_rate:
+            raise SweeperError(f"{self.failed} of {self.told} trials failed (hydra.sweeper.max_failure_rate="
+                               f"{sweeper.max_failure_rate}); see the job logs in {self.sweep_dir}")
+
+    def _settle(self, trials: List[optuna.Trial], results: List[Optional[JobReturn]], stop: BaseException) -> None:
+        """The sweep is being stopped: tell what came back (or was written to a run dir), fail and
+        requeue the rest so a rerun runs those points again."""
+        why = f"was interrupted ({stop.__class__.__name__}{': ' + str(stop) if str(stop) else ''})"
+        for trial, ret in zip(trials, results):
+            if ret is not None or self.sweeper._salvage(trial, self.sweep_dir) is not None:
+                self.sweeper._tell(self.study, trial, ret, self.sweep_dir, stop)
+                continue
+            if _finished(trial):
+                continue  # failed as stale by another sweeper, which queued it again
+            self.study.tell(trial, state=TrialState.FAIL)
+            requeue(self.study, self.rdb.get_trial(trial._trial_id), why)

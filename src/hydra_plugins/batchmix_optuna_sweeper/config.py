@@ -31,9 +31,12 @@ class BatchmixOptunaSweeperConf:
     # Any SQLAlchemy URL (sqlite:///study.db, postgresql+psycopg://user@host/db); null: the SQLite
     # file <sweep dir>/optuna.db. Always a database, so jobs can report intermediate values.
     storage: Optional[str] = None
-    # A rerun with the same storage and name continues the study. null: the Hydra job name.
+    # A rerun with the same storage and name resumes the study. null: the Hydra job name.
     study_name: Optional[str] = None
-    # Trials this run adds to the study.
+    # The study's target number of finished (COMPLETE or PRUNED) trials, as Optuna's MaxTrialsCallback:
+    # a run adds only the missing ones, so a killed sweep rerun with the same command ends with exactly
+    # n_trials; a finished study runs nothing (raise n_trials to extend it). Parallel sweepers on one
+    # study share it. Each run tries a missing trial once; failed ones are retried by the next rerun.
     n_trials: int = 20
     # Trials asked at once and handed to the launcher as one batch (parallel with a parallel launcher).
     n_jobs: int = 1
@@ -43,6 +46,11 @@ class BatchmixOptunaSweeperConf:
     # An Optuna pruner (preset group hydra/sweeper/pruner, default median), used by jobs that report
     # intermediate values (pruning.every_n_epochs > 0); null: Optuna's default (MedianPruner).
     pruner: Any = MISSING
+    # Seconds between heartbeats of the trials this sweeper runs. A RUNNING trial without a heartbeat
+    # for grace_period seconds (null: 2 x heartbeat_interval) belongs to a sweeper that died: the next
+    # sweeper on the study marks it FAIL and runs its parameters again.
+    heartbeat_interval: int = 10
+    grace_period: Optional[int] = 60
     # Names of the objectives, shown in the study and the CSVs (e.g. ${objective}); optional.
     metric_names: Any = None
     # Search space in Hydra's override grammar: interval(a, b), tag(log, interval(a, b)),
