@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from batchmix.config import CONF_DIR, register_resolvers, validate
+from batchmix.config import CONF_DIR, check_data, check_data_files, check_writable, register_resolvers, validate
 from batchmix.errors import BatchmixError
 
 register_resolvers()
@@ -20,6 +23,7 @@ register_resolvers()
 def _train(cfg: DictConfig) -> float:
     try:
         validate(cfg)  # cheap checks first: a typo costs a second, not a Lightning import
+        check_data(cfg)  # data root, languages, split shares: still no file read
         from batchmix.train import train  # heavy imports only once the config is known to be sane
 
         return train(cfg, HydraConfig.get().runtime.output_dir)["objective"]
@@ -32,12 +36,33 @@ def _train(cfg: DictConfig) -> float:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def _eval(cfg: DictConfig) -> float:
     try:
+        check_data_files(cfg)  # a wrong data.root or language fails before the model loads
         from batchmix.evaluate import evaluate
 
         return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))
     except BatchmixError as err:
         print(f"batchmix: error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+class RunDirCheck(Callback):
+    """Hydra callback (`hydra.callbacks.run_dir_check` in conf/train.yaml and conf/eval.yaml): an
+    unwritable `hydra.run.dir` / `hydra.sweep.dir` is answered with one line before Hydra creates
+    the dir itself, where the failure would end in a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(path: Any, key: str) -> None:
+        try:
+            check_writable(Path(str(path)), key)
+        except BatchmixError as err:  # Hydra turns a callback's exception into a warning: exit here
+            print(f"batchmix: error: {err}", file=sys.stderr)
+            sys.exit(2)
 
 
 def train_main() -> None:

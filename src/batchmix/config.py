@@ -77,7 +77,7 @@ def validate(cfg: DictConfig) -> Ratio:
     return ratio
 
 
-_SWITCHES = ("loss.gather", "model.gradient_checkpointing", "model.compile", "data.pretokenize")
+_SWITCHES = ("loss.gather", "model.gradient_checkpointing", "model.compile", "data.pretokenize", "resume")
 
 
 def check_switches(cfg: DictConfig) -> None:
@@ -87,6 +87,7 @@ def check_switches(cfg: DictConfig) -> None:
         if not isinstance(value, bool):
             raise BatchmixError(f"{key}={value!r} must be true or false")
     check_num_workers(OmegaConf.select(cfg, "data.num_workers", default=0))
+    check_every_n_steps(OmegaConf.select(cfg, "checkpoint.every_n_steps", default=50))
     backend = OmegaConf.select(cfg, "model.compile_backend", default="inductor")
     if OmegaConf.select(cfg, "model.compile", default=False):
         import torch._dynamo  # only when compiling: the import costs ~1 s
@@ -96,6 +97,15 @@ def check_switches(cfg: DictConfig) -> None:
                 f"model.compile_backend={backend!r} is not a torch.compile backend; "
                 f"use one of {torch._dynamo.list_backends()} (e.g. model.compile_backend=inductor)"
             )
+
+
+def check_every_n_steps(value: Any) -> int:
+    """`checkpoint.every_n_steps`: how often `checkpoints/last.ckpt` is saved during training."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BatchmixError(
+            f"checkpoint.every_n_steps={value!r} must be a non-negative integer (0: only at the end of training and on SIGTERM)"
+        )
+    return value
 
 
 def check_num_workers(workers: Any) -> None:
@@ -121,7 +131,45 @@ def check_world_size(cfg: DictConfig) -> None:
 
 def check_candidates(mode: Any) -> None:
     if mode not in CANDIDATE_MODES:
-        raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}")
+        raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}: use eval.candidates=sentence (LAReQA) or context")
+
+
+def check_data(cfg: DictConfig) -> None:
+    """The data settings that need no file read: the sampler mode, the split shares, the data root
+    and language files, the JSONL path. The CLI runs this before the heavy imports, so a typo in a
+    path or a language costs a second; the loaders repeat the same checks (same functions)."""
+    from batchmix.data.split import check_fractions
+    from batchmix.sampling.hybrid_batch_sampler import MONO_MODES
+
+    mono_mode = OmegaConf.select(cfg, "data.sampler.mono_mode", default="batch")
+    if mono_mode not in MONO_MODES:
+        raise BatchmixError(f"data.sampler.mono_mode={mono_mode!r} is not one of {list(MONO_MODES)}: use data.sampler.mono_mode=batch or pair")
+    split = _get(cfg, "data.split")
+    fractions = check_fractions(OmegaConf.to_container(split, resolve=True) if isinstance(split, DictConfig) else split)
+    shares = ", ".join(f"{k}={v:g}" for k, v in fractions.items())
+    eval_split, train_file = OmegaConf.select(cfg, "eval.split", default="test"), _get(cfg, "data.train_file")
+    if fractions.get(str(eval_split), 0.0) <= 0:
+        raise BatchmixError(
+            f"eval.split={eval_split!r} would be empty: data.split has {shares}; give it a share "
+            f"(e.g. data.split.{eval_split}=0.1) or evaluate on a split that has one (eval.split=val)"
+        )
+    if not train_file and fractions.get("train", 0.0) <= 0:
+        raise BatchmixError(f"the training split would be empty: data.split has {shares}; set data.split.train=0.8 or give data.train_file=<pairs.jsonl>")
+    if train_file and not Path(str(train_file)).expanduser().is_file():
+        raise BatchmixError(f"data.train_file={str(train_file)!r} is not a file; give the path of a JSONL file of {{id, lang, query, positive}} rows")
+    check_data_files(cfg)
+
+
+def check_data_files(cfg: DictConfig) -> None:
+    """`data.source`, `data.root` and one `<lang>.json` per language of `data.languages`; reads no file."""
+    from batchmix.data.lareqa import lareqa_files
+    from batchmix.data.load import SOURCES
+
+    source = OmegaConf.select(cfg, "data.source", default="local")
+    if source not in SOURCES:
+        raise BatchmixError(f"data.source={source!r} is not one of {list(SOURCES)}: use data.source=local (files) or data.source=hub")
+    if source == "local":
+        lareqa_files(_get(cfg, "data.root"), _get(cfg, "data.languages"), _get(cfg, "data.name"))
 
 
 _OBJECTIVE = re.compile(
@@ -142,15 +190,15 @@ def check_objective(objective: Any) -> None:
             )
 
 
-def check_writable(path: Path) -> Path:
-    """The run dir must be writable before hours of training, not after."""
+def check_writable(path: Path, key: str = "hydra.run.dir") -> Path:
+    """The run dir must be writable before hours of training, not after (`key`: the setting to fix)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".batchmix_write_test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise BatchmixError(f"output dir {path} is not writable ({err.strerror}); set hydra.run.dir=<a writable folder>") from None
+        raise BatchmixError(f"output dir {path} is not writable ({err.strerror}); set {key}=<a writable folder>") from None
     return path
 
 

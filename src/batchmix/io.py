@@ -1,10 +1,12 @@
 """Result files are written atomically (temp file in the same folder, then rename), so a killed
-run never leaves a half-written metrics.json, history.csv, heatmap or TREC run behind."""
+run never leaves a half-written metrics.json, history.csv, heatmap, TREC run or model export behind.
+(Lightning checkpoints too: `batchmix.checkpointing.AtomicCheckpointIO` writes them with `atomic_open`.)"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -43,3 +45,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A staging folder beside `path` to write a folder of files into (a model export); it takes the
+    place of `path` only if the block succeeds, so a killed export never leaves a half-written `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        for folder, _, files in os.walk(staging):
+            for name in files:
+                with open(Path(folder) / name, "rb") as f:
+                    os.fsync(f.fileno())
+        if path.exists():  # a folder cannot be renamed over a non-empty one: move the old one aside first
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+            os.replace(path, old / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

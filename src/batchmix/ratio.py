@@ -42,7 +42,7 @@ class Ratio:
         if unknown:
             raise BatchmixError(f"unknown ratio key(s) {unknown}: a ratio has only mono, cross, multi (e.g. ratio.mono=0.5)")
         values: dict[str, float] = {}
-        for key in BATCH_TYPES:
+        for key in ("mono", "multi", "cross"):  # the given shares first: cross is derived from them by default
             raw = cfg.get(key, 0.0)
             try:
                 value = float(raw)

@@ -7,6 +7,7 @@ objective (default `map/multi` on the held-out split) so a sweeper can optimise 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -16,8 +17,10 @@ import lightning as L
 import pandas as pd
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from batchmix.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from batchmix.config import check_writable, offline_defaults, validate
 from batchmix.convergence import write_convergence
 from batchmix.data.datamodule import HybridDataModule, PairCollator
@@ -26,14 +29,16 @@ from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
 from batchmix.eval.report import evaluate_and_write
 from batchmix.eval.sets import eval_sets, load_eval_set, prefixed
-from batchmix.io import atomic_write_text, write_json
+from batchmix.io import atomic_dir, atomic_write_text, write_json
 from batchmix.loggers import build_logger, log_final_results
 from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import HEADLINE, metrics_table
+from batchmix.resume import plan_resume, sigterm_exit
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
 from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.pruning import pruning_callbacks
+from batchmix.training_guards import NonFiniteLossGuard
 
 log = logging.getLogger("batchmix")
 
@@ -45,6 +50,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # 1. Validate everything cheap before anything heavy loads.
     ratio = validate(cfg)
+    # A rerun into the same run dir (resume=true): skip a finished run, continue an interrupted one.
+    plan = plan_resume(cfg, run_dir)
+    if plan.finished is not None:
+        return plan.finished
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     # 2. Data: training pairs and held-out article splits.
@@ -103,22 +112,33 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # Under DDP every process runs this recipe; only global rank 0 evaluates and writes results.
     is_main = rank_zero_only.rank == 0
-    metrics_before = evaluate("before") if cfg.eval.before and is_main else {}
+    before_file = run_dir / "metrics_before.json"
+    if plan.checkpoint and before_file.is_file():  # a resumed run scored its untrained model already
+        metrics_before = json.loads(before_file.read_text())
+    else:
+        metrics_before = evaluate("before") if cfg.eval.before and is_main else {}
     if metrics_before:
         write_json(run_dir / "metrics_before.json", metrics_before)
 
     # 6. Train.
     logger = build_logger(cfg, run_dir)
+    # checkpoints/last.ckpt every checkpoint.every_n_steps steps, at the end and on SIGTERM (atomically)
+    checkpoint = LastCheckpoint(run_dir / "checkpoints", every_n_steps=cfg.checkpoint.every_n_steps)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         default_root_dir=str(run_dir),
         logger=logger,
+        plugins=[AtomicCheckpointIO()],
         callbacks=[
-            L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0),
+            checkpoint,
+            NonFiniteLossGuard(run_dir, checkpoint),  # a NaN/inf loss stops the run before it touches the model
             *pruning_callbacks(cfg, splits),  # reports validation mAP to an Optuna trial, if any
         ],
     )
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=False)  # our own checkpoint
+    except SIGTERMException:
+        raise sigterm_exit(run_dir, trainer.global_step) from None
     if trainer.global_rank != 0:
         return {"objective": None, "metrics": {}, "metrics_before": {}, "run_dir": run_dir}
     history = pd.DataFrame(module.history)
@@ -130,7 +150,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     metrics.update(_training_summary(history))
     write_json(run_dir / "metrics.json", metrics)
     if cfg.save_model:
-        _export(module, run_dir / "model")
+        with atomic_dir(run_dir / "model") as staging:  # all of model/ or none of it
+            _export(module, staging)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
     extra_rows = tuple(f"{key}/map/{setting}" for key in extra_sets for setting in ("multi", "mono", "cross"))
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}",

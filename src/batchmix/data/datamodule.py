@@ -142,6 +142,14 @@ class _LazyDataLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         return _StartOnFirstBatch(super().__iter__)
 
+    # Stateful (the hybrid sampler's epoch and consumed position), so Lightning knows that a mid-epoch
+    # checkpoint resumes this data stream exactly (and does not warn that it cannot).
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.sampler.load_state_dict(state)
+
 
 class HybridDataModule(L.LightningDataModule):
     def __init__(self, groups: TrainingGroups, sampler: HybridBatchSampler, collator: PairCollator, num_workers: int = 0) -> None:

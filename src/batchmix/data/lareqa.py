@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +42,47 @@ def available_languages(root: Path) -> list[str]:
 
 
 def read_squad_json(path: Path) -> list[Any]:
-    """The `data` list of a SQuAD-style JSON file, with file/line/column on any parse failure."""
+    """The `data` list of a SQuAD-style JSON file, with file/line/column on any parse failure.
+
+    `utf-8-sig`: a byte-order mark (as some Windows editors write) is skipped, not a parse error.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             document = json.load(f)
     except FileNotFoundError:
         raise BatchmixError(f"{path} does not exist; check data.root and data.languages") from None
+    except OSError as e:
+        raise BatchmixError(f"cannot read {path} ({e.strerror}); check its permissions, data.root and data.languages") from None
     except json.JSONDecodeError as e:
         raise BatchmixError(
-            f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+            f"{path} is not valid JSON (line {e.lineno}, column {e.colno}, char {e.pos}: {e.msg}); "
             "the file is malformed or truncated, re-download it"
         ) from None
     except UnicodeDecodeError as e:
         raise BatchmixError(f"{path} is not UTF-8 ({e.reason} at byte {e.start}); re-download it") from None
+    except (ValueError, RecursionError) as e:  # a number of > 4300 digits, or nesting deeper than Python's stack
+        raise BatchmixError(f"{path} cannot be parsed as JSON ({str(e).splitlines()[0]}); the file is corrupt, re-download it") from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise BatchmixError(f"{path} has no top-level 'data' list; {_NOT_LAREQA}")
     return document["data"]
+
+
+def _id(qid: str) -> str:
+    """A question id as shown in an error: as is, unless it would break the one-line message."""
+    return qid if qid.isprintable() and len(qid) <= 64 else reprlib.repr(qid)
+
+
+def check_text(where: str, what: str, *texts: str) -> None:
+    """Reject text no tokenizer can encode: a lone UTF-16 surrogate (JSON allows the escape "\\ud800")
+    would otherwise load fine and only fail at the first batch, with a TypeError from the tokenizer."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise BatchmixError(
+                f"{where}: {what} holds an unpaired surrogate {text[e.start]!r} (at character {e.start}), which no "
+                "tokenizer accepts; the file is corrupt, re-export it as UTF-8"
+            ) from None
 
 
 def _sentence_spans(where: str, context: str, breaks: Any, n_sentences: int) -> list[tuple[int, int]]:
@@ -75,7 +102,7 @@ def _sentence_spans(where: str, context: str, breaks: Any, n_sentences: int) -> 
         )
         if not ok:
             raise BatchmixError(
-                f"{where}: sentence_breaks[{k}]={span!r} is not a [start, end) pair inside the context "
+                f"{where}: sentence_breaks[{k}]={reprlib.repr(span)} is not a [start, end) pair inside the context "
                 f"(length {len(context)}); re-export or re-download the file"
             )
         spans.append((span[0], span[1]))
@@ -96,7 +123,7 @@ def language_set_from_squad(data: list[Any], lang: str, source: str) -> Language
             raise BatchmixError(f"{source}: article {a_idx} has no 'paragraphs' list; {_NOT_LAREQA}")
         title = article.get("title")
         for p_idx, para in enumerate(article["paragraphs"]):
-            where = f"{source}: article {a_idx} ({title!r}) paragraph {p_idx}"
+            where = f"{source}: article {a_idx} ({reprlib.repr(title)}) paragraph {p_idx}"
             if not isinstance(para, dict) or not isinstance(para.get("context"), str):
                 raise BatchmixError(f"{where} has no 'context' string; {_NOT_LAREQA}")
             context = para["context"]
@@ -105,6 +132,7 @@ def language_set_from_squad(data: list[Any], lang: str, source: str) -> Language
                 raise BatchmixError(f"{where} has no 'sentences'/'sentence_breaks'; {_NOT_LAREQA}")
             if not all(isinstance(s, str) for s in sentences):
                 raise BatchmixError(f"{where}: 'sentences' must be a list of strings; {_NOT_LAREQA}")
+            check_text(where, "its context or a sentence", context, *sentences)
             spans = _sentence_spans(where, context, para["sentence_breaks"], len(sentences))
 
             first_candidate = len(ls.candidates)
@@ -112,36 +140,51 @@ def language_set_from_squad(data: list[Any], lang: str, source: str) -> Language
             ls.candidate_contexts.extend([context] * len(sentences))
             ls.candidate_group.extend([a_idx] * len(sentences))
 
-            for qa in para.get("qas") or []:
+            qas = para.get("qas")
+            if qas is not None and not isinstance(qas, list):
+                raise BatchmixError(f"{where}: 'qas' is a {type(qas).__name__}, not a list of questions; {_NOT_LAREQA}")
+            for q_idx, qa in enumerate(qas or []):
                 qid = qa.get("id") if isinstance(qa, dict) else None
-                if qid is None or str(qid) == "":
-                    raise BatchmixError(f"{where}: a question has no 'id'; every question needs one")
+                if isinstance(qid, bool) or not isinstance(qid, (str, int)) or str(qid).strip() == "":
+                    raise BatchmixError(
+                        f"{where}: question {q_idx} has id={reprlib.repr(qid)}; every question needs a non-empty "
+                        "string 'id' (it links the question to its translations)"
+                    )
                 qid = str(qid)
                 question = qa.get("question")
                 if not isinstance(question, str) or not question.strip():
-                    raise BatchmixError(f"{source}: question {qid} has an empty or missing 'question' text")
+                    raise BatchmixError(f"{source}: question {_id(qid)} has an empty or missing 'question' text; give it one or drop the question")
+                check_text(f"{source}: question {_id(qid)}", "its id or text", qid, question)
                 if qid in seen_ids:
                     raise BatchmixError(
-                        f"{source}: question id {qid} appears twice in language {lang!r}; ids must be "
+                        f"{source}: question id {_id(qid)} appears twice in language {lang!r}; ids must be "
                         "unique within a language (they link a question to its translations)"
                     )
                 seen_ids.add(qid)
                 answers = qa.get("answers")
                 if not isinstance(answers, list) or not answers or not isinstance(answers[0], dict):
-                    raise BatchmixError(f"{source}: question {qid} has no 'answers'; {_NOT_LAREQA}")
+                    raise BatchmixError(f"{source}: question {_id(qid)} has no 'answers' list; {_NOT_LAREQA}")
                 start = answers[0].get("answer_start")
                 if not isinstance(start, int) or isinstance(start, bool):
-                    raise BatchmixError(f"{source}: question {qid} has answer_start={start!r}, not an integer")
+                    raise BatchmixError(
+                        f"{source}: question {_id(qid)} has answer_start={reprlib.repr(start)}, not an integer character "
+                        "offset into its context; the file is corrupt, re-download it"
+                    )
                 if not 0 <= start < len(context):
                     raise BatchmixError(
-                        f"{source}: question {qid} has answer_start={start} outside its context "
+                        f"{source}: question {_id(qid)} has answer_start={start} outside its context "
                         f"(length {len(context)}); the file is corrupt, re-download it"
                     )
                 answer_sentence = next((k for k, (b, e) in enumerate(spans) if b <= start < e), None)
                 if answer_sentence is None:
                     raise BatchmixError(
-                        f"{source}: question {qid} has answer_start={start} outside every sentence_breaks "
+                        f"{source}: question {_id(qid)} has answer_start={start} outside every sentence_breaks "
                         f"span of its paragraph; the file is corrupt, re-download it"
+                    )
+                if not sentences[answer_sentence].strip():
+                    raise BatchmixError(
+                        f"{where}: question {_id(qid)} has an empty answer sentence (sentences[{answer_sentence}]); "
+                        "the file is corrupt, re-download it"
                     )
                 ls.question_ids.append(qid)
                 ls.questions.append(question)
@@ -211,20 +254,20 @@ def _normalise_languages(languages: list[str] | str | None) -> list[str] | None:
         return None
     if isinstance(languages, str):
         languages = [languages]
+    if not isinstance(languages, Sequence):
+        raise BatchmixError(f"data.languages={languages!r} must be a list of language codes, e.g. data.languages=[en,de]")
     return sorted(set(str(lang) for lang in languages))
 
 
-def load_lareqa(
+def lareqa_files(
     root: str | os.PathLike | None,
-    languages: list[str] | None = None,
+    languages: list[str] | str | None = None,
     name: str | None = None,
-) -> LAReQACorpus:
-    """Load `<root>/<lang>.json` for each language (None: every language file in `root`).
-
-    `root=None` resolves the data folder with `resolve_data_root` (for dataset `name`, default
-    xquad-r). The corpus is named `name`, else after the folder.
-    """
-    root_path = resolve_data_root(None, name or "xquad-r") if root is None else Path(root).expanduser()
+) -> dict[str, Path]:
+    """`{language: <root>/<lang>.json}` for the requested languages (None: every language file in
+    `root`), without reading any file: the CLI calls it before the heavy imports, so a wrong root or
+    language code costs a second. `root=None` resolves the folder with `resolve_data_root`."""
+    root_path = resolve_data_root(None, name or "xquad-r") if root is None else Path(str(root)).expanduser()
     if not root_path.is_dir():
         raise BatchmixError(
             f"data root {root_path} does not exist; set data.root=/path/to/xquad-r "
@@ -245,9 +288,20 @@ def load_lareqa(
             f"available there: {', '.join(available) or 'none'}"
         )
     if not requested:
-        raise BatchmixError("data.languages is empty; list at least one language or leave it unset for all")
-    sets = {}
-    for lang in requested:
-        path = root_path / f"{lang}.json"
-        sets[lang] = language_set_from_squad(read_squad_json(path), lang, source=str(path))
-    return corpus_from_language_sets(name or root_path.resolve().name, sets)
+        raise BatchmixError("data.languages is empty; list at least one language (e.g. data.languages=[en,de]) or leave it unset for all")
+    return {lang: root_path / f"{lang}.json" for lang in requested}
+
+
+def load_lareqa(
+    root: str | os.PathLike | None,
+    languages: list[str] | None = None,
+    name: str | None = None,
+) -> LAReQACorpus:
+    """Load `<root>/<lang>.json` for each language (None: every language file in `root`).
+
+    `root=None` resolves the data folder with `resolve_data_root` (for dataset `name`, default
+    xquad-r). The corpus is named `name`, else after the folder.
+    """
+    files = lareqa_files(root, languages, name)
+    sets = {lang: language_set_from_squad(read_squad_json(path), lang, source=str(path)) for lang, path in files.items()}
+    return corpus_from_language_sets(name or next(iter(files.values())).parent.resolve().name, sets)

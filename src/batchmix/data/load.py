@@ -18,7 +18,8 @@ def load_corpus(data: Mapping[str, Any]) -> LAReQACorpus:
     source = data.get("source", "local")
     if source not in SOURCES:
         raise BatchmixError(f"data.source={source!r} is not one of {list(SOURCES)}: use data.source=local (files) or data.source=hub")
-    languages = list(data["languages"]) if data.get("languages") is not None else None
+    langs = data.get("languages")
+    languages = None if langs is None else [langs] if isinstance(langs, str) else list(langs)  # data.languages=en: one
     if source == "hub":
         from batchmix.data.hub import load_lareqa_hub
 

@@ -37,7 +37,7 @@ def resolve_data_root(root: str | os.PathLike | None, dataset: str = "xquad-r") 
     exist is an error rather than a silent fall-through, so a typo never loads other data.
     """
     if root is not None and str(root) != "":
-        path = Path(root).expanduser()
+        path = Path(str(root)).expanduser()  # str(): `data.root=5` arrives as an int
         if path.is_dir():
             return path.resolve()
         raise BatchmixError(f"data.root={str(root)!r} is not a directory; {_fix(dataset)}")

@@ -19,22 +19,29 @@ from batchmix.errors import BatchmixError
 DEFAULT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
-def _validate(fractions: Mapping[str, float]) -> dict[str, float]:
+def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
+    """`{split: fraction}` as floats, or one line naming the bad `data.split` value: each a finite
+    number >= 0, together summing to 1. Cheap, so the CLI runs it before any data loads."""
+    if not isinstance(fractions, Mapping) or not fractions:
+        raise BatchmixError(f"split fractions are empty or not a mapping ({fractions!r}); give e.g. data.split={{train:0.8,val:0.1,test:0.1}}")
     shown = ", ".join(f"{k}={v}" for k, v in fractions.items())
-    if not fractions:
-        raise BatchmixError("split fractions are empty; give e.g. train=0.8, val=0.1, test=0.1")
     values = {}
     for key, value in fractions.items():
         try:
+            if isinstance(value, bool):
+                raise TypeError
             value = float(value)
         except (TypeError, ValueError):
-            raise BatchmixError(f"split fraction {key}={value!r} is not a number ({shown})") from None
+            raise BatchmixError(f"split fraction {key}={value!r} is not a number ({shown}); set data.split.{key} to a fraction in [0, 1]") from None
         if not math.isfinite(value) or value < 0:
-            raise BatchmixError(f"split fraction {key}={value} must be a finite number >= 0 ({shown})")
+            raise BatchmixError(f"split fraction {key}={value} must be a finite number >= 0 ({shown}); set data.split.{key} to a fraction in [0, 1]")
         values[str(key)] = value
     total = sum(values.values())
     if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise BatchmixError(f"split fractions {shown} sum to {total:g}; they must sum to 1")
+        raise BatchmixError(
+            f"split fractions {shown} sum to {total:g}; they must sum to 1 (e.g. data.split.train=0.8 "
+            "data.split.val=0.1 data.split.test=0.1)"
+        )
     return values
 
 
@@ -45,12 +52,13 @@ def allocate_group_counts(n_groups: int, fractions: Mapping[str, float]) -> dict
     `fractions`). A split with a positive fraction that rounded to 0 then takes one group from the
     currently largest split, so every requested split is non-empty.
     """
-    values = _validate(fractions)
+    values = check_fractions(fractions)
     positive = [k for k, v in values.items() if v > 0]
     if n_groups < len(positive):
         raise BatchmixError(
             f"cannot split {n_groups} article group(s) into {len(positive)} non-empty splits "
-            f"({', '.join(positive)}); use fewer splits (set the unwanted fraction to 0) or more data"
+            f"({', '.join(positive)}); use fewer splits (set the unwanted fraction to 0, e.g. data.split.val=0) "
+            "or more data (more articles, or more of data.languages)"
         )
     quotas = {k: v * n_groups for k, v in values.items()}
     counts = {k: math.floor(q) for k, q in quotas.items()}

@@ -24,6 +24,7 @@ EMBEDDED_TOKENIZER = "embedded:xlmr-tokenizer"
 
 def resolve_name(name_or_path: str) -> str:
     """Map `embedded:` names to their local directory (converting on first use)."""
+    name_or_path = str(name_or_path)  # `model.name_or_path=123` arrives as an int
     if name_or_path == EMBEDDED:
         from batchmix.models.embedded_e5 import ensure_embedded_model
 
@@ -40,7 +41,11 @@ def resolve_name(name_or_path: str) -> str:
 def _load_error(what: str, name: str, err: Exception) -> BatchmixError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     if Path(name).exists():
-        return BatchmixError(f"could not load {what} from local path {name!r}: {str(err).splitlines()[0]}")
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return BatchmixError(
+            f"could not load {what} from local path {name!r} ({first_line}); it must be a Hugging Face model "
+            "directory (config.json, weights, tokenizer files), e.g. the model/ folder of a batchmix run"
+        )
     why = "the hub is disabled (HF_HUB_OFFLINE=1)" if offline else "the hub is unreachable or has no such model"
     return BatchmixError(
         f"could not load {what} {name!r}: it is not a local directory and {why}; "

@@ -117,11 +117,17 @@ def _se(a: tuple[float, float, int], b: tuple[float, float, int]) -> float:
     return math.sqrt(var)
 
 
-def _verdict_geq(a, b, higher_is_better: bool = True) -> tuple[str, str]:
-    """Is a at least as good as b, or tied (within 2 SE)? Returns (difference text, verdict)."""
+def _difference(a, b, higher_is_better: bool) -> tuple[float, float, str]:
+    """(a's advantage over b, two standard errors of the difference, the difference as printed)."""
     diff = (a[0] - b[0]) if higher_is_better else (b[0] - a[0])
     tie = 2 * _se(a, b)
     text = f"{a[0] - b[0]:+.3f} (2 SE {tie:.3f})" if abs(a[0]) < 10 else f"{a[0] - b[0]:+.1f} (2 SE {tie:.1f})"
+    return diff, tie, text
+
+
+def _verdict_geq(a, b, higher_is_better: bool = True) -> tuple[str, str]:
+    """Is a at least as good as b, or tied (within 2 SE)? Returns (difference text, verdict)."""
+    diff, tie, text = _difference(a, b, higher_is_better)
     if math.isnan(diff):
         return "–", "not measured"
     if diff >= 0:
@@ -131,16 +137,12 @@ def _verdict_geq(a, b, higher_is_better: bool = True) -> tuple[str, str]:
 
 def _verdict_gt(a, b, higher_is_better: bool = True) -> tuple[str, str]:
     """Is a better than b beyond noise?"""
-    diff = (a[0] - b[0]) if higher_is_better else (b[0] - a[0])
-    tie = 2 * _se(a, b)
-    text = f"{a[0] - b[0]:+.3f} (2 SE {tie:.3f})" if abs(a[0]) < 10 else f"{a[0] - b[0]:+.1f} (2 SE {tie:.1f})"
+    diff, tie, text = _difference(a, b, higher_is_better)
     if math.isnan(diff):
         return "–", "not measured"
     if diff > tie:
         return text, "**matches**"
-    if diff > 0:
-        return text, "same direction, within noise"
-    return text, "**does not match**"
+    return text, "same direction, within noise" if diff > 0 else "**does not match**"
 
 
 def _paper_says(claim, paper_key: str | None) -> str:
