@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["model=tiny", "data.languages=[en,de]", "data.batch_size=8", "data.batches_per_epoch=4", "save_model=false",
-        "eval.before=false", "logger=csv"]
+# A checkpoint after every step: the kill below waits for the first one, so it lands mid-training
+# however fast the machine (12 steps plus the evaluation are still ahead of it).
+TINY = ["model=tiny", "data.languages=[en,de]", "data.batch_size=8", "data.batches_per_epoch=12", "save_model=false",
+        "eval.before=false", "logger=csv", "checkpoint.every_n_steps=1"]
 N_TRIALS = 4
 
 
@@ -41,16 +43,13 @@ def trials(tmp_path: Path) -> list:
 
 
 def kill_while_training(proc: subprocess.Popen, tmp_path: Path, number: int, sig: signal.Signals) -> int:
-    """Send `sig` once trial `number` is RUNNING and its job has started training; its exit status."""
-    from optuna.trial import TrialState
-
+    """Send `sig` once trial `number`'s job has trained a step (its first checkpoint); its exit status."""
     deadline = time.monotonic() + 120
-    while not any(t.number == number and t.state == TrialState.RUNNING for t in trials(tmp_path)) or \
-            not (tmp_path / "sweep" / str(number) / "csv").exists():
-        assert proc.poll() is None, f"the sweep ended before trial {number} ran"
+    ckpt = tmp_path / "sweep" / str(number) / "checkpoints" / "last.ckpt"
+    while not ckpt.exists():  # trial `number` has trained its first step
+        assert proc.poll() is None, f"the sweep ended before trial {number} trained"
         assert time.monotonic() < deadline
-        time.sleep(0.2)
-    time.sleep(0.5)
+        time.sleep(0.02)
     proc.send_signal(sig)
     return proc.wait(timeout=60)
 
