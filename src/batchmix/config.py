@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +195,10 @@ def check_writable(path: Path, key: str = "hydra.run.dir") -> Path:
     """The run dir must be writable before hours of training, not after (`key`: the setting to fix)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".batchmix_write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe file of its own: DDP ranks check the same dir at once, and a shared probe name
+        # let one rank delete the file another was about to delete (seen as a rank dying at start).
+        with tempfile.TemporaryFile(dir=path, prefix=".batchmix_write_test."):
+            pass
     except OSError as err:
         raise BatchmixError(f"output dir {path} is not writable ({err.strerror}); set {key}=<a writable folder>") from None
     return path
