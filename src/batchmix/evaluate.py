@@ -18,7 +18,7 @@ from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError
 from batchmix.eval.report import evaluate_and_write
-from batchmix.eval.sets import eval_sets, load_eval_set, prefixed
+from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
 from batchmix.io import write_json
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.models.build import build_dual_encoder, load_trained
@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         raise BatchmixError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
     check_candidates(cfg.eval.candidates)
     check_pooling(cfg.model.pooling)
-    eval_sets(cfg, warn=False, trained_on_data=bool(cfg.checkpoint))  # fail fast, before the model loads
+    extra_sets = eval_sets(cfg, trained_on_data=bool(cfg.checkpoint))  # checked before the model loads
 
     if cfg.checkpoint:
         module, run_cfg = load_trained(cfg.checkpoint)
@@ -60,8 +60,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth or None, title=what,
     )
     # eval.sets: more corpora, each scored the same way; metrics prefixed `<set>/`.
-    extra_rows: tuple[str, ...] = ()
-    for spec in eval_sets(cfg, trained_on_data=bool(cfg.checkpoint)):
+    for spec in extra_sets:
         extra = load_eval_set(spec)
         log.info("evaluating %s on %s (%d languages)", what, extra.name, len(extra.langs))
         scores = evaluate_and_write(
@@ -69,9 +68,8 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth or None, title=what,
         )
         metrics.update(prefixed(spec.key, scores))
-        extra_rows += tuple(f"{spec.key}/map/{setting}" for setting in ("multi", "mono", "cross"))
-    if extra_rows:
+    if extra_sets:
         write_json(out_dir / "metrics.json", metrics)  # one flat file with every set, as training runs write it
-    print(metrics_table({}, metrics, title=f"{what} · {corpus.name}", keys=HEADLINE + extra_rows))
+    print(metrics_table({}, metrics, title=f"{what} · {corpus.name}", keys=HEADLINE + headline_keys(s.key for s in extra_sets)))
     print(f"output dir: {out_dir}")
     return {"metrics": metrics, "out_dir": out_dir}

@@ -28,7 +28,7 @@ from batchmix.data.load import load_splits
 from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
 from batchmix.eval.report import evaluate_and_write
-from batchmix.eval.sets import eval_sets, load_eval_set, prefixed
+from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
 from batchmix.io import atomic_dir, atomic_write_text, write_json
 from batchmix.loggers import build_logger, log_final_results
 from batchmix.models.build import build_dual_encoder
@@ -117,8 +117,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         metrics_before = json.loads(before_file.read_text())
     else:
         metrics_before = evaluate("before") if cfg.eval.before and is_main else {}
-    if metrics_before:
-        write_json(run_dir / "metrics_before.json", metrics_before)
+        if metrics_before:
+            write_json(before_file, metrics_before)
 
     # 6. Train.
     logger = build_logger(cfg, run_dir)
@@ -153,9 +153,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         with atomic_dir(run_dir / "model") as staging:  # all of model/ or none of it
             _export(module, staging)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
-    extra_rows = tuple(f"{key}/map/{setting}" for key in extra_sets for setting in ("multi", "mono", "cross"))
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}",
-                        keys=HEADLINE + extra_rows))
+                        keys=HEADLINE + headline_keys(extra_sets)))
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}

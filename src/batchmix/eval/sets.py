@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from batchmix.data.load import load_corpus
 from batchmix.data.root import resolve_data_root
@@ -107,6 +107,11 @@ def load_eval_set(spec: EvalSet) -> LAReQACorpus:
     if spec.split not in splits or not any(ls.question_ids for ls in splits[spec.split].languages.values()):
         raise BatchmixError(f"eval.sets.{spec.key}: the {spec.split} split of {spec.dataset} is empty; check data.split or use split=all")
     return splits[spec.split]
+
+
+def headline_keys(keys: Iterable[str]) -> tuple[str, ...]:
+    """The rows each set adds to a run's printed metrics table: its mAP per setting."""
+    return tuple(f"{key}/map/{setting}" for key in keys for setting in ("multi", "mono", "cross"))
 
 
 def prefixed(key: str, metrics: Mapping[str, float]) -> dict[str, float]:
