@@ -33,7 +33,7 @@ def test_exact_per_epoch_proportions(shares, n_batches):
     ratio = Ratio(*shares)
     s = HybridBatchSampler(parallel(), 8, ratio, batches_per_epoch=n_batches, seed=3)
     for epoch in range(2):
-        counts = Counter(s.epoch_types(epoch))
+        counts = Counter(batch[0].batch_type for batch in s.plan_epoch(epoch))
         assert {k: counts.get(k, 0) for k in ("mono", "cross", "multi")} == ratio.counts(n_batches)
 
 

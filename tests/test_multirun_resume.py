@@ -57,8 +57,9 @@ def planned_types(mono: str) -> list[str]:
         cfg = compose("train", overrides=[*SWEEP, f"ratio.mono={mono}"])
     groups, _ = load_splits(cfg.data)
     ratio = Ratio.from_mapping(OmegaConf.to_container(cfg.ratio, resolve=True))
-    return HybridBatchSampler([groups.langs_of(i) for i in range(len(groups))], cfg.data.batch_size, ratio,
-                              batches_per_epoch=STEPS, seed=cfg.seed).epoch_types(0)
+    sampler = HybridBatchSampler([groups.langs_of(i) for i in range(len(groups))], cfg.data.batch_size, ratio,
+                                 batches_per_epoch=STEPS, seed=cfg.seed)
+    return [batch[0].batch_type for batch in sampler.plan_epoch(0)]
 
 
 @pytest.mark.slow

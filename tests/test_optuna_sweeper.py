@@ -76,6 +76,28 @@ def test_command_line_replaces_params_and_simplex_becomes_three_overrides():
         study.tell(trial, 0.0)
 
 
+def test_simplex_without_names_covers_every_registered_batch_type():
+    """`ratio: simplex()` (the hparams_search configs) reads the registry when a trial is sampled: the
+    three built-in types give two free coordinates; a type registered later adds a third."""
+    from batchmix.batch_types import BatchType, registered
+
+    space = SearchSpace.parse(["ratio=simplex()"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    _, derived = space.suggest(trial)
+    assert set(trial.params) == {"ratio.u1", "ratio.u2"}
+    assert list(derived) == ["ratio.mono", "ratio.cross", "ratio.multi"]
+    study.tell(trial, 0.0)
+    with registered(BatchType("extra", lambda ctx: [], "extra", "black")):
+        trial = study.ask()
+        _, derived = space.suggest(trial)
+        assert set(trial.params) == {"ratio.u1", "ratio.u2", "ratio.u3"}
+        assert list(derived) == ["ratio.mono", "ratio.cross", "ratio.multi", "ratio.extra"]
+        assert sum(derived.values()) == pytest.approx(1.0) and min(derived.values()) >= 0
+        Ratio.from_mapping({k.split(".")[1]: v for k, v in derived.items()})
+        study.tell(trial, 0.0)
+
+
 def test_bad_simplex_is_refused():
     with pytest.raises(Exception, match="two or more distinct"):
         SearchSpace.parse(["ratio=simplex(mono, mono)"])

@@ -4,7 +4,8 @@ Why a module of its own: the research question is how the mono : cross : multi r
 and *how far* the loss and the similarity MSE fall, so every run gets the same few numbers, computed
 the same way, comparable across runs of different lengths.
 
-Definitions (per batch type `mono` / `cross` / `multi`, and `all` = every step; per curve `loss`, `mse`):
+Definitions (per batch type of `batchmix.batch_types` -- mono, cross, multi, ... -- plus any other type the
+history holds, and `all` = every step; per curve `loss`, `mse`):
 
 * x-axis: the global optimizer step of each batch (`history.step`), so a type that gets 20 % of the
   batches is measured on the same clock as one that gets 80 %.
@@ -35,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from batchmix.batch_types import batch_type_names
 from batchmix.errors import BatchmixError
 from batchmix.io import write_json
 
-BATCH_TYPES = ("mono", "cross", "multi")
 ALL = "all"
 CURVES = ("loss", "mse")
 DEFAULT_WINDOW = 20
@@ -94,12 +95,19 @@ def _check(history: pd.DataFrame) -> None:
         raise BatchmixError(f"history has no column(s) {sorted(missing)}; expected batchmix's history.csv (step, batch_type, loss, mse, ...)")
 
 
+def curve_types(history: pd.DataFrame) -> list[str]:
+    """The registered batch types, then any other type the history holds (sorted), then `all`."""
+    names = batch_type_names()
+    extra = sorted({str(t) for t in history["batch_type"].dropna()} - set(names) - {ALL})
+    return [*names, *extra, ALL]
+
+
 def smoothed_curves(history: pd.DataFrame, window: int = DEFAULT_WINDOW) -> pd.DataFrame:
-    """Long table of every curve: columns batch_type (mono/cross/multi/all), curve (loss/mse), step,
-    value (raw), smoothed. Types without steps have no rows."""
+    """Long table of every curve: columns batch_type (each type of `curve_types`), curve (loss/mse),
+    step, value (raw), smoothed. Types without steps have no rows."""
     _check(history)
     frames = []
-    for btype in (*BATCH_TYPES, ALL):
+    for btype in curve_types(history):
         for curve in CURVES:
             steps, values = _series(history, btype, curve)
             if len(values):
@@ -122,7 +130,7 @@ def convergence_summary(history: pd.DataFrame, window: int = DEFAULT_WINDOW, tol
         raise BatchmixError(f"convergence tolerance={tolerance!r} must be a fraction in (0, 1), e.g. 0.05 for 5 %")
     out: dict[str, float] = {}
     threshold_key = figure_name(tolerance)
-    for btype in (*BATCH_TYPES, ALL):
+    for btype in curve_types(history):
         for curve in CURVES:
             steps, values = _series(history, btype, curve)
             prefix = f"conv/{btype}/{curve}"

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
+from batchmix.batch_types import batch_type_names
 from batchmix.errors import BatchmixError
 
 log = logging.getLogger("batchmix")
@@ -109,9 +110,10 @@ def map_matrix_rows(metrics: Mapping[str, float], metric: str = "map") -> tuple[
 
 
 def wandb_run_name(cfg: DictConfig) -> str:
-    """`ratio=0.2-0.5-0.3_seed=0`: the sweep coordinates, readable in the W&B run list."""
+    """`ratio=0.2-0.5-0.3_seed=0`: the sweep coordinates (one share per batch type, registry order),
+    readable in the W&B run list."""
     ratio = OmegaConf.to_container(cfg.ratio, resolve=True) if "ratio" in cfg else {}
-    shares = "-".join(f"{float(ratio.get(k, 0.0)):g}" for k in ("mono", "cross", "multi"))
+    shares = "-".join(f"{float(ratio.get(k, 0.0)):g}" for k in batch_type_names())
     return f"ratio={shares}_seed={OmegaConf.select(cfg, 'seed', default=0)}"
 
 

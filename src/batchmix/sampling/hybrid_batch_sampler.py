@@ -1,13 +1,8 @@
-"""HybridBatchSampler: batches that are each monolingual, cross-lingual or multilingual, mixed at a ratio.
+"""HybridBatchSampler: batches that each have one batch type (`batchmix.batch_types`), mixed at a ratio.
 
 What a batch contains decides what in-batch negatives a dual encoder learns from
-(arXiv 2408.10536). Each batch has exactly one type:
-
-- ``mono``  query and positive share one language — one language for the whole batch
-            (``mono_mode="batch"``) or one per pair (``mono_mode="pair"``);
-- ``cross`` each positive is in a language different from its query's;
-- ``multi`` query and positive languages drawn independently from the languages the id has
-            (so the in-batch negatives are a multilingual pool, as at LAReQA test time).
+(arXiv 2408.10536). Each batch has exactly one type (mono, cross, multi, or a registered one); the
+type's `draw` picks its ids and the query and positive languages of each pair.
 
 Per epoch the number of batches of each type is exactly the ratio's largest-remainder share of
 ``batches_per_epoch``; the order of types is shuffled. No id appears twice in a batch (a repeated
@@ -24,11 +19,13 @@ constrained batches; it is a plain ``torch.utils.data.Sampler`` usable as a Data
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
 
+from batchmix.batch_types import DrawContext, get_batch_type
 from batchmix.errors import BatchmixError
 from batchmix.ratio import Ratio
 
@@ -74,8 +71,8 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
             raise BatchmixError(f"batches_per_epoch={batches_per_epoch!r} must be a positive integer")
         self.batches_per_epoch = batches_per_epoch
         self.languages = sorted({lang for langs in self.group_langs for lang in langs})
-        # Ids per language (mono, batch mode) and ids in >= 2 languages (cross).
-        self._ids_with_lang = {lang: [i for i, ls in enumerate(self.group_langs) if lang in ls] for lang in self.languages}
+        ids_with_lang = {lang: [i for i, ls in enumerate(self.group_langs) if lang in ls] for lang in self.languages}
+        self._context = DrawContext(self.group_langs, ids_with_lang, batch_size, mono_mode)
         self._check_feasible()
         self.epoch = 0
         self.position = 0  # batches of `self.epoch` already consumed
@@ -84,37 +81,19 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
     # ---------------------------------------------------------------- feasibility
     def _check_feasible(self) -> None:
         n = len(self.group_langs)
-        shares = self.ratio.as_dict()
-        fix = "lower batch_size or set that share to 0"
         if n < self.batch_size:
             raise BatchmixError(
                 f"batch_size={self.batch_size} is larger than the number of distinct training ids ({n}): "
                 f"a batch cannot hold the same id twice; lower batch_size to <= {n}"
             )
-        if shares["mono"] > 0 and self.mono_mode == "batch":
-            best = max((len(v) for v in self._ids_with_lang.values()), default=0)
-            if best < self.batch_size:
-                raise BatchmixError(
-                    f"ratio mono={shares['mono']:g} is impossible: one-language batches need {self.batch_size} ids in one language "
-                    f"but the largest language has {best}; {fix}, or use data.sampler.mono_mode=pair"
-                )
-        if shares["cross"] > 0:
-            n_cross = sum(1 for ls in self.group_langs if len(ls) >= 2)
-            if n_cross < self.batch_size:
-                langs = ", ".join(self.languages) or "none"
-                raise BatchmixError(
-                    f"ratio cross={shares['cross']:g} is impossible for this data: cross-lingual batches need ids in >= 2 languages, "
-                    f"but only {n_cross} of {n} ids have them (languages: {langs}); set ratio.cross=0 "
-                    f"(e.g. ratio=mono_only) or train on more languages"
-                )
+        for name, share in self.ratio.as_dict().items():
+            check = get_batch_type(name).check
+            if share > 0 and check is not None:
+                check(self._context, share)
 
     # ---------------------------------------------------------------- plan
     def __len__(self) -> int:
         return self.batches_per_epoch
-
-    def epoch_types(self, epoch: int) -> list[str]:
-        """The shuffled batch-type sequence of one epoch."""
-        return [batch[0].batch_type for batch in self.plan_epoch(epoch)]
 
     def plan_epoch(self, epoch: int) -> list[list[PairRef]]:
         """Every batch of `epoch`, deterministic in `(seed, epoch)`."""
@@ -123,37 +102,12 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
         types = np.array([t for t, c in counts.items() for _ in range(c)])
         types = types[rng.permutation(len(types))]
         queue: deque[int] = deque()
-        return [
-            [ref._replace(epoch=epoch, index=index) for ref in self._make_batch(str(t), rng, queue)]
-            for index, t in enumerate(types)
-        ]
-
-    def _make_batch(self, batch_type: str, rng: np.random.Generator, queue: deque[int]) -> list[PairRef]:
-        langs = self.group_langs
-        if batch_type == "mono":
-            if self.mono_mode == "batch":
-                usable = [lang for lang in self.languages if len(self._ids_with_lang[lang]) >= self.batch_size]
-                lang = usable[rng.integers(len(usable))]
-                ids = self._take(lambda i: lang in langs[i], rng, queue)
-                return [PairRef(i, lang, lang, "mono") for i in ids]
-            ids = self._take(lambda i: True, rng, queue)
-            out = []
-            for i in ids:
-                lang = langs[i][rng.integers(len(langs[i]))]
-                out.append(PairRef(i, lang, lang, "mono"))
-            return out
-        if batch_type == "cross":
-            ids = self._take(lambda i: len(langs[i]) >= 2, rng, queue)
-            out = []
-            for i in ids:
-                q = langs[i][rng.integers(len(langs[i]))]
-                others = [lang for lang in langs[i] if lang != q]
-                out.append(PairRef(i, q, others[rng.integers(len(others))], "cross"))
-            return out
-        ids = self._take(lambda i: True, rng, queue)
-        return [
-            PairRef(i, langs[i][rng.integers(len(langs[i]))], langs[i][rng.integers(len(langs[i]))], "multi") for i in ids
-        ]
+        ctx = replace(self._context, rng=rng, take=lambda eligible: self._take(eligible, rng, queue))
+        plan = []
+        for index, t in enumerate(types):
+            name = str(t)
+            plan.append([PairRef(i, q, p, name, epoch, index) for i, q, p in get_batch_type(name).draw(ctx)])
+        return plan
 
     def _take(self, eligible: Callable[[int], bool], rng: np.random.Generator, queue: deque[int]) -> list[int]:
         """Next `batch_size` distinct eligible ids from the shuffled queue; skipped ids keep their place."""

@@ -5,8 +5,9 @@ with a synthetic objective in place of training.
     python -m batchmix.sweep.dry_run -m sweep=simplex_grid sweep.step=0.1
 
 Each job validates its config exactly like `train.py`, writes `config.yaml` and a `metrics.json`
-of made-up numbers (a smooth function of the ratio, peaked at mono/cross/multi = 0.2/0.5/0.3, with
-a language bias that grows with the mono share), and returns `objective` from them. With
+of made-up numbers (a smooth function of the ratio over every registered batch type, peaked at
+mono/cross/multi = 0.2/0.5/0.3 and 0 for any other type, with a language bias that grows with the mono
+share), and returns `objective` from them. With
 `pruning.every_n_epochs > 0` inside an Optuna trial it reports a rising curve per epoch, so
 pruners can be tried too. `+dry_run.seconds=3` makes each job take that long (before it writes
 `metrics.json`), to try heartbeats, parallel workers and killed sweeps. Used by the tests to check
@@ -23,6 +24,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from batchmix.batch_types import batch_type_names
 from batchmix.config import CONF_DIR, register_resolvers, validate
 from batchmix.errors import BatchmixError
 from batchmix.io import atomic_write_text, write_json
@@ -34,13 +36,13 @@ from batchmix.sweep.trial import current_trial, report
 register_resolvers()
 register_sweep_resolvers()
 
-PEAK = {"mono": 0.2, "cross": 0.5, "multi": 0.3}
+PEAK = {"mono": 0.2, "cross": 0.5, "multi": 0.3}  # a point of the simplex: other types peak at 0
 
 
 def synthetic_metrics(ratio: Ratio) -> dict[str, float]:
     """Made-up but smooth metrics of a ratio (see the module docstring)."""
-    shares = ratio.as_dict()
-    distance = sum((shares[k] - PEAK[k]) ** 2 for k in PEAK)
+    shares = {name: ratio[name] for name in batch_type_names()}
+    distance = sum((share - PEAK.get(name, 0.0)) ** 2 for name, share in shares.items())
     return {
         "map/multi": 0.5 - distance,
         "map/mono": 0.4 + 0.2 * shares["mono"],

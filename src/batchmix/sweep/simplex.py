@@ -1,5 +1,6 @@
-"""Points on the ratio simplex `mono + cross + multi = 1`: a full grid for `sweep=simplex_grid`,
-and a uniform map from free coordinates in [0, 1] for samplers that only know boxes (Optuna).
+"""Points on the ratio simplex (one share per batch type of `batchmix.batch_types`, summing to 1): a full
+grid for `sweep=simplex_grid`, and a uniform map from free coordinates in [0, 1] for samplers that only
+know boxes (Optuna).
 
 Both only ever produce points on the simplex, so a sweep never launches (or rejects) an
 impossible ratio.
@@ -11,13 +12,15 @@ import math
 from typing import Sequence
 
 from hydra.errors import CompactHydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from batchmix.batch_types import batch_type_names
 from batchmix.errors import BatchmixError
 
 DECIMALS = 6  # shares are rounded here: a batch count cannot resolve finer ratios anyway
 GRID_RESOLVER = "bm_simplex_grid"
+POINT_RESOLVER = "bm_ratio_of_point"
 
 
 class GridStepError(BatchmixError, InterpolationResolutionError, CompactHydraException):
@@ -26,12 +29,14 @@ class GridStepError(BatchmixError, InterpolationResolutionError, CompactHydraExc
     CompactHydraException as its message alone, so the user sees one line, not a traceback."""
 
 
-def simplex_grid(step: float, dims: int = 3) -> list[tuple[float, ...]]:
+def simplex_grid(step: float, dims: int | None = None) -> list[tuple[float, ...]]:
     """Every point of the `dims`-simplex whose shares are multiples of `step` (1/step must be an integer).
 
-    n = 1/step gives C(n + dims - 1, dims - 1) points: step 0.25 -> 15, step 0.5 -> 6 (dims 3).
+    `dims`: default the number of batch types (shares in registry order). n = 1/step gives
+    C(n + dims - 1, dims - 1) points: step 0.25 -> 15, step 0.5 -> 6 (dims 3).
     Order: first share descending, then the next, so the corners come first and last.
     """
+    dims = len(batch_type_names()) if dims is None else dims
     if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step <= 1:
         raise GridStepError(f"sweep.step={step!r} must be a number in (0, 1] that divides 1, e.g. sweep.step=0.25")
     n = round(1 / step)
@@ -52,6 +57,16 @@ def simplex_grid(step: float, dims: int = 3) -> list[tuple[float, ...]]:
 def grid_choice(step: float) -> str:
     """The grid as a Hydra choice sweep of lists, `[1.0,0.0,0.0],[0.75,0.25,0.0],...` (resolver `bm_simplex_grid`)."""
     return ",".join("[" + ",".join(repr(float(x)) for x in point) + "]" for point in simplex_grid(step))
+
+
+def ratio_of_point(point: Sequence[float]) -> DictConfig:
+    """A grid point (shares in registry order) as the ratio node `{mono: .., cross: .., ...}`
+    (resolver `bm_ratio_of_point`, so conf/sweep/simplex_grid.yaml names no batch type)."""
+    names = batch_type_names()
+    if len(point) != len(names):
+        raise GridStepError(f"sweep.point={list(point)} has {len(point)} shares but there are {len(names)} batch types "
+                            f"({', '.join(names)}): give one share per type, in that order")
+    return OmegaConf.create(dict(zip(names, (float(x) for x in point))))
 
 
 def point_from_unit(coords: Sequence[float]) -> tuple[float, ...]:
@@ -79,6 +94,8 @@ def point_from_unit(coords: Sequence[float]) -> tuple[float, ...]:
 
 
 def register_resolvers() -> None:
-    """`${bm_simplex_grid:<step>}` for conf/sweep/simplex_grid.yaml."""
+    """`${bm_simplex_grid:<step>}` and `${bm_ratio_of_point:<point>}` for conf/sweep/simplex_grid.yaml."""
     if not OmegaConf.has_resolver(GRID_RESOLVER):
         OmegaConf.register_new_resolver(GRID_RESOLVER, grid_choice)
+    if not OmegaConf.has_resolver(POINT_RESOLVER):
+        OmegaConf.register_new_resolver(POINT_RESOLVER, ratio_of_point)

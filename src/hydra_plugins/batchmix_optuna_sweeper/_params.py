@@ -8,6 +8,8 @@ excluded, as Hydra's basic sweeper does), a plain value -> passed unchanged to e
 Added: `simplex(a, b, c)` -> a point of the simplex over the sub-keys `<key>.a`, `<key>.b`,
 `<key>.c`, sampled as free coordinates `<key>.u1`, `<key>.u2` in [0, 1] and mapped uniformly onto
 the simplex (`batchmix.sweep.simplex.point_from_unit`), so no sampled point is ever rejected.
+`simplex()` with no names: one component per batch type of `batchmix.batch_types`, read when the
+trial is sampled (`ratio: simplex()` covers a type registered later too).
 """
 
 import math
@@ -19,23 +21,29 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from batchmix.batch_types import batch_type_names
 from batchmix.sweep.simplex import point_from_unit
 
 
 @dataclass(frozen=True)
 class SimplexParam:
-    """`key: simplex(a, b, c)`: shares for `key.a`, `key.b`, `key.c` that are >= 0 and sum to 1."""
+    """`key: simplex(a, b, c)`: shares for `key.a`, `key.b`, `key.c` that are >= 0 and sum to 1.
+    No components (`simplex()`): the batch types registered when the trial is sampled."""
 
     key: str
-    components: tuple[str, ...]
+    components: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.components or batch_type_names()
 
     @property
     def coordinates(self) -> list[str]:
-        return [f"{self.key}.u{i + 1}" for i in range(len(self.components) - 1)]
+        return [f"{self.key}.u{i + 1}" for i in range(len(self.names) - 1)]
 
     def values(self, trial: optuna.Trial) -> dict[str, float]:
         coords = [trial.suggest_float(name, 0.0, 1.0) for name in self.coordinates]
-        return {f"{self.key}.{c}": share for c, share in zip(self.components, point_from_unit(coords))}
+        return {f"{self.key}.{c}": share for c, share in zip(self.names, point_from_unit(coords))}
 
 
 @dataclass(frozen=True)
@@ -46,9 +54,10 @@ class _SimplexSpec:
 # No `from __future__ import annotations` in this module: Hydra type-checks grammar function
 # arguments against these annotations at runtime.
 def _simplex(*components: str) -> _SimplexSpec:
-    """Grammar function `simplex(a, b, c)`; SearchSpace.parse turns its value into a SimplexParam."""
-    if len(components) < 2 or len(set(components)) != len(components):
-        raise ValueError(f"simplex() needs two or more distinct component names, got {list(components)}")
+    """Grammar function `simplex(a, b, c)` (or `simplex()`: every batch type); SearchSpace.parse turns
+    its value into a SimplexParam."""
+    if len(components) == 1 or len(set(components)) != len(components):
+        raise ValueError(f"simplex() needs two or more distinct component names (or none: every batch type), got {list(components)}")
     return _SimplexSpec(tuple(components))
 
 
