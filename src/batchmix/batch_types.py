@@ -54,13 +54,15 @@ class DrawContext:
 class BatchType:
     """One batch type. `draw(ctx)` returns the batch's (id, query lang, positive lang) pairs;
     `check(ctx, share)`, run when the ratio gives the type a share > 0, raises a BatchmixError if the
-    data cannot fill such batches. `color`: any matplotlib colour (a corner colour in plots)."""
+    data cannot fill such batches. `color`: any matplotlib colour (its corner in the report's ratio
+    colours); `color_name`: a word for it in legends (default: the colour's hex code)."""
 
     name: str
     draw: Callable[[DrawContext], list[Pair]]
     label: str
     color: str | tuple[float, float, float]
     check: Callable[[DrawContext, float], None] | None = None
+    color_name: str | None = None
 
 
 _FIX = "lower batch_size or set that share to 0"
@@ -119,9 +121,9 @@ def _draw_multi(ctx: DrawContext) -> list[Pair]:
 
 # Colours: the corners of the report's barycentric ratio colours (mono red, cross blue, multi green).
 _BUILTIN = (
-    BatchType("mono", _draw_mono, "monolingual", (0.84, 0.15, 0.16), _check_mono),
-    BatchType("cross", _draw_cross, "cross-lingual", (0.12, 0.38, 0.85), _check_cross),
-    BatchType("multi", _draw_multi, "multilingual", (0.10, 0.62, 0.20)),
+    BatchType("mono", _draw_mono, "monolingual", (0.84, 0.15, 0.16), _check_mono, "red"),
+    BatchType("cross", _draw_cross, "cross-lingual", (0.12, 0.38, 0.85), _check_cross, "blue"),
+    BatchType("multi", _draw_multi, "multilingual", (0.10, 0.62, 0.20), None, "green"),
 )
 _REGISTRY: dict[str, BatchType] = {t.name: t for t in _BUILTIN}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -6,7 +6,8 @@ multirun dir, a dir of multiruns, or a single run dir all work. Hydra's own `.hy
 is not a run.
 
 `load_runs` columns: `run` (path relative to the given root), `run_dir`, `status` (complete = has
-metrics.json), `ratio_mono` / `ratio_cross` / `ratio_multi`, `ratio` (label `mono/cross/multi`),
+metrics.json), `ratio_<type>` per batch type of `batchmix.batch_types` (`ratio_mono`, `ratio_cross`,
+`ratio_multi`, ...; a type missing from a run's ratio has share 0), `ratio` (label `mono/cross/multi`),
 `seed`, every metrics.json key, `before/<key>` for the aggregate keys of metrics_before.json,
 the convergence figures `conv/...` (`batchmix.convergence`, recomputed from history.csv so every run
 uses the same smoothing), and `cfg/<dotted key>` for each config value that differs between runs.
@@ -26,10 +27,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from batchmix.batch_types import batch_type_names
 from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW, convergence_summary, smoothed_curves
 from batchmix.errors import BatchmixError
+from batchmix.ratio import COMPLEMENT_KEY
 
-RATIO_COLUMNS = ("ratio_mono", "ratio_cross", "ratio_multi")
 SKIP_DIRS = {".hydra", "wandb", "csv", "tensorboard", "checkpoints", "model", "report", "__pycache__"}
 _RATIO_DECIMALS = 6  # shares are rounded for grouping: 0.30000000000000004 and 0.3 are one ratio
 
@@ -51,9 +53,21 @@ def _natural_key(text: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def ratio_label(mono: float, cross: float, multi: float, digits: int = _RATIO_DECIMALS) -> str:
-    """`mono/cross/multi` as in `Ratio.label()`, e.g. `0.2/0.5/0.3`."""
-    return "/".join(f"{round(float(v), digits):g}" for v in (mono, cross, multi))
+def ratio_columns() -> tuple[str, ...]:
+    """`ratio_<type>` for every batch type, in registry order (mono, cross, multi, ...)."""
+    return tuple(f"ratio_{name}" for name in batch_type_names())
+
+
+def sort_columns() -> list[str]:
+    """The order ratios are sorted in: every share but the complement (mono, multi, ...), then cross."""
+    cols = ratio_columns()
+    last = f"ratio_{COMPLEMENT_KEY}"
+    return [c for c in cols if c != last] + [c for c in cols if c == last]
+
+
+def ratio_label(*shares: float, digits: int = _RATIO_DECIMALS) -> str:
+    """The shares in registry order joined as in `Ratio.label()`, e.g. `0.2/0.5/0.3`."""
+    return "/".join(f"{round(float(v), digits):g}" for v in shares)
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
@@ -85,12 +99,15 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _ratio_of(cfg: Mapping[str, Any]) -> tuple[float, float, float]:
+def _ratio_of(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """`{ratio_<type>: share}` of a run's config: NaN without a ratio, 0 for a type it leaves out."""
     ratio = cfg.get("ratio") or {}
+    cols = ratio_columns()
     try:
-        return tuple(round(float(ratio.get(k, math.nan)), _RATIO_DECIMALS) for k in ("mono", "cross", "multi"))  # type: ignore[return-value]
-    except (TypeError, ValueError):
-        return (math.nan, math.nan, math.nan)
+        default = 0.0 if isinstance(ratio, Mapping) and ratio else math.nan
+        return {c: round(float(ratio.get(c.removeprefix("ratio_"), default)), _RATIO_DECIMALS) for c in cols}
+    except (TypeError, ValueError, AttributeError):
+        return dict.fromkeys(cols, math.nan)
 
 
 def _read_history(run_dir: Path) -> pd.DataFrame | None:
@@ -109,14 +126,14 @@ def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: 
     rows, configs = [], []
     for run_dir in find_run_dirs(root):
         cfg = _read_config(run_dir)
-        mono, cross, multi = _ratio_of(cfg)
+        shares = _ratio_of(cfg)
         metrics = _read_json(run_dir / "metrics.json")
         row: dict[str, Any] = {
             "run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
             "run_dir": str(run_dir.resolve()),
             "status": "complete" if metrics else "incomplete",
-            "ratio_mono": mono, "ratio_cross": cross, "ratio_multi": multi,
-            "ratio": ratio_label(mono, cross, multi),
+            **shares,
+            "ratio": ratio_label(*shares.values()),
             "seed": cfg.get("seed"),
         }
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -128,7 +145,7 @@ def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: 
         rows.append(row)
         configs.append(_flatten({k: v for k, v in cfg.items() if k not in ("ratio", "seed")}))
     if not rows:
-        return pd.DataFrame(columns=["run", "run_dir", "status", *RATIO_COLUMNS, "ratio", "seed"])
+        return pd.DataFrame(columns=["run", "run_dir", "status", *ratio_columns(), "ratio", "seed"])
     runs = pd.DataFrame(rows)
     # Config values that differ between runs (a swept lr, a loss) become columns; constants do not.
     keys = sorted(set().union(*configs))
@@ -146,13 +163,12 @@ def load_histories(path: str | os.PathLike) -> pd.DataFrame:
         history = _read_history(run_dir)
         if history is None or history.empty:
             continue
-        mono, cross, multi = _ratio_of(_read_config(run_dir))
+        shares = _ratio_of(_read_config(run_dir))
         front = {"run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
-                 "ratio_mono": mono, "ratio_cross": cross, "ratio_multi": multi,
-                 "ratio": ratio_label(mono, cross, multi), "seed": _read_config(run_dir).get("seed")}
+                 **shares, "ratio": ratio_label(*shares.values()), "seed": _read_config(run_dir).get("seed")}
         frames.append(history.assign(**front)[[*front, *history.columns]])
     if not frames:
-        return pd.DataFrame(columns=["run", *RATIO_COLUMNS, "ratio", "seed", "step", "batch_type", "loss", "mse"])
+        return pd.DataFrame(columns=["run", *ratio_columns(), "ratio", "seed", "step", "batch_type", "loss", "mse"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -163,17 +179,17 @@ def smoothed_histories(histories: pd.DataFrame, window: int = DEFAULT_WINDOW) ->
         curves = smoothed_curves(hist, window)
         first = hist.iloc[0]
         frames.append(curves.assign(run=run, seed=first.get("seed"), ratio=first["ratio"],
-                                    **{c: first[c] for c in RATIO_COLUMNS}))
+                                    **{c: first[c] for c in ratio_columns()}))
     if not frames:
-        return pd.DataFrame(columns=["run", "seed", "ratio", *RATIO_COLUMNS, "batch_type", "curve", "step", "value", "smoothed"])
+        return pd.DataFrame(columns=["run", "seed", "ratio", *ratio_columns(), "batch_type", "curve", "step", "value", "smoothed"])
     return pd.concat(frames, ignore_index=True)
 
 
 def by_ratio(runs: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """Seeds of one ratio pooled: per ratio `n` (runs), and `<col>` (mean) and `<col>/std` (sample
-    std; NaN for a single seed) of each numeric column. Sorted by mono, then multi share."""
+    std; NaN for a single seed) of each numeric column. Sorted by mono, then multi share (`sort_columns`)."""
     columns = [c for c in columns if c in runs.columns]
-    keys = [*RATIO_COLUMNS, "ratio"]
+    keys = [*ratio_columns(), "ratio"]
     if runs.empty:
         return pd.DataFrame(columns=[*keys, "n", *columns])
     numeric = runs[keys + columns].copy()
@@ -184,7 +200,7 @@ def by_ratio(runs: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     if columns:
         out = out.join(grouped[columns].mean()).join(grouped[columns].std(ddof=1).add_suffix("/std"))
     out = out.reset_index()
-    return out.sort_values(["ratio_mono", "ratio_multi", "ratio_cross"], ignore_index=True)
+    return out.sort_values(sort_columns(), ignore_index=True)
 
 
 def sweep_shape(runs: pd.DataFrame) -> str:
@@ -203,16 +219,31 @@ def sweep_shape(runs: pd.DataFrame) -> str:
 
 
 def distinct_ratios(runs: pd.DataFrame) -> np.ndarray:
-    if runs.empty or not set(RATIO_COLUMNS) <= set(runs.columns):
-        return np.zeros((0, 3))
-    pts = runs[list(RATIO_COLUMNS)].astype(float).dropna().drop_duplicates()
+    cols = ratio_columns()
+    if runs.empty or not set(cols) <= set(runs.columns):
+        return np.zeros((0, len(cols)))
+    pts = runs[list(cols)].astype(float).dropna().drop_duplicates()
     return pts.to_numpy()
 
 
 def line_axis(runs: pd.DataFrame) -> str:
-    """For a 'line' sweep: the ratio column that varies most (mono preferred on ties)."""
+    """For a 'line' sweep: the ratio column that varies most (ties: `sort_columns` order, mono first)."""
+    cols = list(ratio_columns())
     points = distinct_ratios(runs)
-    spans = points.max(axis=0) - points.min(axis=0) if len(points) else np.zeros(3)
-    order = [0, 2, 1]  # mono, multi, cross
+    spans = points.max(axis=0) - points.min(axis=0) if len(points) else np.zeros(len(cols))
+    order = [cols.index(c) for c in sort_columns()]
     best = max(order, key=lambda i: (round(float(spans[i]), 9), -order.index(i)))
-    return RATIO_COLUMNS[best]
+    return cols[best]
+
+
+def used_ratio_columns(runs: pd.DataFrame) -> list[str]:
+    """The ratio columns some run gives a share > 0."""
+    points = distinct_ratios(runs)
+    return [c for c, top in zip(ratio_columns(), points.max(axis=0)) if top > 0] if len(points) else []
+
+
+def triangle_columns(runs: pd.DataFrame) -> list[str] | None:
+    """The three ratio columns of a triangle (ternary) map, or None: a triangle needs a 'simplex'
+    sweep whose ratios use exactly three batch types (any other number: plots that work for N)."""
+    used = used_ratio_columns(runs)
+    return used if len(used) == 3 and sweep_shape(runs) == "simplex" else None

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from batchmix.convergence import BATCH_TYPES, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, figure_name
+from batchmix.batch_types import batch_type_names
+from batchmix.convergence import ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, figure_name
 from batchmix.errors import BatchmixError
+from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.io import atomic_write_text
-from batchmix.report.aggregate import RATIO_COLUMNS, by_ratio, load_histories, load_runs, sweep_shape
+from batchmix.report.aggregate import (by_ratio, load_histories, load_runs, ratio_columns, sweep_shape, triangle_columns,
+                                       used_ratio_columns)
 from batchmix.report.html import Section, render_html
 from batchmix.report.optuna_trials import StudyTable, load_study_files, load_study_storage
 from batchmix.report import plots
@@ -51,7 +54,7 @@ def summary_table(runs: pd.DataFrame, columns: list[str], digits: dict[str, int]
     table = by_ratio(runs, columns)
     if sort_by in table.columns:
         table = table.sort_values(sort_by, ascending=False, na_position="last")
-    out = pd.DataFrame({"ratio mono/cross/multi": table["ratio"], "runs": table["n"].astype(int)})
+    out = pd.DataFrame({f"ratio {'/'.join(batch_type_names())}": table["ratio"], "runs": table["n"].astype(int)})
     for col in columns:
         d = (digits or {}).get(col, 3)
         out[(headers or {}).get(col, col)] = [_fmt(m, s if n > 1 else None, d) for m, s, n in zip(table[col], table[f"{col}/std"], table["n"])]
@@ -61,9 +64,9 @@ def summary_table(runs: pd.DataFrame, columns: list[str], digits: dict[str, int]
 def _runs_from_study(study: StudyTable) -> pd.DataFrame:
     """Ratio points of a study without run dirs: objectives as metric columns."""
     done = study.completed()
-    if not set(RATIO_COLUMNS) <= set(done.columns):
+    if not set(ratio_columns()) <= set(done.columns):
         return pd.DataFrame()
-    frame = done[["number", *RATIO_COLUMNS, "ratio", *study.objectives]].rename(columns={"number": "run"})
+    frame = done[["number", *ratio_columns(), "ratio", *study.objectives]].rename(columns={"number": "run"})
     return frame.assign(status="complete", seed=None)
 
 
@@ -134,11 +137,15 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
             "Held-out metrics per ratio (mean ± sample std over seeds where a ratio has several), best map/multi first. "
             "Convergence columns use every training step (batch type 'all'); per-type figures are in the convergence section.",
         ], tables=[("Final metrics", table)], anchor="results")
-        map_cols = [c for c in ("map/mono", "map/cross", "map/multi") if c in complete.columns]
+        map_cols = [f"map/{s}" for s in EVAL_SETTINGS if f"map/{s}" in complete.columns]
         if map_cols:
             figure(results, "final_vs_ratio", plots.plot_final_vs_ratio(complete))
         sections.append(results)
-        if shape == "simplex":
+        if shape == "simplex" and triangle_columns(complete) is None:
+            results.paragraphs.append(
+                f"The ratios mix {len(used_ratio_columns(complete))} batch types, not three, so there is no triangle "
+                "map; the per-ratio chart above shows every ratio.")
+        elif shape == "simplex":
             values = [v for v in ("map/multi", "bias/rank_distance") if v in complete.columns]
             simplex = Section("Ratio simplex", [
                 "Each point is a swept ratio (mean over seeds, value printed); the shaded field interpolates linearly "
@@ -160,7 +167,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
                                    ("auc", "Area under the curve per step", 3), ("final", "Final smoothed value", 3)):
             cols, headers = [], {}
             for curve in ("loss", "mse"):
-                for btype in (*BATCH_TYPES, "all"):
+                for btype in (*batch_type_names(), ALL):
                     key = f"conv/{btype}/{curve}/{fig_name}"
                     cols.append(key)
                     headers[key] = f"{curve} · {btype}"

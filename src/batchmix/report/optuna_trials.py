@@ -3,9 +3,10 @@ optional `optuna_study.json`) or straight from its storage (`optuna.load_study`)
 
 The CSV is what `study.trials_dataframe(multi_index=False)` writes: `number`, `state`, `value` /
 `value_<metric name>` (one objective) or `values_<i>` / `values_<metric name>` (several),
-`params_<name>`, `user_attrs_<name>`. A trial's ratio comes from the user attributes `ratio.mono` /
-`ratio.cross` / `ratio.multi` (what the batchmix Optuna sweeper records) or `ratio_mono` / ..., else
-from params of those names or `mono` / ...; a missing third share is the complement. Objective
+`params_<name>`, `user_attrs_<name>`. A trial's ratio (one share per batch type of
+`batchmix.batch_types`) comes from the user attributes `ratio.mono` / `ratio.cross` / `ratio.multi` / ...
+(what the batchmix Optuna sweeper records) or `ratio_mono` / ..., else from params of those names or
+`mono` / ...; a single missing share is the complement. Objective
 directions and the study name come from the study itself (storage), else from `optuna_study.json`
 (`{"study_name": ..., "directions": [...], "metric_names": [...]}`) or the `hydra.sweeper` node of the
 sweep's `multirun.yaml` (`study_name`, `direction`); failing those, a name rule: `bias/*`, `*loss*`, `*mse*`
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from batchmix.errors import BatchmixError
-from batchmix.report.aggregate import RATIO_COLUMNS, ratio_label
+from batchmix.report.aggregate import ratio_columns, ratio_label
 
 TRIALS_FILE = "optuna_trials.csv"
 PARETO_FILE = "pareto_front.csv"
@@ -94,20 +95,22 @@ def normalise_trials(df: pd.DataFrame, metric_names: list[str] | None = None) ->
     df = df.rename(columns=dict(zip(mapping, names)))
     for name in names:
         df[name] = pd.to_numeric(df[name], errors="coerce")
+    columns = ratio_columns()
     shares = {}
-    for col, btype in zip(RATIO_COLUMNS, ("mono", "cross", "multi")):
+    for col in columns:
+        btype = col.removeprefix("ratio_")
         for source in (f"user_attrs_ratio.{btype}", f"user_attrs_{col}", f"params_ratio.{btype}", f"params_{col}", f"params_{btype}"):
             if source in df.columns:
                 shares[col] = pd.to_numeric(df[source], errors="coerce")
                 break
-    if len(shares) == 2:
-        (missing,) = set(RATIO_COLUMNS) - set(shares)
+    if len(shares) == len(columns) - 1 and shares:
+        (missing,) = set(columns) - set(shares)
         shares[missing] = (1.0 - sum(shares.values())).round(12)
-    if len(shares) == 3:
-        for col in RATIO_COLUMNS:
+    if len(shares) == len(columns):
+        for col in columns:
             df[col] = shares[col].round(6)
         # Sampled ratios are continuous: 3 decimals label them readably (the columns keep 6).
-        df["ratio"] = [ratio_label(*r, digits=3) if not any(pd.isna(v) for v in r) else "" for r in df[list(RATIO_COLUMNS)].itertuples(index=False)]
+        df["ratio"] = [ratio_label(*r, digits=3) if not any(pd.isna(v) for v in r) else "" for r in df[list(columns)].itertuples(index=False)]
     return df.sort_values("number", ignore_index=True), names
 
 

@@ -24,15 +24,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from batchmix.batch_types import batch_type_names
 from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
 from batchmix.errors import BatchmixError
+from batchmix.eval.settings import EVAL_SETTINGS as SETTINGS, SETTING_WORDS
 from batchmix.io import atomic_write_text
 from batchmix.report import plots
-from batchmix.report.aggregate import RATIO_COLUMNS, by_ratio, find_run_dirs, load_histories, load_runs
+from batchmix.report.aggregate import by_ratio, find_run_dirs, load_histories, load_runs, ratio_columns
 
 BEGIN = "<!-- batchmix:report:begin -->"
 END = "<!-- batchmix:report:end -->"
-SETTINGS = ("mono", "cross", "multi")
 
 # arXiv 2408.10536, Table 1 (mAP) and the XQuAD-R rank distance of XLM-R, quoted for comparison.
 PAPER_MAP = {
@@ -44,15 +45,17 @@ PAPER_MAP = {
     ("LaBSE", "hybrid"): {"xquad-r": (0.817, 0.767, 0.682), "mlqa-r": (0.686, 0.681, 0.579)},
 }
 PAPER_RANK_DISTANCE = {("XLM-R", "mono only"): 410.2, ("XLM-R", "cross only"): 295.4, ("XLM-R", "hybrid"): 286.6}
+# The paper's schedules, as shares of the first three batch types (mono, cross, multi).
 SCHEDULES = {(1.0, 0.0, 0.0): "mono only", (0.0, 1.0, 0.0): "cross only", (0.5, 0.5, 0.0): "hybrid",
              (0.0, 0.0, 1.0): "multi only", (0.333333, 0.333333, 0.333333): "thirds"}
-SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
 
 
-def schedule_name(mono: float, cross: float, multi: float) -> str:
-    """The paper's name for a ratio (`hybrid` = mono with probability 0.5, else cross), else the ratio."""
-    key = tuple(round(float(v), 6) for v in (mono, cross, multi))
-    return SCHEDULES.get(key, f"{mono:.2g} / {cross:.2g} / {multi:.2g}")
+def schedule_name(*shares: float) -> str:
+    """The paper's name for a ratio (shares in registry order; `hybrid` = mono with probability 0.5, else
+    cross), else the ratio. A ratio giving a share to a fourth type has no paper name."""
+    key = tuple(round(float(v), 6) for v in shares)
+    name = SCHEDULES.get(key[:3]) if not any(key[3:]) else None
+    return name or " / ".join(f"{v:.2g}" for v in shares)
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -217,9 +220,10 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
     sets, missing = eval_sets_of(complete, first_cfg)
     metric_cols = [f"{es.prefix}{m}" for es in sets for m in
                    (*(f"map/{s}" for s in SETTINGS), "bias/rank_distance", "bias/own_lang_first", "recall@10/multi", "ndcg@10/multi")]
-    conv_cols = [f"train/{t}/{c}_final" for t in SETTINGS for c in ("loss", "mse")] + [f"conv/{t}/loss/auc" for t in SETTINGS]
+    types = batch_type_names()  # training batch types (the columns above are evaluation settings)
+    conv_cols = [f"train/{t}/{c}_final" for t in types for c in ("loss", "mse")] + [f"conv/{t}/loss/auc" for t in types]
     table = by_ratio(complete, [*metric_cols, *conv_cols, "train/steps"])
-    table["schedule"] = [schedule_name(*r) for r in table[list(RATIO_COLUMNS)].itertuples(index=False)]
+    table["schedule"] = [schedule_name(*r) for r in table[list(ratio_columns())].itertuples(index=False)]
     order = {"mono only": 0, "cross only": 1, "hybrid": 2}
     table = table.sort_values("schedule", key=lambda s: s.map(lambda x: order.get(x, 3)), kind="stable")
     seeds = sorted({int(s) for s in complete["seed"].dropna()})
@@ -234,7 +238,7 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
         out += [timing, ""]
 
     # Table 1 layout: rows = batch schedule, column groups = evaluation sets.
-    header = ["model", "batches", "ratio mono/cross/multi", "seeds"] + [f"{es.label} {s}" for es in sets for s in SETTINGS]
+    header = ["model", "batches", f"ratio {'/'.join(types)}", "seeds"] + [f"{es.label} {s}" for es in sets for s in SETTINGS]
     rows = []
     if zs is not None:
         rows.append([model, "none (zero-shot)", "–", "–"] + [_pm(zs.get(f"{es.prefix}map/{s}", math.nan), math.nan, 1) for es in sets for s in SETTINGS])
@@ -269,11 +273,11 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
 
     # Convergence: raw means of each type's last 10 batches (train/<type>/*_final, written by training)
     # and the area under each type's loss curve; short runs are too short for "steps to settle".
-    header = ["batches", "steps"] + [f"{c} · {t}" for c in ("loss, last 10", "MSE, last 10", "loss AUC/step") for t in SETTINGS]
+    header = ["batches", "steps"] + [f"{c} · {t}" for c in ("loss, last 10", "MSE, last 10", "loss AUC/step") for t in types]
     rows = []
     for _, r in table.iterrows():
-        cells = [_cell(r, f"train/{t}/{c}_final") for c in ("loss", "mse") for t in SETTINGS]
-        cells += [_cell(r, f"conv/{t}/loss/auc") for t in SETTINGS]
+        cells = [_cell(r, f"train/{t}/{c}_final") for c in ("loss", "mse") for t in types]
+        cells += [_cell(r, f"conv/{t}/loss/auc") for t in types]
         rows.append([r["schedule"], _cell(r, "train/steps", 0)] + cells)
     out += ["### Convergence per batch type (mean of the type's last 10 training batches, and the mean height of its "
             "loss curve over the run; curves in the figures below)", "", md_table(header, rows), ""]

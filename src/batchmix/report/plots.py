@@ -16,17 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.colors import Normalize
+from matplotlib.colors import Normalize, to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.tri import Triangulation
 
-from batchmix.convergence import BATCH_TYPES, DEFAULT_WINDOW
+from batchmix.batch_types import batch_type_names, get_batch_type
+from batchmix.convergence import ALL, DEFAULT_WINDOW
 from batchmix.errors import BatchmixError
-from batchmix.report.aggregate import RATIO_COLUMNS, by_ratio, line_axis, smoothed_histories, sweep_shape
+from batchmix.eval.settings import EVAL_SETTINGS, SETTING_COLORS
+from batchmix.report.aggregate import (by_ratio, line_axis, ratio_columns, smoothed_histories, sort_columns, sweep_shape,
+                                       triangle_columns)
 from batchmix.report.optuna_trials import StudyTable
 
-SETTING_COLORS = {"mono": "#1f77b4", "cross": "#ff7f0e", "multi": "#2ca02c"}
 CURVE_LABELS = {"loss": "training loss", "mse": "similarity MSE"}
 METRIC_NAMES = {"map": "mAP", "mrr": "MRR", "ndcg@10": "nDCG@10"}
 SQRT3_2 = math.sqrt(3) / 2
@@ -46,15 +48,21 @@ def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
 
 
 def _ratio_order(frame: pd.DataFrame) -> list[str]:
-    keys = frame[[*RATIO_COLUMNS, "ratio"]].drop_duplicates().sort_values(["ratio_mono", "ratio_multi", "ratio_cross"])
+    keys = frame[[*ratio_columns(), "ratio"]].drop_duplicates().sort_values(sort_columns())
     return list(dict.fromkeys(keys["ratio"]))
 
 
-def barycentric_color(mono: float, cross: float, multi: float) -> tuple[float, float, float]:
-    """The ratio as a colour mix of its corners (mono red, cross blue, multi green): similar ratios get
-    similar colours, and a line's colour says which batch types it trained on."""
-    corners = np.array([(0.84, 0.15, 0.16), (0.12, 0.38, 0.85), (0.10, 0.62, 0.20)])
-    rgb = np.array([mono, cross, multi], dtype=float) @ corners
+def _names_label() -> str:
+    """`mono/cross/multi[/...]`: the order of the shares in a ratio label."""
+    return "/".join(batch_type_names())
+
+
+def barycentric_color(*shares: float) -> tuple[float, float, float]:
+    """The ratio (shares in registry order) as a colour mix of its corners, each batch type's colour
+    (mono red, cross blue, multi green): similar ratios get similar colours, and a line's colour says
+    which batch types it trained on."""
+    corners = np.array([to_rgb(get_batch_type(name).color) for name in batch_type_names()[:len(shares)]])
+    rgb = np.array(shares, dtype=float) @ corners
     return tuple(float(c) for c in np.clip(rgb, 0, 1))
 
 
@@ -68,7 +76,7 @@ def ratio_colors(frame: pd.DataFrame) -> tuple[dict[str, tuple], tuple[str, Norm
         norm = Normalize(float(values.min()), float(values.max()) if values.max() > values.min() else float(values.min()) + 1)
         cmap = colormaps["viridis"]
         return {r: cmap(norm(values[r])) for r in order}, (axis, norm)
-    shares = frame.drop_duplicates("ratio").set_index("ratio")[list(RATIO_COLUMNS)]
+    shares = frame.drop_duplicates("ratio").set_index("ratio")[list(ratio_columns())]
     return {r: barycentric_color(*shares.loc[r]) for r in order}, None
 
 
@@ -96,15 +104,20 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
     one line per ratio (mean over seeds, band = +-1 std)."""
     if curve not in CURVE_LABELS:
         raise BatchmixError(f"curve={curve!r} is not one of {list(CURVE_LABELS)}")
-    fig = Figure(figsize=(13, 8.5), layout="constrained")
-    axes = fig.subplots(2, 2, sharex=True).ravel()
+    panels = (*batch_type_names(), ALL)
+    rows = math.ceil(len(panels) / 2)
+    fig = Figure(figsize=(13, 4.25 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2, sharex=True).ravel()
+    for ax in axes[len(panels):]:  # an odd number of panels leaves one cell empty
+        ax.set_visible(False)
+    axes = axes[:len(panels)]
     if histories.empty:
         fig.suptitle("no history.csv in any run")
         return fig
     curves = smoothed_histories(histories, window)
     curves = curves[curves["curve"] == curve]
     colors, scale = ratio_colors(histories)
-    for ax, btype in zip(axes, (*BATCH_TYPES, "all")):
+    for ax, btype in zip(axes, panels):
         part = curves[curves["batch_type"] == btype]
         for ratio in colors:
             sub = part[part["ratio"] == ratio]
@@ -120,7 +133,7 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
         if part.empty:
             ax.text(0.5, 0.5, f"no {btype} batches in any run", ha="center", va="center", transform=ax.transAxes, color="0.4")
         ax.set_ylabel(f"{CURVE_LABELS[curve]} (EMA, span {window})")
-    for ax in axes[2:]:
+    for ax in axes[-2:]:
         ax.set_xlabel("global step")
     if scale is not None:
         axis, norm = scale
@@ -129,19 +142,26 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
         fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes), label=f"{axis.removeprefix('ratio_')} share", shrink=0.6)
     else:
         handles, labels = axes[-1].get_legend_handles_labels()
-        fig.legend(handles, labels, title="ratio mono/cross/multi\n(colour: mono red,\ncross blue, multi green)",
+        fig.legend(handles, labels, title=f"ratio {_names_label()}\n{_colour_key()}",
                    loc="outside right center", fontsize=9, title_fontsize=9)
     label = CURVE_LABELS[curve]
     fig.suptitle(f"{label[0].upper()}{label[1:]} by batch type, overlaid by ratio", fontsize=14)
     return fig
 
 
+def _colour_key() -> str:
+    """`(colour: mono red,\ncross blue, multi green)`: each type's colour word (else its hex code)."""
+    words = [f"{t.name} {t.color_name or to_hex(t.color)}" for t in map(get_batch_type, batch_type_names())]
+    return f"(colour: {words[0]},\n{', '.join(words[1:])})"
+
+
 # ---------------------------------------------------------------------------- final metrics
 
 
-def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = BATCH_TYPES, metric: str = "map",
+def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTINGS, metric: str = "map",
                         bias: str = "bias/rank_distance") -> Figure:
-    """Final `<metric>/{mono,cross,multi}` against the ratio (+ the bias metric in a second panel).
+    """Final `<metric>/<setting>` for each evaluation setting (mono, cross, multi) against the ratio
+    (+ the bias metric in a second panel).
 
     Line sweeps: x = the varying share. Other sweeps: one row per ratio, sorted by `<metric>/multi`."""
     cols = [f"{metric}/{s}" for s in settings if f"{metric}/{s}" in runs.columns]
@@ -161,7 +181,7 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = BATCH_TYPE
                              color=SETTING_COLORS.get(setting), label=f"{shown} {setting}")
         axes[0].set_ylabel(f"final {shown} (held-out)")
         axes[0].legend()
-        fixed = [f"{c.removeprefix('ratio_')} = {table[c].iloc[0]:g}" for c in RATIO_COLUMNS if c != axis and table[c].nunique() == 1]
+        fixed = [f"{c.removeprefix('ratio_')} = {table[c].iloc[0]:g}" for c in ratio_columns() if c != axis and table[c].nunique() == 1]
         xlabel = f"{axis.removeprefix('ratio_')} share" + (f"  ({', '.join(fixed)})" if fixed else "")
         if has_bias:
             axes[1].errorbar(x, table[bias], yerr=table[f"{bias}/std"].fillna(0), marker="s", capsize=3, color="#7f3c8d")
@@ -185,7 +205,7 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = BATCH_TYPE
         axes[0].errorbar(order[col], y + off, xerr=order[f"{col}/std"].fillna(0), fmt="o", capsize=2,
                          color=SETTING_COLORS.get(setting), label=f"{shown} {setting}")
     axes[0].set_yticks(y, [f"{r}  (n={n})" if n > 1 else r for r, n in zip(order["ratio"], order["n"])])
-    axes[0].set_ylabel("ratio mono/cross/multi")
+    axes[0].set_ylabel(f"ratio {_names_label()}")
     axes[0].set_xlabel(f"final {shown} (held-out)")
     axes[0].legend(loc="best")
     if has_bias:
@@ -201,34 +221,37 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = BATCH_TYPE
 # ------------------------------------------------------------------------------- ternary map
 
 
-def ternary_xy(mono, cross, multi) -> tuple[np.ndarray, np.ndarray]:
-    """Barycentric (mono, cross, multi) -> 2-D: corners mono (0, 0), cross (1, 0), multi (1/2, sqrt(3)/2).
+def ternary_xy(a, b, c) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric (a, b, c) -> 2-D: corners a (0, 0), b (1, 0), c (1/2, sqrt(3)/2); for a mono/cross/multi
+    sweep a = mono, b = cross, c = multi.
 
     Written by hand because it is two lines; a ternary-plot package would be a dependency for that."""
-    mono, cross, multi = (np.asarray(v, dtype=float) for v in (mono, cross, multi))
-    total = mono + cross + multi
-    return (cross + 0.5 * multi) / total, SQRT3_2 * multi / total
+    a, b, c = (np.asarray(v, dtype=float) for v in (a, b, c))
+    total = a + b + c
+    return (b + 0.5 * c) / total, SQRT3_2 * c / total
 
 
-def _draw_simplex(ax, step: float = 0.25) -> None:
+def _draw_simplex(ax, corners: Sequence[str], step: float = 0.25) -> None:
+    """The triangle with its grid, share labels and corner names (left, right, top)."""
+    left, right, top = corners
     ax.plot([0, 1, 0.5, 0], [0, 0, SQRT3_2, 0], color="0.2", lw=1.2, zorder=3)
     for v in np.arange(step, 1, step):
         for a, b in (((v, 1 - v, 0), (v, 0, 1 - v)), ((0, v, 1 - v), (1 - v, v, 0)), ((1 - v, 0, v), (0, 1 - v, v))):
             xs, ys = ternary_xy(*np.array([a, b]).T)
             ax.plot(xs, ys, color="0.75", lw=0.6, zorder=1)
-        # share labels outside each edge: bottom = cross share, right = multi share, left = mono share
+        # share labels outside each edge: bottom = right corner's share, right = top's, left = left's
         x, y = ternary_xy(1 - v, v, 0)
         ax.text(x, y - 0.05, f"{v:g}", ha="center", va="top", fontsize=8, color="0.35")
         x, y = ternary_xy(0, 1 - v, v)
         ax.text(x + 0.05, y, f"{v:g}", ha="left", va="center", fontsize=8, color="0.35")
         x, y = ternary_xy(v, 0, 1 - v)
         ax.text(x - 0.05, y, f"{v:g}", ha="right", va="center", fontsize=8, color="0.35")
-    ax.text(-0.04, -0.03, "mono", ha="right", va="top", fontsize=12, weight="bold")
-    ax.text(1.04, -0.03, "cross", ha="left", va="top", fontsize=12, weight="bold")
-    ax.text(0.42, SQRT3_2, "multi", ha="right", va="center", fontsize=12, weight="bold")
-    ax.text(0.5, -0.12, "cross share →", ha="center", va="top", fontsize=9, color="0.35")
-    ax.text(0.86, 0.5, "multi share →", ha="center", va="center", fontsize=9, color="0.35", rotation=-60)
-    ax.text(0.14, 0.5, "← mono share", ha="center", va="center", fontsize=9, color="0.35", rotation=60)
+    ax.text(-0.04, -0.03, left, ha="right", va="top", fontsize=12, weight="bold")
+    ax.text(1.04, -0.03, right, ha="left", va="top", fontsize=12, weight="bold")
+    ax.text(0.42, SQRT3_2, top, ha="right", va="center", fontsize=12, weight="bold")
+    ax.text(0.5, -0.12, f"{right} share →", ha="center", va="top", fontsize=9, color="0.35")
+    ax.text(0.86, 0.5, f"{top} share →", ha="center", va="center", fontsize=9, color="0.35", rotation=-60)
+    ax.text(0.14, 0.5, f"← {left} share", ha="center", va="center", fontsize=9, color="0.35", rotation=60)
     ax.set_xlim(-0.2, 1.2)
     ax.set_ylim(-0.18, SQRT3_2 + 0.1)
     ax.set_aspect("equal")
@@ -238,20 +261,25 @@ def _draw_simplex(ax, step: float = 0.25) -> None:
 def plot_ternary(runs: pd.DataFrame, values: Sequence[str] = ("map/multi", "bias/rank_distance"),
                  lower_is_better: Sequence[str] = ("bias/rank_distance",)) -> Figure:
     """One simplex panel per metric: points at each ratio (mean over seeds, value printed), coloured by
-    value, with a linearly interpolated field (`tricontourf`) between them. Colours: yellow = better."""
+    value, with a linearly interpolated field (`tricontourf`) between them. Colours: yellow = better.
+    Needs a sweep over exactly three batch types (`aggregate.triangle_columns`): the triangle's corners."""
     values = [v for v in values if v in runs.columns and runs[v].notna().any()]
     if not values:
         raise BatchmixError("no metric to draw on the simplex; expected e.g. map/multi in metrics.json")
+    corners = triangle_columns(runs)
+    if corners is None:
+        raise BatchmixError("a triangle map needs ratios spread over exactly three batch types; "
+                            "use plot_final_vs_ratio for other sweeps")
     table = by_ratio(runs, values)
     fig = Figure(figsize=(6.5 * len(values), 6.2), layout="constrained")
     axes = fig.subplots(1, len(values), squeeze=False).ravel()
-    x, y = ternary_xy(table["ratio_mono"], table["ratio_cross"], table["ratio_multi"])
+    x, y = ternary_xy(*(table[c] for c in corners))
     for ax, value in zip(axes, values):
         cmap = colormaps["viridis_r" if value in lower_is_better else "viridis"]
         z = table[value].to_numpy(float)
         ok = np.isfinite(z)
         norm = Normalize(np.nanmin(z), np.nanmax(z) if np.nanmax(z) > np.nanmin(z) else np.nanmin(z) + 1e-9)
-        _draw_simplex(ax)
+        _draw_simplex(ax, [c.removeprefix("ratio_") for c in corners])
         if ok.sum() >= 3 and sweep_shape(table[ok]) == "simplex":
             tri = Triangulation(x[ok], y[ok])
             ax.tricontourf(tri, z[ok], levels=12, cmap=cmap, norm=norm, alpha=0.55, zorder=0)

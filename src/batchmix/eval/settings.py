@@ -1,0 +1,16 @@
+"""The evaluation settings of LAReQA retrieval: which candidates a query is ranked against.
+
+- ``mono``  each question against the candidates of its own language (monolingual);
+- ``cross`` each question against the candidates of one other language (cross-lingual);
+- ``multi`` each question against the candidates of every language at once (multilingual).
+
+Metric keys are `<metric>/<setting>`, e.g. `map/multi`. These are *not* the training batch types
+(`batchmix.batch_types`), although the three built-in types share the names: a new batch type adds
+no evaluation setting, so report code that reads `map/<setting>` iterates over `EVAL_SETTINGS`.
+"""
+
+from __future__ import annotations
+
+EVAL_SETTINGS: tuple[str, ...] = ("mono", "cross", "multi")
+SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
+SETTING_COLORS = {"mono": "#1f77b4", "cross": "#ff7f0e", "multi": "#2ca02c"}
