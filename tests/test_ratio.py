@@ -64,3 +64,51 @@ def test_counts_exact_examples():
     assert Ratio(1 / 3, 1 / 3, 1 / 3).counts(10) == {"mono": 4, "cross": 3, "multi": 3}
     assert Ratio(0.5, 0.5, 0).counts(3) == {"mono": 2, "cross": 1, "multi": 0}
     assert Ratio(0.2, 0.5, 0.3).counts(7) == {"mono": 1, "cross": 4, "multi": 2}
+
+
+def test_complement_of_a_node_sums_every_other_share():
+    """`${bm_complement:cross}`: OmegaConf passes the ratio node, so a share added later counts too."""
+    from omegaconf import OmegaConf
+
+    node = {"mono": 0.2, "multi": 0.3, "cross": "?", "pivot": 0.1}
+    assert complement("cross", _parent_=node) == 0.4
+    assert complement("cross", _parent_={"mono": "lots", "cross": "?"}) == "?"
+    if not OmegaConf.has_resolver("bm_complement_test"):
+        OmegaConf.register_new_resolver("bm_complement_test", complement)
+    cfg = OmegaConf.create({"ratio": {"mono": 0.1, "multi": 0.2, "cross": "${bm_complement_test:cross}"}})
+    cfg.ratio.pivot = 0.3
+    assert OmegaConf.to_container(cfg.ratio, resolve=True)["cross"] == 0.4
+
+
+def test_registry_order_and_a_ratio_over_it():
+    from batchmix.batch_types import BatchType, batch_type_names, get_batch_type, register, registered, unregister
+
+    assert batch_type_names() == ("mono", "cross", "multi")
+    assert get_batch_type("cross").label == "cross-lingual"
+    extra = BatchType("extra", lambda ctx: [], "extra", "black")
+    old = Ratio(0.5, 0.5)  # made before the type exists: no share for it
+    with registered(extra):
+        assert batch_type_names() == ("mono", "cross", "multi", "extra")
+        with pytest.raises(BatchmixError, match="already registered"):
+            register(extra)
+        r = Ratio.from_mapping({"mono": 0.5, "extra": 0.5})
+        assert r["extra"] == r.extra == 0.5 and r["cross"] == 0.0 and old["extra"] == 0.0
+        assert r.label() == "0.5/0/0/0.5" and r.counts(3) == {"mono": 2, "cross": 0, "multi": 0, "extra": 1}
+        assert r == Ratio(mono=0.5, extra=0.5) and r != old
+        with pytest.raises(BatchmixError, match=r"only mono, cross, multi, extra"):
+            Ratio.from_mapping({"bilingual": 1.0})
+    assert batch_type_names() == ("mono", "cross", "multi")
+    for bad in ("all", "Pivot", "two words"):
+        with pytest.raises(BatchmixError, match="not usable"):
+            register(BatchType(bad, lambda ctx: [], bad, "black"))
+    with pytest.raises(BatchmixError, match="built in"):
+        unregister("mono")
+
+
+def test_ratio_survives_pickling():
+    import pickle
+
+    r = Ratio(0.2, 0.5, 0.3)
+    assert pickle.loads(pickle.dumps(r)) == r and pickle.loads(pickle.dumps(r)).as_dict() == r.as_dict()
+    with pytest.raises(AttributeError):
+        r.mono = 1.0
