@@ -133,8 +133,9 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
         if part.empty:
             ax.text(0.5, 0.5, f"no {btype} batches in any run", ha="center", va="center", transform=ax.transAxes, color="0.4")
         ax.set_ylabel(f"{CURVE_LABELS[curve]} (EMA, span {window})")
-    for ax in axes[-2:]:
+    for ax in axes[-2:]:  # the bottom panel of each column (an empty cell may sit below the second)
         ax.set_xlabel("global step")
+        ax.xaxis.set_tick_params(labelbottom=True)
     if scale is not None:
         axis, norm = scale
         from matplotlib.cm import ScalarMappable
