@@ -263,3 +263,25 @@ def test_full_xquad_r_sized_outputs_are_written_in_seconds(tmp_path):
             assert sum(1 for _ in f) == 11 * 1190 * 100
     finally:
         shutil.rmtree(tmp_path / "trec")
+
+
+def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp_path):
+    """`recipes.evaluation.evaluate_corpora`, what train.py (eval/<tag>/) and eval.py (its out dir) both run."""
+    from batchmix.recipes.evaluation import evaluate_corpora
+
+    class TrigramModel:  # what the recipe needs of a DualEncoder: its (queries, passages) encoders
+        def encoders(self, batch_size):
+            assert batch_size == 7
+            return bag_of_trigrams, bag_of_trigrams
+
+    main, _, _ = _toy(0)
+    other, _, _ = _toy(1, distractors=4)
+    settings = {"batch_size": 7, "candidates": "sentence", "trec": False, "trec_depth": 100}
+    metrics = evaluate_corpora(TrigramModel(), main, {"other-set": other}, tmp_path / "final", settings, title="toy", tag="final")
+    own = evaluate_corpus(main, bag_of_trigrams, bag_of_trigrams, progress=False)
+    theirs = evaluate_corpus(other, bag_of_trigrams, bag_of_trigrams, progress=False)
+    assert metrics == {**own, **{f"other-set/{k}": v for k, v in theirs.items()}}
+    assert json.loads((tmp_path / "final" / "metrics.json").read_text()) == own  # the main corpus alone
+    assert json.loads((tmp_path / "final" / "other-set" / "metrics.json").read_text()) == theirs
+    assert (tmp_path / "final" / "other-set" / "map_matrix.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert not (tmp_path / "final" / "trec").exists()  # eval.trec=false

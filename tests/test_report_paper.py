@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -67,6 +68,25 @@ def test_block_has_paper_layout_with_independent_mean_and_std(study, tmp_path):
     for name in ("curves_loss", "curves_mse", "map_by_ratio_heldout", "map_by_ratio_mlqa-r"):
         png = tmp_path / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"(figures/{name}.png)" in text
+
+
+def test_convergence_table_shows_each_types_raw_mean_of_its_last_10_batches(study, tmp_path):
+    """The committed study table's "last 10" columns: what training wrote as train/<type>/loss_final
+    before the final loss became the smoothed curve's last point, now read from history.csv."""
+    readme = tmp_path / "README.md"
+    write_study_markdown(study, readme)
+    lines = readme.read_text().split("### Convergence per batch type", 1)[1].splitlines()
+    row = next(line for line in lines if line.startswith("| hybrid |"))
+    for btype, curve in (("mono", "loss"), ("cross", "loss"), ("cross", "mse")):
+        tails = []
+        for run in study.iterdir():
+            r = yaml.safe_load((run / "config.yaml").read_text())["ratio"] if (run / "config.yaml").is_file() else None
+            if r and np.allclose([r["mono"], r["cross"], r["multi"]], RATIOS[2]):
+                history = pd.read_csv(run / "history.csv")
+                tails.append(history.groupby("batch_type")[curve].apply(lambda s: s.tail(10).mean())[btype])
+        assert len(tails) == 3
+        assert f"{np.mean(tails):.3f} ± {np.std(tails, ddof=1):.3f}" in row, (btype, curve, row)
+    assert row.split(" | ")[4] == "–"  # hybrid 0.5/0.5/0 has no multi batch
 
 
 def test_rerun_regenerates_the_same_block(study, tmp_path):

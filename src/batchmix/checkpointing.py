@@ -39,10 +39,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from batchmix.config import check_every_n_steps
 from batchmix.io import atomic_open
+from batchmix.run_dir import LAST_CHECKPOINT
 
 log = logging.getLogger("batchmix")
-
-LAST = "last.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -60,7 +59,7 @@ class LastCheckpoint(Checkpoint):
     """Saves `<dirpath>/last.ckpt` every `every_n_steps` steps, at the end of training and on SIGTERM."""
 
     def __init__(self, dirpath: str | Path, every_n_steps: int = 50) -> None:
-        self.path = Path(dirpath) / LAST
+        self.path = Path(dirpath) / LAST_CHECKPOINT
         self.every_n_steps = check_every_n_steps(every_n_steps)
         self.saved_step: int | None = None  # global step of the state last written (None: none this fit)
         self._rng_to_restore: dict[str, Any] | None = None

@@ -12,7 +12,10 @@ history holds, and `all` = every step; per curve `loss`, `mse`):
 * smoothed curve: exponential moving average over that type's own observations, bias-corrected
   (`pandas.Series.ewm(span=window, adjust=True)`; alpha = 2 / (window + 1); the same debiased EMA
   TensorBoard and W&B draw). Default `window` = 20 observations.
-* `final`: the last value of the smoothed curve.
+* `final`: the last value of the smoothed curve. This is *the* final loss / MSE of a batch type:
+  training writes it into metrics.json as `train/<type>/<curve>_final` too.
+* `last10` (`mean_of_last`, not part of the summary): the raw mean of a type's last 10 observations,
+  the "last 10" column of the study tables.
 * `steps_to_<p>pct` (p = 100 * tolerance, default 5): with smoothed values s_i at steps t_i and
   f = s_last, the band is |s - f| <= tolerance * |f|. k = the first index from which every later s_j
   lies in the band; the figure is t_k (steps taken before the curve settled for good; 0 = flat from
@@ -31,20 +34,20 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from batchmix.batch_types import batch_type_names
 from batchmix.errors import BatchmixError
-from batchmix.io import write_json
+from batchmix.run_dir import RunDir
 
 ALL = "all"
 CURVES = ("loss", "mse")
 DEFAULT_WINDOW = 20
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_MIN_SETTLED = 0.1
+LAST_N = 10
 
 
 def smooth(values: pd.Series | np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
@@ -144,15 +147,27 @@ def convergence_summary(history: pd.DataFrame, window: int = DEFAULT_WINDOW, tol
     return out
 
 
+def mean_of_last(history: pd.DataFrame, n: int = LAST_N) -> dict[str, float]:
+    """`conv/<type>/<curve>/last<n>`: the raw mean of each batch type's last `n` observations (types the
+    history holds). Not a type's final value (`final`): the study's "last 10" column, kept as it was."""
+    _check(history)
+    out: dict[str, float] = {}
+    for btype in dict.fromkeys(history["batch_type"]):
+        for curve in CURVES:
+            _, values = _series(history, btype, curve)
+            if len(values):
+                out[f"conv/{btype}/{curve}/last{n}"] = float(values[-n:].mean())
+    return out
+
+
 def write_convergence(run_dir: str | os.PathLike, history: pd.DataFrame | None = None, **kwargs) -> dict[str, float]:
     """Write `<run_dir>/convergence.json` (NaN as null) from `history` or `<run_dir>/history.csv`;
     returns the figures (`convergence_summary`; kwargs: window, tolerance, min_settled)."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     if history is None:
-        path = run_dir / "history.csv"
-        if not path.is_file():
-            raise BatchmixError(f"{path} does not exist; convergence needs a run dir with batchmix's history.csv")
-        history = pd.read_csv(path)
+        if not run.history_file.is_file():
+            raise BatchmixError(f"{run.history_file} does not exist; convergence needs a run dir with batchmix's history.csv")
+        history = pd.read_csv(run.history_file)
     summary = convergence_summary(history, **kwargs)
-    write_json(run_dir / "convergence.json", {k: (None if math.isnan(v) else v) for k, v in summary.items()})
+    run.write_convergence(summary)
     return summary

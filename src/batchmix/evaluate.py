@@ -17,12 +17,12 @@ from batchmix.config import check_candidates, check_writable, offline_defaults
 from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError
-from batchmix.eval.report import evaluate_and_write
-from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
-from batchmix.io import write_json
+from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.models.build import build_dual_encoder, load_trained
 from batchmix.models.pooling import check_pooling
+from batchmix.recipes.evaluation import evaluate_corpora
+from batchmix.run_dir import RunDir
 
 log = logging.getLogger("batchmix")
 SPLITS = ("auto", "all", "train", "val", "test")
@@ -55,21 +55,13 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     if split != "all":
         corpus = split_by_article(corpus, data_cfg.get("split") or {}, seed=int(data_cfg.get("split_seed", 0)))[split]
     log.info("evaluating %s on %s (%d languages)", what, corpus.name, len(corpus.langs))
-    metrics = evaluate_and_write(
-        corpus, *module.encoders(cfg.eval.batch_size), out_dir,
-        candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth or None, title=what,
-    )
-    # eval.sets: more corpora, each scored the same way; metrics prefixed `<set>/`.
-    for spec in extra_sets:
-        extra = load_eval_set(spec)
-        log.info("evaluating %s on %s (%d languages)", what, extra.name, len(extra.langs))
-        scores = evaluate_and_write(
-            extra, *module.encoders(cfg.eval.batch_size), out_dir / spec.key,
-            candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth or None, title=what,
-        )
-        metrics.update(prefixed(spec.key, scores))
+    # eval.sets: more corpora, each scored the same way into <out_dir>/<set>/; metrics prefixed `<set>/`.
+    extra = {spec.key: load_eval_set(spec) for spec in extra_sets}
+    # trec_depth false / 0 / null: the full ranking (eval.py has always read any false value so)
+    settings = {**OmegaConf.to_container(cfg.eval, resolve=True), "trec_depth": cfg.eval.trec_depth or None}
+    metrics = evaluate_corpora(module, corpus, extra, out_dir, settings, title=what, tag=what)
     if extra_sets:
-        write_json(out_dir / "metrics.json", metrics)  # one flat file with every set, as training runs write it
+        RunDir(out_dir).write_metrics(metrics)  # one flat file with every set, as training runs write it
     print(metrics_table({}, metrics, title=f"{what} · {corpus.name}", keys=HEADLINE + headline_keys(s.key for s in extra_sets)))
     print(f"output dir: {out_dir}")
     return {"metrics": metrics, "out_dir": out_dir}

@@ -20,7 +20,6 @@ Keys that do not change what is trained (`resume`, `logger`, `checkpoint`) are n
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -33,16 +32,15 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from batchmix.checkpointing import LAST
 from batchmix.errors import BatchmixError
+from batchmix.run_dir import CHECKPOINTS, FAILED, LAST_CHECKPOINT, METRICS, METRICS_BEFORE, RunDir, flatten, read_json
 from batchmix.sweep.objectives import select_objective
-from batchmix.training_guards import FAILED
 
 log = logging.getLogger("batchmix")
 
 NOT_COMPARED = ("resume", "logger", "checkpoint")
 # What a previous run leaves that decides how a rerun continues (deleted on a fresh start).
-RUN_STATE_FILES = (f"checkpoints/{LAST}", "metrics.json", "metrics_before.json", FAILED)
+RUN_STATE_FILES = (f"{CHECKPOINTS}/{LAST_CHECKPOINT}", METRICS, METRICS_BEFORE, FAILED)
 # batchmix.io's temp files (`.<name>.<8 random chars>.tmp`, files or staging dirs) left by a killed writer.
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
@@ -61,10 +59,10 @@ def plan_resume(cfg: DictConfig, run_dir: Path) -> ResumePlan:
     is_main = rank_zero_only.rank == 0
     if is_main:
         remove_stale_temp_files(run_dir)
-    checkpoint = run_dir / "checkpoints" / LAST
-    saved_config = run_dir / "config.yaml"
-    if resume and saved_config.exists():
-        differences = config_differences(OmegaConf.load(saved_config), cfg)
+    rd = RunDir(run_dir)
+    checkpoint = rd.last_checkpoint
+    if resume and rd.config_file.exists():
+        differences = config_differences(rd.load_config(), cfg)
         if differences:
             raise BatchmixError(
                 f"run dir {run_dir} already holds a run of another config ({'; '.join(differences[:3])}); rerun with the same "
@@ -75,9 +73,9 @@ def plan_resume(cfg: DictConfig, run_dir: Path) -> ResumePlan:
             log.info("already complete: %s (%s = %s)", run_dir, cfg.objective, finished["objective"])
             return ResumePlan(finished=finished)
         if checkpoint.exists():
-            failed = run_dir / FAILED
+            failed = rd.failed_file
             if failed.exists() and is_main:
-                log.warning("the previous attempt in %s stopped: %s", run_dir, _read_json(failed).get("error", "?"))
+                log.warning("the previous attempt in %s stopped: %s", run_dir, _read_leniently(failed).get("error", "?"))
                 failed.unlink()
             log.info("%s holds an interrupted run of this config: continuing it from %s", run_dir, checkpoint)
             return ResumePlan(checkpoint=checkpoint)
@@ -91,7 +89,7 @@ def config_differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
     """`key: saved -> now` for every resolved value that differs (NOT_COMPARED keys aside)."""
     # Compare what config.yaml holds with what this job would write there (the same YAML round trip).
     now = OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True))
-    old_flat, new_flat = _flatten(OmegaConf.to_container(saved)), _flatten(OmegaConf.to_container(now))
+    old_flat, new_flat = flatten(OmegaConf.to_container(saved)), flatten(OmegaConf.to_container(now))
     keys = sorted(k for k in old_flat.keys() | new_flat.keys() if k.split(".")[0] not in NOT_COMPARED)
     missing = "<unset>"
     return [f"{k}: {old_flat.get(k, missing)} -> {new_flat.get(k, missing)}" for k in keys if old_flat.get(k, missing) != new_flat.get(k, missing)]
@@ -103,7 +101,8 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     Looked for where batchmix writes (the run dir itself, `checkpoints/`, `eval/`), not in the
     loggers' folders, nor anywhere else a run dir pointed at by mistake might reach."""
     removed: list[Path] = []
-    folders = [run_dir, run_dir / "checkpoints", *(Path(f) for f, _, _ in os.walk(run_dir / "eval"))]
+    rd = RunDir(run_dir)
+    folders = [run_dir, rd.checkpoints_dir, *(Path(f) for f, _, _ in os.walk(rd.eval_root))]
     for folder in folders:
         for path in folder.glob(".*.tmp") if folder.is_dir() else []:
             if _TEMP_NAME.match(path.name):
@@ -117,31 +116,24 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 def sigterm_exit(run_dir: Path, step: int) -> SystemExit:
     """What train() raises when Lightning stopped on SIGTERM (and LastCheckpoint saved the state)."""
     log.warning("stopped by SIGTERM at step %d; %s holds that state: rerun the same command with the same run dir "
-                "(hydra.run.dir / hydra.sweep.dir) to resume", step, run_dir / "checkpoints" / LAST)
+                "(hydra.run.dir / hydra.sweep.dir) to resume", step, RunDir(run_dir).last_checkpoint)
     return SystemExit(128 + signal.SIGTERM)
 
 
 def _finished_result(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    metrics = _read_json(run_dir / "metrics.json")
-    if not metrics or (cfg.get("save_model", False) and not (run_dir / "model" / "batchmix.json").exists()):
+    rd = RunDir(run_dir)
+    metrics = _read_leniently(rd.metrics_file)
+    if not metrics or (cfg.get("save_model", False) and not rd.model_info_file.exists()):
         return None
-    before = _read_json(run_dir / "metrics_before.json")
+    before = _read_leniently(rd.metrics_before_file)
     return {"objective": select_objective(cfg.objective, metrics), "metrics": metrics, "metrics_before": before,
             "run_dir": run_dir, "already_complete": True}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_leniently(path: Path) -> dict[str, Any]:
+    """A torn or unreadable file of an interrupted run counts as absent: the run is not finished,
+    and a fresh start or the checkpoint replaces it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(path)
+    except (OSError, BatchmixError):
         return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out or {prefix.rstrip("."): {}}
-    return {prefix.rstrip("."): node}

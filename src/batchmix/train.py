@@ -7,9 +7,7 @@ objective (default `map/multi` on the held-out split) so a sweeper can optimise 
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from batchmix.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from batchmix.config import check_writable, offline_defaults, validate
@@ -27,14 +25,15 @@ from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
 from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
-from batchmix.eval.report import evaluate_and_write
-from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
-from batchmix.io import atomic_dir, atomic_write_text, write_json
+from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set
+from batchmix.io import atomic_dir, write_json
 from batchmix.loggers import build_logger, log_final_results
 from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import HEADLINE, metrics_table
+from batchmix.recipes.evaluation import evaluate_corpora
 from batchmix.resume import plan_resume, sigterm_exit
+from batchmix.run_dir import MODEL_INFO, RunDir
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
 from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.pruning import pruning_callbacks
@@ -47,6 +46,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run one training job into `run_dir`; returns {'objective', 'metrics', 'metrics_before', 'run_dir'}."""
     offline_defaults()
     run_dir = check_writable(Path(run_dir))
+    run = RunDir(run_dir)  # the run folder's layout: batchmix.run_dir
 
     # 1. Validate everything cheap before anything heavy loads.
     ratio = validate(cfg)
@@ -54,7 +54,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     plan = plan_resume(cfg, run_dir)
     if plan.finished is not None:
         return plan.finished
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run.write_config(cfg)
 
     # 2. Data: training pairs and held-out article splits.
     groups, splits = load_splits(cfg.data)
@@ -97,33 +97,23 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers)
 
     # 5. Evaluate the untrained model, so the final table shows what training changed.
-    def evaluate(tag: str) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        for key, corpus in {None: eval_corpus, **extra_sets}.items():
-            start = time.perf_counter()
-            scores = evaluate_and_write(
-                corpus, *module.encoders(cfg.eval.batch_size), run_dir / "eval" / tag / (key or ""),
-                candidate_mode=cfg.eval.candidates, trec=cfg.eval.trec, trec_depth=cfg.eval.trec_depth,
-                title=f"{cfg.model.name_or_path} ({tag}, ratio {ratio.label()})",
-            )
-            metrics.update(prefixed(key, scores) if key else scores)
-            log.info("%s evaluation on %s took %.1fs", tag, corpus.name, time.perf_counter() - start)
-        return metrics
+    def evaluate(tag: str) -> dict[str, float]:  # eval/<tag>/ and eval/<tag>/<set>/ (batchmix.recipes.evaluation)
+        return evaluate_corpora(module, eval_corpus, extra_sets, run.eval_dir(tag), cfg.eval, tag=tag,
+                                title=f"{cfg.model.name_or_path} ({tag}, ratio {ratio.label()})")
 
     # Under DDP every process runs this recipe; only global rank 0 evaluates and writes results.
     is_main = rank_zero_only.rank == 0
-    before_file = run_dir / "metrics_before.json"
-    if plan.checkpoint and before_file.is_file():  # a resumed run scored its untrained model already
-        metrics_before = json.loads(before_file.read_text())
+    if plan.checkpoint and run.metrics_before_file.is_file():  # a resumed run scored its untrained model already
+        metrics_before = run.read_metrics_before()
     else:
         metrics_before = evaluate("before") if cfg.eval.before and is_main else {}
         if metrics_before:
-            write_json(before_file, metrics_before)
+            run.write_metrics_before(metrics_before)
 
     # 6. Train.
     logger = build_logger(cfg, run_dir)
     # checkpoints/last.ckpt every checkpoint.every_n_steps steps, at the end and on SIGTERM (atomically)
-    checkpoint = LastCheckpoint(run_dir / "checkpoints", every_n_steps=cfg.checkpoint.every_n_steps)
+    checkpoint = LastCheckpoint(run.checkpoints_dir, every_n_steps=cfg.checkpoint.every_n_steps)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         default_root_dir=str(run_dir),
@@ -142,15 +132,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if trainer.global_rank != 0:
         return {"objective": None, "metrics": {}, "metrics_before": {}, "run_dir": run_dir}
     history = pd.DataFrame(module.history)
-    atomic_write_text(run_dir / "history.csv", history.to_csv(index=False))
+    run.write_history(history)
     convergence = write_convergence(run_dir, history)  # convergence.json: smoothed curves' settling, AUC, final
 
     # 7. Evaluate the trained model and write the results.
     metrics = evaluate("final")
-    metrics.update(_training_summary(history))
-    write_json(run_dir / "metrics.json", metrics)
+    metrics.update(_training_summary(history, convergence))
+    run.write_metrics(metrics)
     if cfg.save_model:
-        with atomic_dir(run_dir / "model") as staging:  # all of model/ or none of it
+        with atomic_dir(run.model_dir) as staging:  # all of model/ or none of it
             _export(module, staging)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}",
@@ -160,15 +150,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
 
 
-def _training_summary(history: pd.DataFrame) -> dict[str, float]:
-    """Final smoothed losses per batch type (mean of the last 10 steps of that type)."""
+def _training_summary(history: pd.DataFrame, convergence: dict[str, float]) -> dict[str, float]:
+    """Steps per batch type, and its final loss and MSE: the one definition of `batchmix.convergence`
+    (the last point of the smoothed curve, `conv/<type>/<curve>/final`)."""
     out: dict[str, float] = {"train/steps": float(len(history))}
     if history.empty:
         return out
     for btype, part in history.groupby("batch_type"):
         out[f"train/{btype}/steps"] = float(len(part))
-        out[f"train/{btype}/loss_final"] = float(part["loss"].tail(10).mean())
-        out[f"train/{btype}/mse_final"] = float(part["mse"].tail(10).mean())
+        out[f"train/{btype}/loss_final"] = convergence[f"conv/{btype}/loss/final"]
+        out[f"train/{btype}/mse_final"] = convergence[f"conv/{btype}/mse/final"]
     return out
 
 
@@ -177,7 +168,7 @@ def _export(module: DualEncoder, out: Path) -> None:
     module.query_encoder.save_pretrained(out)
     module.tokenizer.save_pretrained(out)
     write_json(
-        out / "batchmix.json",
+        out / MODEL_INFO,
         {"pooling": module.pooling, "normalize": module.normalize, "query_prefix": module.query_prefix,
          "passage_prefix": module.passage_prefix, "shared": module.passage_encoder is module.query_encoder},
     )

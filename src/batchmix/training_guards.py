@@ -20,8 +20,8 @@ import torch
 from batchmix.checkpointing import LastCheckpoint
 from batchmix.errors import BatchmixError
 from batchmix.io import write_json
+from batchmix.run_dir import FAILED
 
-FAILED = "failed.json"
 _BATCH_KEYS = ("batch_type", "query_langs", "positive_langs", "epoch", "index")
 
 

@@ -24,7 +24,7 @@ from batchmix.data.corpus import LAReQACorpus
 from batchmix.eval.lareqa import CandidateMode, evaluate_corpus
 from batchmix.eval.pair_matrix import pair_matrix, plot_pair_matrix, write_pair_matrix_csv
 from batchmix.eval.trec import RunCollector, write_trec
-from batchmix.io import write_json
+from batchmix.run_dir import RunDir
 
 
 def _subtitle(metrics: Mapping[str, float]) -> str:
@@ -48,7 +48,7 @@ def write_outputs(
     Returns the paths written, by kind ("metrics", "matrix_csv", "matrix_png", "trec").
     """
     out_dir = Path(out_dir)
-    paths = {"metrics": write_json(out_dir / "metrics.json", dict(metrics))}
+    paths = {"metrics": RunDir(out_dir).write_metrics(metrics)}
     matrix = pair_matrix(metrics, corpus.langs)
     paths["matrix_csv"] = write_pair_matrix_csv(out_dir / "map_matrix.csv", matrix)
     heading = corpus.name if not title else f"{corpus.name} · {title}"

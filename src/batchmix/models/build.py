@@ -7,7 +7,6 @@ pooling, prefixes or lengths.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,6 +17,7 @@ from batchmix.errors import BatchmixError
 from batchmix.losses import build_loss
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.models.loading import load_encoder, load_tokenizer
+from batchmix.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
 
 _DEFAULT_LOSS = {"name": "infonce", "temperature": 0.05, "learn_temperature": False, "symmetric": False, "gather": True, "cache_chunk": None}
 _DEFAULT_OPTIM = {"lr": 3e-5, "weight_decay": 0.01, "warmup_ratio": 0.1}
@@ -79,23 +79,24 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
     if not path.exists():
         raise BatchmixError(f"checkpoint={str(path)!r} does not exist: give a batchmix run dir, its model/ folder, or a .ckpt file")
     if path.is_file():
-        run_dir, ckpt = path.parent.parent, path
-    elif (path / "batchmix.json").exists():
-        run_dir, ckpt = path.parent, None
+        run, ckpt = RunDir(path.parent.parent), path
+    elif (path / MODEL_INFO).exists():
+        run, ckpt = RunDir(path.parent), None
     else:
-        run_dir, ckpt = path, None
-    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True) if (run_dir / "config.yaml").exists() else {}
-    export = path if (path / "batchmix.json").exists() else run_dir / "model"
-    if ckpt is None and (export / "batchmix.json").exists():
-        info = json.loads((export / "batchmix.json").read_text())
+        run, ckpt = RunDir(path), None
+    cfg = OmegaConf.to_container(run.load_config(), resolve=True) if run.config_file.exists() else {}
+    export = path if (path / MODEL_INFO).exists() else run.model_dir
+    if ckpt is None and (export / MODEL_INFO).exists():
+        info = read_json(export / MODEL_INFO)
         model_cfg = {**cfg.get("model", {}), **info, "name_or_path": str(export), "architecture": None, "freeze_embeddings": False}
         if not info.get("shared", True):
-            raise BatchmixError(f"{export} holds separate query/passage towers: evaluate its checkpoints/last.ckpt instead")
+            raise BatchmixError(f"{export} holds separate query/passage towers: evaluate its {CHECKPOINTS}/{LAST_CHECKPOINT} instead")
         module = build_dual_encoder(model_cfg)
     else:
-        ckpt = ckpt or run_dir / "checkpoints" / "last.ckpt"
+        ckpt = ckpt or run.last_checkpoint
         if not ckpt.exists() or not cfg:
-            raise BatchmixError(f"no model found at {path}: expected <run>/model/batchmix.json or <run>/checkpoints/last.ckpt with <run>/config.yaml")
+            raise BatchmixError(f"no model found at {path}: expected <run>/{MODEL}/{MODEL_INFO} or "
+                                f"<run>/{CHECKPOINTS}/{LAST_CHECKPOINT} with <run>/{CONFIG}")
         module = build_dual_encoder(
             {**cfg["model"], "compile": False, "gradient_checkpointing": False},
             {**cfg.get("loss", {}), "name": "infonce", "cache_chunk": None},
@@ -105,7 +106,7 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise BatchmixError(
-                f"{ckpt} does not match the model of {run_dir / 'config.yaml'} "
+                f"{ckpt} does not match the model of {run.config_file} "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]}): was the config edited after training?"
             )
     return module.eval(), cfg

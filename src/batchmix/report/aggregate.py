@@ -18,39 +18,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from batchmix.batch_types import batch_type_names
 from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW, convergence_summary, smoothed_curves
-from batchmix.errors import BatchmixError
 from batchmix.ratio import COMPLEMENT_KEY
+from batchmix.run_dir import RunDir, find_run_dirs, flatten
 
-SKIP_DIRS = {".hydra", "wandb", "csv", "tensorboard", "checkpoints", "model", "report", "__pycache__"}
 _RATIO_DECIMALS = 6  # shares are rounded for grouping: 0.30000000000000004 and 0.3 are one ratio
-
-
-def find_run_dirs(path: str | os.PathLike) -> list[Path]:
-    """Run dirs under `path` (or `path` itself), sorted naturally (2 before 10)."""
-    root = Path(path)
-    if not root.exists():
-        raise BatchmixError(f"{root} does not exist; pass a run dir or a multirun dir (e.g. multirun/2025-06-01/12-00-00)")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-        if "config.yaml" in filenames and ("metrics.json" in filenames or "history.csv" in filenames):
-            found.append(Path(dirpath))
-    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
-
-
-def _natural_key(text: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def ratio_columns() -> tuple[str, ...]:
@@ -70,33 +50,10 @@ def ratio_label(*shares: float, digits: int = _RATIO_DECIMALS) -> str:
     return "/".join(f"{round(float(v), digits):g}" for v in shares)
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except yaml.YAMLError as err:
-        raise BatchmixError(f"{run_dir / 'config.yaml'} is not valid YAML ({str(err).splitlines()[0]}); is it a batchmix run dir?") from None
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise BatchmixError(f"{path} is not valid JSON ({err}); rerun that job or delete the file") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
-    return out
+def _config_columns(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config as table cells: dotted keys, lists as JSON text, empty mappings left out."""
+    flat = flatten({k: v for k, v in cfg.items() if k not in ("ratio", "seed")})
+    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in flat.items() if v != {}}
 
 
 def _ratio_of(cfg: Mapping[str, Any]) -> dict[str, float]:
@@ -110,24 +67,15 @@ def _ratio_of(cfg: Mapping[str, Any]) -> dict[str, float]:
         return dict.fromkeys(cols, math.nan)
 
 
-def _read_history(run_dir: Path) -> pd.DataFrame | None:
-    path = run_dir / "history.csv"
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-
-
 def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
     """One row per run under `path` (columns: see the module docstring). Empty frame if none."""
     root = Path(path)
     rows, configs = [], []
     for run_dir in find_run_dirs(root):
-        cfg = _read_config(run_dir)
+        rd = RunDir(run_dir)
+        cfg = rd.read_config()
         shares = _ratio_of(cfg)
-        metrics = _read_json(run_dir / "metrics.json")
+        metrics = rd.read_metrics()
         row: dict[str, Any] = {
             "run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
             "run_dir": str(run_dir.resolve()),
@@ -137,13 +85,13 @@ def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: 
             "seed": cfg.get("seed"),
         }
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        before = _read_json(run_dir / "metrics_before.json")
+        before = rd.read_metrics_before()
         row.update({f"before/{k}": v for k, v in before.items() if isinstance(v, (int, float)) and k.count("/") <= 1})
-        history = _read_history(run_dir)
+        history = rd.read_history()
         if history is not None:
             row.update(convergence_summary(history, window=window, tolerance=tolerance))
         rows.append(row)
-        configs.append(_flatten({k: v for k, v in cfg.items() if k not in ("ratio", "seed")}))
+        configs.append(_config_columns(cfg))
     if not rows:
         return pd.DataFrame(columns=["run", "run_dir", "status", *ratio_columns(), "ratio", "seed"])
     runs = pd.DataFrame(rows)
@@ -160,12 +108,14 @@ def load_histories(path: str | os.PathLike) -> pd.DataFrame:
     root = Path(path)
     frames = []
     for run_dir in find_run_dirs(root):
-        history = _read_history(run_dir)
+        rd = RunDir(run_dir)
+        history = rd.read_history()
         if history is None or history.empty:
             continue
-        shares = _ratio_of(_read_config(run_dir))
+        cfg = rd.read_config()
+        shares = _ratio_of(cfg)
         front = {"run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
-                 **shares, "ratio": ratio_label(*shares.values()), "seed": _read_config(run_dir).get("seed")}
+                 **shares, "ratio": ratio_label(*shares.values()), "seed": cfg.get("seed")}
         frames.append(history.assign(**front)[[*front, *history.columns]])
     if not frames:
         return pd.DataFrame(columns=["run", *ratio_columns(), "ratio", "seed", "step", "batch_type", "loss", "mse"])

@@ -27,8 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from batchmix.batch_types import batch_type_names
 from batchmix.config import CONF_DIR, register_resolvers, validate
 from batchmix.errors import BatchmixError
-from batchmix.io import atomic_write_text, write_json
 from batchmix.ratio import Ratio
+from batchmix.run_dir import RunDir
 from batchmix.sweep import register_resolvers as register_sweep_resolvers
 from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.trial import current_trial, report
@@ -57,7 +57,7 @@ def main(cfg: DictConfig) -> float | list[float]:
         ratio = validate(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        RunDir(run_dir).write_config(cfg)
         metrics = synthetic_metrics(ratio)
         every = int(OmegaConf.select(cfg, "pruning.every_n_epochs", default=0) or 0)
         trial = current_trial() if every > 0 else None
@@ -66,7 +66,7 @@ def main(cfg: DictConfig) -> float | list[float]:
             for epoch in range(every, epochs + 1, every):
                 report(trial, metrics["map/multi"] * epoch / epochs, epoch)
         time.sleep(float(OmegaConf.select(cfg, "dry_run.seconds", default=0) or 0))
-        write_json(run_dir / "metrics.json", metrics)
+        RunDir(run_dir).write_metrics(metrics)
         return select_objective(cfg.objective, metrics)
     except BatchmixError as err:
         print(f"batchmix: error: {err}", file=sys.stderr)

@@ -5,13 +5,13 @@ results, a launch interrupted after some of its jobs finished) is told from its 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
 from batchmix.errors import BatchmixError
+from batchmix.run_dir import RunDir
 from batchmix.sweep.objectives import select_objective
 
 
@@ -19,12 +19,13 @@ def result_from_run_dir(run_dir: Optional[Path], objective: Any) -> Optional[Any
     """The value(s) the job would have returned, or None when its run dir holds no usable result.
 
     `objective`: the sweep's `objective` key, used when the run dir has no `config.yaml`."""
-    if run_dir is None or not (run_dir / "metrics.json").is_file():
+    rd = RunDir(run_dir) if run_dir is not None else None
+    if rd is None or not rd.metrics_file.is_file():
         return None
     try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        if (run_dir / "config.yaml").is_file():
-            objective = OmegaConf.select(OmegaConf.load(run_dir / "config.yaml"), "objective", default=objective)
+        metrics = rd.read_metrics()
+        if rd.config_file.is_file():
+            objective = OmegaConf.select(rd.load_config(), "objective", default=objective)
         return None if objective is None else select_objective(objective, metrics)
     except (OSError, ValueError, BatchmixError):
         return None

@@ -1,0 +1,1 @@
+"""Recipes: the steps a command runs, shared by the commands that run them."""
