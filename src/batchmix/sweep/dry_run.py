@@ -23,9 +23,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from batchmix.config import CONF_DIR, register_resolvers, validate
+from batchmix.config import CONF_DIR, register_resolvers
 from batchmix.errors import BatchmixError
 from batchmix.io import atomic_write_text, write_json
+from batchmix.preflight import validate
 from batchmix.ratio import Ratio
 from batchmix.sweep import register_resolvers as register_sweep_resolvers
 from batchmix.sweep.objectives import select_objective
