@@ -5,7 +5,7 @@ This script compares three configurations of one `DualEncoder` training step:
 - `batch 32`: the first 32 pairs;
 - `batch 256`: 256 pairs in one graph;
 - `batch 256, cache_chunk=32`: the same 256 pairs through GradCache,
-  `build_dual_encoder(model_cfg, {"name": "infonce", "temperature": 0.05, "cache_chunk": 32}, optim_cfg)`.
+  `build_dual_encoder(model_cfg, {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, "cache_chunk": 32}, optim_cfg)`.
 
 The step is `DualEncoder.training_step` (forward and the InfoNCE loss) followed by
 `loss.backward()`; under GradCache that backward runs the cached chunk passes. It is in train mode,
@@ -121,7 +121,7 @@ def compose_model_config(args: argparse.Namespace):
 
 def write_batch(cfg, path: Path) -> dict:
     """Tokenise the sampler's first batch of `data.batch_size` pairs; save it; return its shape."""
-    from batchmix.config import validate
+    from batchmix.preflight import validate
     from batchmix.data.datamodule import PairCollator
     from batchmix.data.load import load_splits
     from batchmix.models.loading import load_tokenizer
@@ -196,7 +196,7 @@ def measure(cfg, config: Config, batch_path: Path, device: str, threads: int) ->
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer attached: logging is a no-op
     torch.manual_seed(cfg.seed)
-    loss_cfg = {"name": "infonce", "temperature": cfg.loss.temperature, "cache_chunk": config.chunk}
+    loss_cfg = {"_target_": "batchmix.losses.InfoNCELoss", "temperature": cfg.loss.temperature, "cache_chunk": config.chunk}
     module = build_dual_encoder(cfg.model, loss_cfg, cfg.optim).to(device).train()
     if device == "cpu":
         # from_pretrained may leave fp32 weights backed by the mmapped safetensors file, paged in

@@ -224,7 +224,7 @@ class BatchmixSetup:
 
 
 def batchmix_setup(args: argparse.Namespace) -> BatchmixSetup:
-    from batchmix.config import validate
+    from batchmix.preflight import validate
     from batchmix.data.load import load_splits
 
     cfg = compose_config(args)
@@ -381,7 +381,7 @@ def check_same_inputs(setup: BatchmixSetup, model_dir: str, dataset) -> SameInpu
 
     with torch.no_grad():
         q, p = module.encode(batch["query"], "query"), module.encode(batch["positive"], "passage")
-        ours = float(module.loss_fn(q, p, temperature=module.temperature))
+        ours = float(module.loss_fn(q, p).loss)
         theirs = float(MultipleNegativesRankingLoss(st_model, scale=1.0 / cfg.loss.temperature)(features, None))
     if abs(ours - theirs) > 1e-4:
         raise RuntimeError(f"first-batch loss differs: batchmix {ours:.6f}, ST MNRL {theirs:.6f}")

@@ -39,7 +39,7 @@ def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | Non
     cfg = tiny_model_cfg(**model)
     cfg["architecture"] = {**cfg["architecture"], "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     torch.manual_seed(seed)
-    return build_dual_encoder(cfg, {"name": "infonce", "temperature": 0.05, **(loss or {})}).to(DEVICE)
+    return build_dual_encoder(cfg, {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})}).to(DEVICE)
 
 
 def make_batch(module: DualEncoder, n: int, offset: int = 0) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Config, rejected before any file is read:
   ratio_negative             ratio.mono=-0.2                       -> mono=-0.2, every share >= 0
   ratio_not_summing_to_one   ratio.mono=0.5 ratio.cross=0.6        -> sums to 1.1, make them sum to 1
   ratio_not_a_number         ratio.mono=lots                       -> ratio.mono='lots', e.g. ratio.mono=0.5
-  unknown_loss               loss.name=triplet                     -> 'triplet', loss=infonce
+  unknown_loss               loss._target_=batchmix.losses.TripletLoss -> the target, loss=infonce
   unknown_pooling            model.pooling=max                     -> 'max', model.pooling=mean
   unknown_eval_candidates    eval.candidates=paragraph             -> 'paragraph', eval.candidates=sentence
   negative_lr                optim.lr=-1e-05                       -> optim.lr=-1e-05, > 0
@@ -154,7 +154,8 @@ CASES = [
     Case("ratio_negative", ("ratio.mono=-0.2",), ("mono=-0.2", "every share must be >= 0")),
     Case("ratio_not_summing_to_one", ("ratio.mono=0.5", "ratio.cross=0.6"), ("sums to 1.1", "make the shares sum to 1")),
     Case("ratio_not_a_number", ("ratio.mono=lots",), ("ratio.mono='lots'", "e.g. ratio.mono=0.5")),
-    Case("unknown_loss", ("loss.name=triplet",), ("'triplet'", "loss=infonce")),
+    Case("unknown_loss", ("loss._target_=batchmix.losses.TripletLoss",),
+         ("loss._target_='batchmix.losses.TripletLoss'", "loss=distill_mse, loss=infonce, loss=mse")),
     Case("unknown_pooling", ("model.pooling=max",), ("model.pooling='max'", "model.pooling=mean")),
     Case("unknown_eval_candidates", ("eval.candidates=paragraph",), ("eval.candidates='paragraph'", "eval.candidates=sentence")),
     Case("negative_lr", ("optim.lr=-1e-05",), ("optim.lr=-1e-05", "must be a number > 0")),

@@ -11,7 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from batchmix.config import CONF_DIR, validate
+from batchmix.config import CONF_DIR
+from batchmix.preflight import validate
 from batchmix.errors import BatchmixError
 from batchmix.eval.sets import eval_sets, load_eval_set
 

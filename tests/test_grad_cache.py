@@ -20,7 +20,7 @@ def test_cached_gradients_equal_uncached(chunk, learn_temperature):
     cached_loss, cached_grads = loss_and_grads(cached, batch)
     assert cached_loss == pytest.approx(loss, rel=1e-6)
     assert_same_grads(cached_grads, grads)
-    assert ("log_temperature" in grads) == learn_temperature
+    assert ("loss_fn.log_temperature" in grads) == learn_temperature
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -92,8 +92,12 @@ def test_tensorboard_logger_writes_event_files_with_the_curves(tmp_path):
 
 def test_none_and_unknown_logger(tmp_path):
     assert build_logger(compose_cfg(["logger=none"]), tmp_path) is False
-    cfg = compose_cfg(["logger=csv", "logger.name=mlflow"])
-    with pytest.raises(BatchmixError, match="logger='mlflow'.*logger=wandb"):
+    cfg = compose_cfg(["logger=csv", "logger._target_=batchmix.loggers.mlflow_logger"])
+    with pytest.raises(BatchmixError, match="logger._target_='batchmix.loggers.mlflow_logger' is not a batchmix logger; "
+                                            "pick one with logger=csv, logger=none, logger=tensorboard, logger=wandb"):
+        build_logger(cfg, tmp_path)
+    cfg = compose_cfg(["logger=wandb", "+logger.job_type=eval"])  # an option the builder does not take: never dropped
+    with pytest.raises(BatchmixError, match="logger 'batchmix.loggers.wandb_logger' got unknown option.*job_type.*it accepts: .*probe_timeout"):
         build_logger(cfg, tmp_path)
 
 

@@ -47,14 +47,14 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, xqu
     from batchmix.train import train
 
     bad_step, calls = 3, []
-    original = InfoNCELoss.forward
+    original = InfoNCELoss.compute
 
-    def nan_at_bad_step(self, q, p, temperature=0.05):
-        loss = original(self, q, p, temperature)
+    def nan_at_bad_step(self, q, p, batch):
+        loss = original(self, q, p, batch)
         calls.append(float(loss.detach()))
         return loss * float("nan") if len(calls) == bad_step + 1 else loss
 
-    monkeypatch.setattr(InfoNCELoss, "forward", nan_at_bad_step)
+    monkeypatch.setattr(InfoNCELoss, "compute", nan_at_bad_step)
     cfg = compose_cfg(TINY + ["checkpoint.every_n_steps=1"])
     with pytest.raises(NonFiniteLossError) as info:
         train(cfg, tmp_path)

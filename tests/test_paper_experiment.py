@@ -29,7 +29,7 @@ def test_paper_configs_carry_the_papers_setup(name, model, pooling):
     assert cfg.model.name_or_path == model and cfg.model.pooling == pooling
     assert (cfg.model.query_prefix, cfg.model.passage_prefix) == ("Query: ", "Passage: ")
     assert cfg.data.batch_size == 100 and cfg.optim.lr == 3e-5 and cfg.optim.weight_decay == 0.01
-    assert cfg.loss.name == "infonce" and cfg.trainer.accelerator == "gpu"
+    assert cfg.loss._target_ == "batchmix.losses.InfoNCELoss" and cfg.trainer.accelerator == "gpu"
     assert cfg.eval.sets["mlqa-r"].split == "all" and cfg.eval.sets["mlqa-r"].required is True
     params = cfg.hydra.sweeper.params
     assert params["ratio.mono"] == "0.0,0.25,0.5,0.75,1.0" and params["ratio.multi"] == "0.0" and params.seed == "0,1,2"

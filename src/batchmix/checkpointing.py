@@ -37,7 +37,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from batchmix.config import check_every_n_steps
+from batchmix.preflight import check_every_n_steps
 from batchmix.io import atomic_open
 from batchmix.run_dir import LAST_CHECKPOINT
 

@@ -13,17 +13,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from batchmix.config import CONF_DIR, check_data, check_data_files, check_writable, register_resolvers, validate
+from batchmix.config import CONF_DIR
 from batchmix.errors import BatchmixError
-
-register_resolvers()
+from batchmix.preflight import check_writable, validate_eval, validate_train
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _train(cfg: DictConfig) -> float:
     try:
-        validate(cfg)  # cheap checks first: a typo costs a second, not a Lightning import
-        check_data(cfg)  # data root, languages, split shares: still no file read
+        validate_train(cfg)  # cheap checks first (no file read): a typo costs a second, not a Lightning import
         from batchmix.train import train  # heavy imports only once the config is known to be sane
 
         return train(cfg, HydraConfig.get().runtime.output_dir)["objective"]
@@ -36,7 +34,7 @@ def _train(cfg: DictConfig) -> float:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def _eval(cfg: DictConfig) -> float:
     try:
-        check_data_files(cfg)  # a wrong data.root or language fails before the model loads
+        validate_eval(cfg)  # a wrong data.root, language or option fails before the model loads
         from batchmix.evaluate import evaluate
 
         return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))

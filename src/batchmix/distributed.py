@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
+
+from batchmix.errors import BatchmixError
+from batchmix.options import select
 
 
 def world_size() -> int:
@@ -27,3 +31,16 @@ def gather_with_grad(x: Tensor) -> Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
+def check_world_size(cfg: DictConfig) -> None:
+    """Under DDP data.batch_size is the global batch: it must split evenly over the processes."""
+    devices, nodes = OmegaConf.select(cfg, "trainer.devices", default=1), OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    if not (isinstance(devices, int) and isinstance(nodes, int)) or devices < 1 or nodes < 1:
+        return  # "auto", -1, a device list: Lightning resolves them; the sampler checks again at setup
+    world, batch = devices * nodes, select(cfg, "data.batch_size")
+    if batch % world:
+        raise BatchmixError(
+            f"data.batch_size={batch} (the global batch) is not divisible by the {world} processes "
+            f"(trainer.devices={devices} x trainer.num_nodes={nodes}); use a multiple of {world}"
+        )

@@ -13,14 +13,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from batchmix.config import check_candidates, check_writable, offline_defaults
 from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.models.build import build_dual_encoder, load_trained
-from batchmix.models.pooling import check_pooling
+from batchmix.preflight import check_writable, offline_defaults, validate_eval
 from batchmix.recipes.evaluation import evaluate_corpora
 from batchmix.run_dir import RunDir
 
@@ -33,8 +32,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = check_writable(Path(out_dir))
     if cfg.split not in SPLITS:
         raise BatchmixError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
-    check_candidates(cfg.eval.candidates)
-    check_pooling(cfg.model.pooling)
+    validate_eval(cfg)
     extra_sets = eval_sets(cfg, trained_on_data=bool(cfg.checkpoint))  # checked before the model loads
 
     if cfg.checkpoint:

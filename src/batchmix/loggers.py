@@ -1,6 +1,8 @@
 """Experiment loggers for a training job: `logger=csv | tensorboard | wandb | none`.
 
-`build_logger(cfg, run_dir)` returns what `lightning.Trainer(logger=...)` takes; `log_final_results`
+Each `conf/logger/<name>.yaml` names its builder here (`_target_`, `_partial_: true`) with its options;
+`build_logger(cfg, run_dir)` instantiates it and calls it with the run dir and the job config, and
+returns what `lightning.Trainer(logger=...)` takes; `log_final_results`
 puts the evaluation into the logger at the end of a job (W&B: summary + the per-language-pair mAP
 matrix as a `wandb.Table`; the other loggers keep nothing extra, metrics.json is the record).
 
@@ -24,7 +26,7 @@ import logging
 import math
 import netrc
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,35 +34,55 @@ from urllib.parse import urlsplit
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.batch_types import batch_type_names
+from batchmix.config import CONF_DIR
 from batchmix.errors import BatchmixError
+from batchmix.options import build
 
 log = logging.getLogger("batchmix")
 
-LOGGERS = ("csv", "tensorboard", "wandb", "none")
 WANDB_MODES = ("online", "offline", "disabled")
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
 
 
 def build_logger(cfg: DictConfig, run_dir: str | os.PathLike):
-    """The Lightning logger named by `cfg.logger.name`, writing into `run_dir` (False for `none`)."""
-    run_dir = Path(run_dir)
-    name = OmegaConf.select(cfg, "logger.name", default="csv")
-    if name == "csv":
-        from lightning.pytorch.loggers import CSVLogger
+    """The Lightning logger of `cfg.logger` (a builder below, with its options), writing into `run_dir`
+    (False for `none`)."""
+    make = logger_builder(cfg)
+    return make(run_dir=Path(run_dir), cfg=cfg) if make is not None else False
 
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    if name == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
 
-        try:
-            return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
-        except ModuleNotFoundError as err:
-            raise BatchmixError(f"logger=tensorboard needs the tensorboard package ({err}); pip install tensorboard, or use logger=csv") from None
-    if name == "wandb":
-        return _wandb_logger(cfg, run_dir)
-    if name in ("none", None, False):
-        return False
-    raise BatchmixError(f"logger={name!r} is not available: use one of logger={', logger='.join(LOGGERS)}")
+def logger_builder(cfg: DictConfig) -> Callable[..., Any] | None:
+    """The builder of `cfg.logger` with its options bound (checked, nothing started: the pre-flight
+    calls this too); None without a logger config."""
+    logger_cfg = OmegaConf.select(cfg, "logger", default=None)
+    return build(logger_cfg, "logger", logger_names()) if logger_cfg else None
+
+
+def logger_names() -> list[str]:
+    """The loggers a run can pick with `logger=<name>`: the configs in conf/logger/."""
+    return sorted(path.stem for path in (CONF_DIR / "logger").glob("*.yaml"))
+
+
+def csv_logger(run_dir: Path, cfg: DictConfig):
+    """Lightning's CSVLogger: <run dir>/csv/metrics.csv."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+
+
+def tensorboard_logger(run_dir: Path, cfg: DictConfig):
+    """Lightning's TensorBoardLogger: <run dir>/tensorboard."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    try:
+        return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    except ModuleNotFoundError as err:
+        raise BatchmixError(f"logger=tensorboard needs the tensorboard package ({err}); pip install tensorboard, or use logger=csv") from None
+
+
+def no_logger(run_dir: Path, cfg: DictConfig) -> bool:
+    """No experiment logger (Lightning's `logger=False`)."""
+    return False
 
 
 def log_final_results(logger: Any, metrics: Mapping[str, float], run_dir: str | os.PathLike) -> None:
@@ -191,33 +213,35 @@ def resolve_wandb_mode(requested: str | None = None, probe_timeout: float = 3.0)
     return mode
 
 
-def _wandb_logger(cfg: DictConfig, run_dir: Path):
+def wandb_logger(run_dir: Path, cfg: DictConfig, *, project: str | None = "batchmix", entity: str | None = None,
+                 group: str | None = None, tags: list[str] | None = None, mode: str | None = None,
+                 probe_timeout: float = 3.0, init_timeout: float = 30.0):
+    """Lightning's WandbLogger on a W&B run started by the policy in the module docstring."""
     try:
         import wandb
     except ModuleNotFoundError:
         raise BatchmixError("logger=wandb needs the wandb package; pip install wandb, or use logger=csv") from None
     from lightning.pytorch.loggers import WandbLogger
 
-    lcfg = cfg.logger
-    mode = resolve_wandb_mode(OmegaConf.select(lcfg, "mode", default=None), float(OmegaConf.select(lcfg, "probe_timeout", default=3.0)))
+    mode = resolve_wandb_mode(mode, float(probe_timeout))
     if wandb.run is not None:
         # A run left open by an earlier job of this process (a sweep point that failed): close it, so
         # this job gets its own run instead of Lightning silently reusing the old one.
         wandb.finish()
-    project = OmegaConf.select(lcfg, "project", default=None) or "batchmix"
+    project = project or "batchmix"
     name = wandb_run_name(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     config["run_dir"] = str(run_dir)
     init: dict[str, Any] = {
         "project": project,
-        "entity": OmegaConf.select(lcfg, "entity", default=None),
-        "group": sweep_group(cfg),
+        "entity": entity,
+        "group": str(group) if group else sweep_group(cfg),
         "name": name,
         "job_type": "train",
-        "tags": list(OmegaConf.select(lcfg, "tags", default=None) or []),
+        "tags": list(tags or []),
         "config": config,
         "dir": str(run_dir),
-        "settings": wandb.Settings(init_timeout=float(OmegaConf.select(lcfg, "init_timeout", default=30))),
+        "settings": wandb.Settings(init_timeout=float(init_timeout)),
     }
     try:
         run = wandb.init(mode=mode, **init)

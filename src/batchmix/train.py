@@ -19,7 +19,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from batchmix.checkpointing import AtomicCheckpointIO, LastCheckpoint
-from batchmix.config import check_writable, offline_defaults, validate
 from batchmix.convergence import write_convergence
 from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
@@ -31,6 +30,7 @@ from batchmix.loggers import build_logger, log_final_results
 from batchmix.models.build import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import HEADLINE, metrics_table
+from batchmix.preflight import check_writable, offline_defaults, validate
 from batchmix.recipes.evaluation import evaluate_corpora
 from batchmix.resume import plan_resume, sigterm_exit
 from batchmix.run_dir import MODEL_INFO, RunDir
@@ -90,7 +90,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         groups,
         tokenizer,
         **text_settings,
-        pivot_lang=cfg.loss.pivot_lang if cfg.loss.name == "distill_mse" else None,
+        pivot_lang=module.loss_fn.pivot_lang,  # a loss that needs pivot-language texts in the batch names the language
         # data.pretokenize: tokenise every pair once into the on-disk cache (same batches, faster)
         pretokenized=pretokenize(groups, tokenizer, **text_settings) if cfg.data.get("pretokenize", False) else None,
     )

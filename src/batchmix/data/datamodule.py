@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
 
-from batchmix.config import check_num_workers
+from batchmix.data.checks import check_num_workers
 from batchmix.data.corpus import TrainingGroups
 from batchmix.data.pretokenize import PretokenizedPairs, pad, text_settings
 from batchmix.models.tokenize import tokenize

@@ -13,11 +13,16 @@ from batchmix.errors import BatchmixError
 SOURCES = ("local", "hub")
 
 
-def load_corpus(data: Mapping[str, Any]) -> LAReQACorpus:
-    """The whole LAReQA corpus named by the config (local folder or the hub)."""
-    source = data.get("source", "local")
+def check_source(source: Any) -> str:
+    """`data.source`: where the LAReQA corpus comes from."""
     if source not in SOURCES:
         raise BatchmixError(f"data.source={source!r} is not one of {list(SOURCES)}: use data.source=local (files) or data.source=hub")
+    return source
+
+
+def load_corpus(data: Mapping[str, Any]) -> LAReQACorpus:
+    """The whole LAReQA corpus named by the config (local folder or the hub)."""
+    source = check_source(data.get("source", "local"))
     langs = data.get("languages")
     languages = None if langs is None else [langs] if isinstance(langs, str) else list(langs)  # data.languages=en: one
     if source == "hub":

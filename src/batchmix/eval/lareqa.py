@@ -54,6 +54,11 @@ from batchmix.eval.metrics import METRIC_NAMES, count_scoring_at_least, per_quer
 from batchmix.eval.trec import RunCollector
 
 CandidateMode = Literal["sentence", "context"]
+CANDIDATE_MODES: tuple[str, ...] = ("sentence", "context")
+# The key layout of the metrics (module docstring), which `sweep.objectives` accepts as objectives:
+# `<m>/<setting>[/<lang>|/<X>-<Y>]` for m in metrics.METRIC_NAMES, and `bias/<name>[/<lang>]`.
+SETTINGS: tuple[str, ...] = ("multi", "mono", "cross")
+BIAS_NAMES: tuple[str, ...] = ("rank_distance", "own_lang_first")
 
 _QUERY_CHUNK = 512
 
@@ -279,17 +284,22 @@ def candidate_texts(ls: LanguageSet, candidate_mode: CandidateMode) -> list[str]
     two, so the sentence is disambiguated by its surroundings while staying first (and so
     surviving truncation).
     """
-    if candidate_mode == "sentence":
+    if check_candidates(candidate_mode) == "sentence":
         return list(ls.candidates)
-    if candidate_mode == "context":
-        if len(ls.candidate_contexts) != len(ls.candidates):
-            raise BatchmixError(
-                f"candidate_mode='context' but language {ls.lang!r} has {len(ls.candidate_contexts)} "
-                f"contexts for {len(ls.candidates)} candidates; load the corpus with contexts or use "
-                "candidate_mode='sentence'"
-            )
-        return [f"{s} {c}" for s, c in zip(ls.candidates, ls.candidate_contexts)]
-    raise BatchmixError(f"candidate_mode={candidate_mode!r} is not one of 'sentence', 'context'")
+    if len(ls.candidate_contexts) != len(ls.candidates):
+        raise BatchmixError(
+            f"candidate_mode='context' but language {ls.lang!r} has {len(ls.candidate_contexts)} "
+            f"contexts for {len(ls.candidates)} candidates; load the corpus with contexts or use "
+            "candidate_mode='sentence'"
+        )
+    return [f"{s} {c}" for s, c in zip(ls.candidates, ls.candidate_contexts)]
+
+
+def check_candidates(mode: object) -> CandidateMode:
+    """`eval.candidates`: what a candidate's text is (see `candidate_texts`)."""
+    if mode not in CANDIDATE_MODES:
+        raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}: use eval.candidates=sentence (LAReQA) or context")
+    return mode  # type: ignore[return-value]
 
 
 def _encode(encode: Callable[[list[str]], Tensor], texts: list[str], what: str) -> Tensor:
@@ -319,8 +329,7 @@ def evaluate_corpus(
     in `evaluate_embeddings`.
     """
     _check_corpus(corpus)
-    if candidate_mode not in ("sentence", "context"):
-        raise BatchmixError(f"candidate_mode={candidate_mode!r} is not one of 'sentence', 'context'")
+    check_candidates(candidate_mode)
     q_emb, c_emb = {}, {}
     for lang in tqdm(corpus.langs, desc=f"encoding {corpus.name}", unit="lang", disable=None if progress else True, leave=False):
         ls = corpus.languages[lang]

@@ -1,48 +1,41 @@
-"""Batch losses, selected by name from the config (`loss=infonce`).
+"""Batch losses, each built from its config (`conf/loss/<name>.yaml`, `_target_` = the class).
 
-Every loss takes L2-normalised embeddings; `similarity_mse` is also logged as a metric
-on every training step whatever loss trains.
+`build_loss(cfg)` instantiates one with all of its config and turns every mistake (an unknown
+`_target_`, an option the loss does not take, a bad value) into one `batchmix: error:` line. Every
+loss subclasses `BatchLoss` (losses/base.py: the one interface) and keeps its formula and paper
+in its module docstring, one loss per file.
 """
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Mapping
+from typing import Any
 
-from torch import nn
-
-from batchmix.errors import BatchmixError
+from batchmix.config import CONF_DIR
+from batchmix.losses.base import BatchLoss, LossOutput
 from batchmix.losses.distill_mse import DistillMSELoss
 from batchmix.losses.infonce import InfoNCELoss
-from batchmix.losses.similarity_mse import SimilarityMSELoss, similarity_mse
-
-LOSSES: dict[str, type[nn.Module]] = {
-    "infonce": InfoNCELoss,
-    "mse": SimilarityMSELoss,
-    "distill_mse": DistillMSELoss,
-}
+from batchmix.losses.similarity_mse import SimilarityMSELoss, similarity_mse  # the function, not the module
+from batchmix.options import build
 
 
-def build_loss(name: str, **kwargs: object) -> nn.Module:
-    """Instantiate the loss registered under `name` with its options (e.g. symmetric=True)."""
-    if name not in LOSSES:
-        valid = ", ".join(sorted(LOSSES))
-        raise BatchmixError(f"unknown loss {name!r}; valid names: {valid} (set e.g. loss=infonce)")
-    loss_class = LOSSES[name]
-    try:
-        inspect.signature(loss_class).bind(**kwargs)
-    except TypeError:
-        accepted = ", ".join(inspect.signature(loss_class).parameters) or "no options"
-        raise BatchmixError(
-            f"loss {name!r} got unknown option(s) {', '.join(sorted(kwargs))}; it accepts: {accepted}"
-        ) from None
-    return loss_class(**kwargs)
+def loss_names() -> list[str]:
+    """The losses a run can pick with `loss=<name>`: the configs in conf/loss/."""
+    return sorted(path.stem for path in (CONF_DIR / "loss").glob("*.yaml"))
+
+
+def build_loss(cfg: Mapping[str, Any]) -> BatchLoss:
+    """The loss of a `loss` config: its `_target_` class called with every other key."""
+    return build(cfg, "loss", loss_names(), base=BatchLoss)
 
 
 __all__ = [
-    "LOSSES",
+    "BatchLoss",
     "DistillMSELoss",
     "InfoNCELoss",
+    "LossOutput",
     "SimilarityMSELoss",
     "build_loss",
+    "loss_names",
     "similarity_mse",
 ]

@@ -6,7 +6,6 @@ pooling, prefixes or lengths.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,31 +14,24 @@ from omegaconf import OmegaConf
 
 from batchmix.errors import BatchmixError
 from batchmix.losses import build_loss
-from batchmix.models.dual_encoder import DualEncoder
+from batchmix.models.dual_encoder import DualEncoder, upgrade_state_dict
 from batchmix.models.loading import load_encoder, load_tokenizer
 from batchmix.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
 
-_DEFAULT_LOSS = {"name": "infonce", "temperature": 0.05, "learn_temperature": False, "symmetric": False, "gather": True, "cache_chunk": None}
+_DEFAULT_LOSS = {"_target_": "batchmix.losses.InfoNCELoss"}  # conf/loss/infonce.yaml without options: its defaults
 _DEFAULT_OPTIM = {"lr": 3e-5, "weight_decay": 0.01, "warmup_ratio": 0.1}
 
 
 def build_dual_encoder(model: Mapping[str, Any], loss: Mapping[str, Any] | None = None, optim: Mapping[str, Any] | None = None) -> DualEncoder:
-    loss = {**_DEFAULT_LOSS, **(loss or {})}
+    """`loss`: a `conf/loss` config (`_target_` + all its options), built by `build_loss`; None: InfoNCE."""
     optim = {**_DEFAULT_OPTIM, **(optim or {})}
+    loss_fn = build_loss(loss or _DEFAULT_LOSS)  # cheap, and checks its options before any weight loads
     tokenizer = load_tokenizer(model["name_or_path"])
     encoder = load_encoder(model["name_or_path"], model.get("architecture"))
-    teacher = None
-    if loss["name"] == "distill_mse":
-        # Reimers & Gurevych (2020): the teacher is the model as it was before training, frozen.
-        teacher = load_encoder(loss["teacher"]) if loss.get("teacher") else copy.deepcopy(encoder)
-    if model.get("gradient_checkpointing", False):
-        # Recompute activations in backward: ~30% more compute for far less memory. Non-reentrant,
-        # so it works when one encoder embeds queries and passages in one step, and under DDP.
-        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module = DualEncoder(
         encoder,
         tokenizer,
-        build_loss(loss["name"], **({"symmetric": loss.get("symmetric", False)} if loss["name"] == "infonce" else {})),
+        loss_fn,
         pooling=model.get("pooling", "mean"),
         normalize=model.get("normalize", True),
         shared=model.get("shared", True),
@@ -47,26 +39,31 @@ def build_dual_encoder(model: Mapping[str, Any], loss: Mapping[str, Any] | None 
         passage_prefix=model.get("passage_prefix", ""),
         query_max_length=model.get("query_max_length", 64),
         passage_max_length=model.get("passage_max_length", 128),
-        temperature=loss["temperature"],
-        learn_temperature=loss.get("learn_temperature", False),
         freeze_embeddings=model.get("freeze_embeddings", False),
         lr=optim["lr"],
         weight_decay=optim["weight_decay"],
         warmup_ratio=optim["warmup_ratio"],
-        teacher=teacher,
-        gather=loss.get("gather", True),
-        cache_chunk=loss.get("cache_chunk"),
     )
+    if model.get("gradient_checkpointing", False):
+        # Recompute activations in backward: ~30% more compute for far less memory. Non-reentrant,
+        # so it works when one encoder embeds queries and passages in one step, and under DDP. After
+        # the model is built, so a distillation teacher (a copy of the student) keeps it off.
+        for enc in _encoders(module):
+            enc.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if model.get("compile", False):
         _compile(module, model.get("compile_backend", "inductor"))
     return module
 
 
+def _encoders(module: DualEncoder) -> list:
+    """The query encoder, and the passage encoder when it is not the same one."""
+    return list({id(module.query_encoder): module.query_encoder, id(module.passage_encoder): module.passage_encoder}.values())
+
+
 def _compile(module: DualEncoder, backend: str) -> None:
     """torch.compile the encoder(s) in place (`nn.Module.compile`: state-dict keys, checkpoints and
     exports are unchanged). dynamic=True: padded lengths change from batch to batch."""
-    encoders = {id(module.query_encoder): module.query_encoder, id(module.passage_encoder): module.passage_encoder}
-    for encoder in encoders.values():
+    for encoder in _encoders(module):
         encoder.compile(backend=backend, dynamic=True)
 
 
@@ -97,12 +94,12 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
         if not ckpt.exists() or not cfg:
             raise BatchmixError(f"no model found at {path}: expected <run>/{MODEL}/{MODEL_INFO} or "
                                 f"<run>/{CHECKPOINTS}/{LAST_CHECKPOINT} with <run>/{CONFIG}")
-        module = build_dual_encoder(
-            {**cfg["model"], "compile": False, "gradient_checkpointing": False},
-            {**cfg.get("loss", {}), "name": "infonce", "cache_chunk": None},
+        loss = {k: v for k, v in cfg.get("loss", {}).items() if k in ("temperature", "learn_temperature")}
+        module = build_dual_encoder(  # the encoder and the temperature: no teacher, no GradCache
+            {**cfg["model"], "compile": False, "gradient_checkpointing": False}, {**_DEFAULT_LOSS, **loss}
         )
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-        state = {k: v for k, v in state.items() if not k.startswith("teacher.")}
+        state = upgrade_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+        state = {k: v for k, v in state.items() if not k.startswith("loss_fn.teacher.")}
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise BatchmixError(

@@ -19,7 +19,6 @@ of 256 needs the activation memory of N.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Callable
 
 import lightning as L
@@ -28,10 +27,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from batchmix.distributed import gather_with_grad
-from batchmix.losses import DistillMSELoss, similarity_mse
-from batchmix.models.grad_cache import check_cache_chunk, grad_cached_loss
-from batchmix.models.pooling import check_pooling, pool
+from batchmix.distributed import gather_with_grad, world_size
+from batchmix.losses import BatchLoss, LossOutput
+from batchmix.models.grad_cache import grad_cached_loss
+from batchmix.models.pooling import Pooling
 from batchmix.models.tokenize import tokenize
 
 
@@ -40,7 +39,7 @@ class DualEncoder(L.LightningModule):
         self,
         encoder: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
-        loss: nn.Module,
+        loss: BatchLoss,
         *,
         pooling: str = "mean",
         normalize: bool = True,
@@ -49,31 +48,20 @@ class DualEncoder(L.LightningModule):
         passage_prefix: str = "",
         query_max_length: int = 64,
         passage_max_length: int = 128,
-        temperature: float = 0.05,
-        learn_temperature: bool = False,
         freeze_embeddings: bool = False,
         lr: float = 2e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
-        teacher: PreTrainedModel | None = None,
-        gather: bool = True,
-        cache_chunk: int | None = None,
     ) -> None:
         super().__init__()
         self.query_encoder = encoder
         self.passage_encoder = encoder if shared else copy.deepcopy(encoder)
         self.tokenizer = tokenizer
-        self.loss_fn = loss
-        self.pooling = check_pooling(pooling)
+        self.pooler = Pooling(pooling)
         self.normalize = normalize
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
-        log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
-        if learn_temperature:
-            self.log_temperature = nn.Parameter(log_t)
-        else:
-            self.register_buffer("log_temperature", log_t)
         for enc in (self.query_encoder, self.passage_encoder):
             if getattr(enc, "pooler", None) is not None:
                 # BERT-style poolers are unused by cls/mean pooling; frozen so no trainable weight
@@ -84,22 +72,26 @@ class DualEncoder(L.LightningModule):
             # CPU steps fast and AdamW state small, and barely changes retrieval quality.
             for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
                 enc.get_input_embeddings().weight.requires_grad_(False)
-        self.teacher = teacher
-        if teacher is not None:
-            teacher.requires_grad_(False).eval()
-        check_cache_chunk(cache_chunk, distill=teacher is not None)
-        self.gather, self.cache_chunk = gather, cache_chunk
+        # The loss (its temperature, and a distillation teacher built in `bind`) is a submodule: it
+        # moves with the model, and its state is in the checkpoints (`loss_fn.log_temperature`).
+        self.loss_fn = loss
+        loss.bind(self)
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ encoding
     @property
+    def pooling(self) -> str:
+        """`cls` or `mean`: what `model.pooling` set and `model/batchmix.json` records."""
+        return self.pooler.pooling_mode
+
+    @property
     def temperature(self) -> torch.Tensor:
-        return self.log_temperature.exp()
+        return self.loss_fn.temperature
 
     def encode(self, features: dict[str, torch.Tensor], tower: str = "query", model: nn.Module | None = None) -> torch.Tensor:
         encoder = model or (self.query_encoder if tower == "query" else self.passage_encoder)
         hidden = encoder(input_ids=features["input_ids"], attention_mask=features["attention_mask"]).last_hidden_state
-        emb = pool(hidden, features["attention_mask"], self.pooling)
+        emb = self.pooler(hidden, features["attention_mask"])
         return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
 
     def tokenize(self, texts: list[str], tower: str) -> dict[str, torch.Tensor]:
@@ -134,24 +126,28 @@ class DualEncoder(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def gather_embeddings(self, x: torch.Tensor) -> torch.Tensor:
-        """Every rank's embeddings, with gradients, under DDP with `gather=True`; else `x` itself."""
-        return gather_with_grad(x) if self.gather else x
+        """Every rank's embeddings, with gradients, under DDP for an in-batch loss with `gather=True`; else `x`."""
+        return gather_with_grad(x) if self.loss_fn.in_batch and self.loss_fn.gather else x
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        if self.cache_chunk is not None:
-            loss, q, p = grad_cached_loss(self, batch, self.cache_chunk)  # q, p: gathered, detached
+        if self.loss_fn.cache_chunk is not None:
+            out = grad_cached_loss(self, batch, self.loss_fn.cache_chunk)
         else:
-            q = self.encode(batch["query"], "query")
-            p = self.encode(batch["positive"], "passage")
-            if isinstance(self.loss_fn, DistillMSELoss):
-                loss = self._distill_loss(batch, q, p)  # per-example: nothing to gather
-            else:
-                q, p = self.gather_embeddings(q), self.gather_embeddings(p)  # the global batch's negatives under DDP
-                loss = self.loss_fn(q, p, temperature=self.temperature)
-        mse = similarity_mse(q.detach().float(), p.detach().float())
-        btype, bs = batch["batch_type"], q.shape[0]
+            q = self.gather_embeddings(self.encode(batch["query"], "query"))  # under DDP: the global batch's negatives
+            p = self.gather_embeddings(self.encode(batch["positive"], "passage"))
+            out = self.loss_fn(q, p, batch)
+        self._log_step(batch, out)
+        return out.loss
+
+    def _log_step(self, batch: dict[str, Any], out: LossOutput) -> None:
+        """train/loss, train/<part> and the same per batch type (Lightning's logger); one history row."""
+        loss = out.loss.detach()
+        logs = {name: value.detach() for name, value in out.logs.items()}
+        btype, gathered = batch["batch_type"], self.loss_fn.in_batch and self.loss_fn.gather
+        bs = len(batch["query"]["input_ids"]) * (world_size() if gathered else 1)  # the rows the loss saw
         self.log_dict(
-            {"train/loss": loss.detach(), "train/mse": mse, f"train/{btype}/loss": loss.detach(), f"train/{btype}/mse": mse},
+            {"train/loss": loss, **{f"train/{k}": v for k, v in logs.items()},
+             f"train/{btype}/loss": loss, **{f"train/{btype}/{k}": v for k, v in logs.items()}},
             on_step=True, on_epoch=False, batch_size=bs, prog_bar=False,
         )
         self.log("train/temperature", self.temperature.detach(), on_step=True, on_epoch=False, batch_size=bs)
@@ -160,13 +156,12 @@ class DualEncoder(L.LightningModule):
                 "step": int(self.global_step),
                 "epoch": int(self.current_epoch),
                 "batch_type": btype,
-                "loss": float(loss.detach()),
-                "mse": float(mse),
+                "loss": float(loss),
+                **{k: float(v) for k, v in logs.items()},
                 "lr": float(self.optimizers().param_groups[0]["lr"]) if self._trainer is not None else float("nan"),
                 "temperature": float(self.temperature.detach()),
             }
         )
-        return loss
 
     def on_fit_start(self) -> None:
         # `from_pretrained` returns encoders in eval mode and Lightning (>= 2.2) keeps submodule
@@ -175,20 +170,12 @@ class DualEncoder(L.LightningModule):
         self.query_encoder.train()
         self.passage_encoder.train()
 
-    def _distill_loss(self, batch: dict[str, Any], q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """Reimers & Gurevych (2020): student(translation) -> frozen teacher(pivot-language text)."""
-        assert self.teacher is not None, "distill_mse needs a teacher (loss.teacher)"
-        with torch.no_grad():
-            tq = self.encode(batch["pivot_query"], model=self.teacher)
-            tp = self.encode(batch["pivot_positive"], model=self.teacher)
-        return self.loss_fn(torch.cat([q, p]), torch.cat([tq, tp]))
-
     def configure_optimizers(self):
         decay, no_decay = [], []
         for name, param in self.named_parameters():
-            if not param.requires_grad or name.startswith("teacher."):
+            if not param.requires_grad:  # frozen: embeddings (freeze_embeddings), pooler, a distillation teacher
                 continue
-            (no_decay if param.ndim < 2 or "LayerNorm" in name or name == "log_temperature" else decay).append(param)
+            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)  # ndim < 2: biases, the temperature
         # fused: one kernel for all tensors instead of a per-tensor loop: 4-5x faster optimizer steps on
         # a CPU, the whole throughput gap to sentence-transformers (benchmarks/RESULTS.md). Not under
         # 16-mixed: a fused optimizer unscales the loss-scaled gradients inside its step, after
@@ -220,3 +207,12 @@ class DualEncoder(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = list(checkpoint.get("batchmix_history", []))
+        upgrade_state_dict(checkpoint["state_dict"])  # Lightning loads the state dict after this hook
+
+
+def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """Rename, in place, the keys of a checkpoint written before the loss owned the temperature and
+    the distillation teacher (`log_temperature`, `teacher.*`) to where they live now (`loss_fn.`)."""
+    for key in [k for k in state if k == "log_temperature" or k.startswith("teacher.")]:
+        state[f"loss_fn.{key}"] = state.pop(key)
+    return state

@@ -33,21 +33,10 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import get_device_states, set_device_states
 
-from batchmix.errors import BatchmixError
+from batchmix.losses import LossOutput
 
 if TYPE_CHECKING:
     from batchmix.models.dual_encoder import DualEncoder
-
-
-def check_cache_chunk(cache_chunk: Any, distill: bool) -> None:
-    """`loss.cache_chunk`: null (off) or a positive chunk size, for the in-batch losses only.
-    Called by the config check (before anything loads) and by `DualEncoder` (built directly)."""
-    if cache_chunk is None:
-        return
-    if isinstance(cache_chunk, bool) or not isinstance(cache_chunk, int) or cache_chunk < 1:
-        raise BatchmixError(f"loss.cache_chunk={cache_chunk!r} must be null or a positive integer (e.g. 32)")
-    if distill:
-        raise BatchmixError("loss.cache_chunk works with the in-batch losses (infonce, mse), not distill_mse; set loss.cache_chunk=null")
 
 
 class RandContext:
@@ -71,9 +60,10 @@ def _chunk(features: dict[str, Tensor], start: int, stop: int) -> dict[str, Tens
     return {k: v[start:stop] for k, v in features.items()}
 
 
-def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(loss, q_all, p_all): the loss (a leaf whose backward runs the cached chunk passes) and the
-    detached, gathered query / passage embeddings it was computed on."""
+def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int) -> LossOutput:
+    """The loss's output for the whole batch; its `loss` is a leaf whose backward runs the cached
+    chunk passes. Works for any in-batch loss: the gradients of the loss's own learned parameters
+    (e.g. a learned temperature) are cached with those of the embeddings."""
     pieces = [
         (tower, start, min(start + chunk_size, n))
         for tower, n in (("query", len(batch["query"]["input_ids"])), ("passage", len(batch["positive"]["input_ids"])))
@@ -90,15 +80,15 @@ def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int
     p = torch.cat(reps["passage"]).detach().requires_grad_()
     with torch.enable_grad():
         q_all, p_all = module.gather_embeddings(q), module.gather_embeddings(p)
-        loss = module.loss_fn(q_all, p_all, temperature=module.temperature)
-        learned_t = [module.log_temperature] if module.log_temperature.requires_grad else []
-        grads = torch.autograd.grad(loss, [q, p, *learned_t])
+        out = module.loss_fn(q_all, p_all, batch)
+        learned = [param for param in module.loss_fn.parameters() if param.requires_grad]
+        grads = torch.autograd.grad(out.loss, [q, p, *learned])
     device = q.device.type
     autocast = {"device_type": device, "enabled": torch.is_autocast_enabled(device), "dtype": torch.get_autocast_dtype(device)}
-    cache = {"query": grads[0], "passage": grads[1], "temperature": grads[2] if learned_t else None}
-    out = loss.detach().requires_grad_()
-    out.register_hook(partial(_backward_hook, module, features, pieces, rng_states, cache, autocast))
-    return out, q_all.detach(), p_all.detach()
+    cache = {"query": grads[0], "passage": grads[1], "loss": list(zip(learned, grads[2:]))}
+    loss = out.loss.detach().requires_grad_()
+    loss.register_hook(partial(_backward_hook, module, features, pieces, rng_states, cache, autocast))
+    return LossOutput(loss, out.logs)
 
 
 def _backward_hook(module: DualEncoder, features, pieces, rng_states, cache, autocast, grad_output: Tensor) -> None:
@@ -119,6 +109,6 @@ def _backward_hook(module: DualEncoder, features, pieces, rng_states, cache, aut
                 if grad is not None:
                     param.grad = grad if param.grad is None else param.grad.add_(grad)
         final = sum(surrogate(i) for i in sorted(last))
-        if cache["temperature"] is not None:
-            final = final + module.log_temperature * (cache["temperature"] * grad_output)
+        for param, grad in cache["loss"]:  # the loss's own parameters (a learned temperature)
+            final = final + (param * (grad * grad_output)).sum()
         final.backward()

@@ -25,8 +25,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.batch_types import batch_type_names
-from batchmix.config import CONF_DIR, register_resolvers, validate
+from batchmix.config import CONF_DIR, register_resolvers
 from batchmix.errors import BatchmixError
+from batchmix.preflight import validate
 from batchmix.ratio import Ratio
 from batchmix.run_dir import RunDir
 from batchmix.sweep import register_resolvers as register_sweep_resolvers

@@ -3,10 +3,13 @@ multi-objective study (`objective: [map/multi, bias/rank_distance]`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Mapping
 
 from batchmix.errors import BatchmixError
+from batchmix.eval.lareqa import BIAS_NAMES, SETTINGS
+from batchmix.eval.metrics import METRIC_NAMES
 
 
 def objective_names(objective: Any) -> list[str]:
@@ -15,6 +18,31 @@ def objective_names(objective: Any) -> list[str]:
     if not names or not all(isinstance(n, str) and n for n in names):
         raise BatchmixError(f"objective={objective!r} must be a metric name or a list of them, e.g. objective=map/multi")
     return names
+
+
+def _alternatives(names: Sequence[str]) -> str:
+    return "|".join(map(re.escape, names))
+
+
+def objective_pattern() -> re.Pattern[str]:
+    """The metric keys an objective may name, from the names the evaluation owns (eval/metrics.py,
+    eval/lareqa.py): a new metric there is a valid objective here. Plus any `train/...` summary."""
+    lang = r"[a-z]{2,3}"
+    return re.compile(
+        rf"^({_alternatives(METRIC_NAMES)})/({_alternatives(SETTINGS)})(/{lang}(-{lang})?)?$"
+        rf"|^bias/({_alternatives(BIAS_NAMES)})(/{lang})?$|^train/.+$"
+    )
+
+
+def check_objective(objective: Any) -> None:
+    """A misspelt objective would otherwise only fail after training, when metrics.json is read."""
+    pattern = objective_pattern()
+    for name in objective_names(objective):
+        if not pattern.match(name):
+            raise BatchmixError(
+                f"objective {name!r} is not a batchmix metric: use e.g. map/multi, map/cross/de-en, "
+                f"ndcg@10/mono, bias/rank_distance (or a list of them)"
+            )
 
 
 def select_objective(objective: Any, metrics: Mapping[str, float]) -> float | list[float]:

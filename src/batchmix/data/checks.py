@@ -1,0 +1,67 @@
+"""The `data` options checked before anything is read: batch size, the sampler mode, the split
+shares, the data root and language files, the JSONL path, the loader switches. The pre-flight runs
+these before the heavy imports, so a typo in a path or a language costs a second; the loaders
+repeat the same checks (same functions). Kept apart from data/datamodule.py because that module
+imports Lightning and transformers (seconds) and this one must not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from batchmix.data.lareqa import lareqa_files
+from batchmix.data.load import check_source
+from batchmix.data.split import check_fractions
+from batchmix.errors import BatchmixError
+from batchmix.options import positive_int, select, switch
+from batchmix.sampling.hybrid_batch_sampler import MONO_MODES
+
+
+def check_batches(cfg: DictConfig) -> None:
+    """`data.batch_size` and `data.batches_per_epoch` (null: one pass over the training ids)."""
+    positive_int("data.batch_size", select(cfg, "data.batch_size"))
+    if select(cfg, "data.batches_per_epoch") is not None:
+        positive_int("data.batches_per_epoch", select(cfg, "data.batches_per_epoch"))
+
+
+def check_num_workers(workers: Any) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise BatchmixError(
+            f"data.num_workers={workers!r} must be a non-negative integer "
+            f"(0: collate batches in the training process; N: in N worker processes)"
+        )
+
+
+def check_loader(cfg: DictConfig) -> None:
+    """How batches are made: `data.pretokenize` and `data.num_workers`."""
+    switch("data.pretokenize", OmegaConf.select(cfg, "data.pretokenize", default=False))
+    check_num_workers(OmegaConf.select(cfg, "data.num_workers", default=0))
+
+
+def check_data(cfg: DictConfig) -> None:
+    """The data settings that need no file read (see the module docstring)."""
+    mono_mode = OmegaConf.select(cfg, "data.sampler.mono_mode", default="batch")
+    if mono_mode not in MONO_MODES:
+        raise BatchmixError(f"data.sampler.mono_mode={mono_mode!r} is not one of {list(MONO_MODES)}: use data.sampler.mono_mode=batch or pair")
+    split = select(cfg, "data.split")
+    fractions = check_fractions(OmegaConf.to_container(split, resolve=True) if isinstance(split, DictConfig) else split)
+    shares = ", ".join(f"{k}={v:g}" for k, v in fractions.items())
+    eval_split, train_file = OmegaConf.select(cfg, "eval.split", default="test"), select(cfg, "data.train_file")
+    if fractions.get(str(eval_split), 0.0) <= 0:
+        raise BatchmixError(
+            f"eval.split={eval_split!r} would be empty: data.split has {shares}; give it a share "
+            f"(e.g. data.split.{eval_split}=0.1) or evaluate on a split that has one (eval.split=val)"
+        )
+    if not train_file and fractions.get("train", 0.0) <= 0:
+        raise BatchmixError(f"the training split would be empty: data.split has {shares}; set data.split.train=0.8 or give data.train_file=<pairs.jsonl>")
+    if train_file and not Path(str(train_file)).expanduser().is_file():
+        raise BatchmixError(f"data.train_file={str(train_file)!r} is not a file; give the path of a JSONL file of {{id, lang, query, positive}} rows")
+    check_data_files(cfg)
+
+
+def check_data_files(cfg: DictConfig) -> None:
+    """`data.source`, `data.root` and one `<lang>.json` per language of `data.languages`; reads no file."""
+    if check_source(OmegaConf.select(cfg, "data.source", default="local")) == "local":
+        lareqa_files(select(cfg, "data.root"), select(cfg, "data.languages"), select(cfg, "data.name"))

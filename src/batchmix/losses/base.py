@@ -1,0 +1,109 @@
+"""What every batchmix loss is: `BatchLoss`, and the `LossOutput` it returns.
+
+One interface, so `DualEncoder` and GradCache never ask which loss trains:
+
+    out = loss(q, p, batch)        # q, p: the batch's L2-normalised query / positive embeddings [B, D]
+    out.loss                       # the scalar to back-propagate
+    out.logs                       # the parts logged every step: {"mse": ...} and whatever the loss adds
+
+A loss is built from its config (`conf/loss/<name>.yaml`, `_target_` = the class) by
+`hydra.utils.instantiate` with ALL of that config as keyword arguments, and checks its options when
+built; building one is cheap (no weights load), so the checks run in the pre-flight. The options
+every loss shares:
+
+- `temperature`, `learn_temperature`: the scale τ of the similarities; the loss owns it (a buffer, or
+  a learned parameter `log_temperature`), and `train/temperature` is logged whatever loss trains.
+- `gather`: under DDP all-gather the embeddings so the global batch is the negative pool.
+- `cache_chunk`: GradCache chunk size (models/grad_cache.py), or null.
+
+A loss that scores every query against every positive of the batch is *in-batch* (`in_batch = True`):
+its embeddings are gathered under DDP and it works with GradCache. A per-example loss sets
+`in_batch = False`. A loss that needs the model (e.g. a teacher built from the student) gets it in
+`bind(model)`, called once by `DualEncoder`; a loss that needs more texts in the batch names them
+through `pivot_lang` (the collator adds `pivot_query` / `pivot_positive`).
+
+The in-batch similarity MSE (losses/similarity_mse.py) is logged for every batch type whatever loss
+trains, because its convergence per batch type is what batchmix studies: `BatchLoss.forward` adds it
+to `logs`, on the same embeddings the loss saw. Subclasses implement `compute`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from batchmix.errors import BatchmixError
+from batchmix.options import positive_number, switch
+
+
+def check_pair_shapes(q: Tensor, p: Tensor) -> None:
+    """Raise if q and p are not two equally shaped B×D matrices (row i of p pairs with row i of q)."""
+    if q.ndim != 2 or q.shape != p.shape:
+        raise ValueError(
+            f"expected query and positive embeddings of the same shape [B, D], got {tuple(q.shape)} and {tuple(p.shape)}"
+        )
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """Upcast half/bfloat16 to float32 (float64 stays float64) before similarities and softmax."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def similarity_mse(q: Tensor, p: Tensor) -> Tensor:
+    """Mean over the B×B matrix of (q @ p.T - I)², as a scalar (at least float32): the formula and why
+    in losses/similarity_mse.py. Keeps the autograd graph (the `mse` loss uses it); detach the result
+    to log it as a metric."""
+    check_pair_shapes(q, p)
+    similarities = at_least_float32(q) @ at_least_float32(p).T
+    target = torch.eye(q.shape[0], dtype=similarities.dtype, device=similarities.device)
+    return (similarities - target).square().mean()
+
+
+class LossOutput(NamedTuple):
+    loss: Tensor
+    logs: dict[str, Tensor]  # detached scalars, logged as train/<name> and train/<batch type>/<name>
+
+
+def check_cache_chunk(cache_chunk: Any) -> int | None:
+    """`loss.cache_chunk`: null (off) or a positive chunk size."""
+    if cache_chunk is not None and (isinstance(cache_chunk, bool) or not isinstance(cache_chunk, int) or cache_chunk < 1):
+        raise BatchmixError(f"loss.cache_chunk={cache_chunk!r} must be null or a positive integer (e.g. 32)")
+    return cache_chunk
+
+
+class BatchLoss(nn.Module):
+    """Base class of the batch losses; see the module docstring."""
+
+    in_batch: ClassVar[bool] = True
+    pivot_lang: str | None = None
+
+    def __init__(self, temperature: float = 0.05, learn_temperature: bool = False, gather: bool = True,
+                 cache_chunk: int | None = None) -> None:
+        super().__init__()
+        positive_number("loss.temperature", temperature, "0.05")
+        self.gather = switch("loss.gather", gather)
+        self.cache_chunk = check_cache_chunk(cache_chunk)
+        log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
+        if switch("loss.learn_temperature", learn_temperature):
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t)
+
+    @property
+    def temperature(self) -> Tensor:
+        return self.log_temperature.exp()
+
+    def bind(self, model: nn.Module) -> None:
+        """Called once by the model that trains with this loss; the default needs nothing from it."""
+
+    def forward(self, q: Tensor, p: Tensor, batch: dict[str, Any] | None = None) -> LossOutput:
+        out = self.compute(q, p, batch or {})
+        loss, logs = out if isinstance(out, LossOutput) else (out, {})
+        return LossOutput(loss, {"mse": similarity_mse(q.detach().float(), p.detach().float()), **logs})
+
+    def compute(self, q: Tensor, p: Tensor, batch: dict[str, Any]) -> Tensor | LossOutput:
+        """The loss of one batch (a scalar, at least float32), or a `LossOutput` with extra logs."""
+        raise NotImplementedError

@@ -1,0 +1,26 @@
+"""The `model` options checked before any weight loads: the pooling (built, so `Pooling` checks its
+own name) and the speed switches. Kept apart from models/build.py because that module imports
+Lightning and transformers (seconds) and the pre-flight must not."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from batchmix.errors import BatchmixError
+from batchmix.models.pooling import Pooling
+from batchmix.options import select, switch
+
+
+def check_model(cfg: DictConfig) -> None:
+    for key in ("model.gradient_checkpointing", "model.compile"):
+        switch(key, OmegaConf.select(cfg, key, default=False))
+    Pooling(select(cfg, "model.pooling"))
+    backend = OmegaConf.select(cfg, "model.compile_backend", default="inductor")
+    if OmegaConf.select(cfg, "model.compile", default=False):
+        import torch._dynamo  # only when compiling: the import costs ~1 s
+
+        if backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise BatchmixError(
+                f"model.compile_backend={backend!r} is not a torch.compile backend; "
+                f"use one of {torch._dynamo.list_backends()} (e.g. model.compile_backend=inductor)"
+            )
