@@ -21,7 +21,7 @@ so bf16/fp16 outputs do not create spurious ties):
 definitions and the tie rule in `batchmix.eval.metrics`). With one relevant item per query,
 as in the mono/cross settings, map = mrr.
 
-Language bias (hybrid batch training, Rahmati et al. 2024, arXiv 2408.10536), both from the
+Language bias (hybrid batch training, Elmahdy, Lin and Ahmad 2024, arXiv 2408.10536), both from the
 multilingual-pool ranks r_q,Y of query q's relevant answers (one per language Y holding its id),
 over questions with answers in >= 2 languages:
 
