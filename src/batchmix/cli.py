@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from batchmix.config import CONF_DIR, check_data, check_data_files, check_writable, register_resolvers, validate
 from batchmix.errors import BatchmixError
+from batchmix.console import quiet_console
 
 register_resolvers()
 
@@ -25,6 +26,7 @@ def _train(cfg: DictConfig) -> float:
         validate(cfg)  # cheap checks first: a typo costs a second, not a Lightning import
         check_data(cfg)  # data root, languages, split shares: still no file read
         from batchmix.train import train  # heavy imports only once the config is known to be sane
+        quiet_console()  # each log line once, no third-party tips (batchmix/console.py)
 
         return train(cfg, HydraConfig.get().runtime.output_dir)["objective"]
     except BatchmixError as err:
@@ -38,6 +40,7 @@ def _eval(cfg: DictConfig) -> float:
     try:
         check_data_files(cfg)  # a wrong data.root or language fails before the model loads
         from batchmix.evaluate import evaluate
+        quiet_console()
 
         return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))
     except BatchmixError as err:
