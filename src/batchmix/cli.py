@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from batchmix.config import CONF_DIR
 from batchmix.errors import BatchmixError
+from batchmix.console import quiet_console
 from batchmix.preflight import check_writable, validate_eval, validate_train
 
 
@@ -23,6 +24,7 @@ def _train(cfg: DictConfig) -> float:
     try:
         validate_train(cfg)  # cheap checks first (no file read): a typo costs a second, not a Lightning import
         from batchmix.train import train  # heavy imports only once the config is known to be sane
+        quiet_console()  # each log line once, no third-party tips (batchmix/console.py)
 
         return train(cfg, HydraConfig.get().runtime.output_dir)["objective"]
     except BatchmixError as err:
@@ -36,6 +38,7 @@ def _eval(cfg: DictConfig) -> float:
     try:
         validate_eval(cfg)  # a wrong data.root, language or option fails before the model loads
         from batchmix.evaluate import evaluate
+        quiet_console()
 
         return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))
     except BatchmixError as err:

