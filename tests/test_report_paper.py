@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from batchmix.report.__main__ import main as report_main
-from batchmix.report.paper import BEGIN, END, _verdict_geq, _verdict_gt, schedule_name, write_study_markdown
+from batchmix.report.paper import BEGIN, END, write_study_markdown
+from batchmix.report.paper_claims import _verdict_geq, _verdict_gt, schedule_name
 from tests.test_report_fake_sweep import make_fake_sweep
 
 RATIOS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3)]
