@@ -111,7 +111,7 @@ def map_matrix_rows(metrics: Mapping[str, float], metric: str = "map") -> tuple[
     """The L x L matrix from `<metric>/mono/<X>` (diagonal) and `<metric>/cross/<X>-<Y>` keys as
     (columns, rows): first column `query_lang`, then one column per candidate language; None where a
     pair has no value. None if the metrics hold no per-language key."""
-    from batchmix.eval.pair_matrix import pair_matrix
+    from batchmix.eval.pair_matrix import pair_matrix  # deferred: pandas, and the pre-flight imports this module
 
     mono, cross = f"{metric}/mono/", f"{metric}/cross/"
     langs: set[str] = set()
