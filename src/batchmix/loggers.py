@@ -54,7 +54,7 @@ def logger_builder(cfg: DictConfig) -> Callable[..., Any] | None:
     """The builder of `cfg.logger` with its options bound (checked, nothing started: the pre-flight
     calls this too); None without a logger config."""
     logger_cfg = OmegaConf.select(cfg, "logger", default=None)
-    return build(logger_cfg, "logger", logger_names()) if logger_cfg else None
+    return build(logger_cfg, "logger", logger_names(), "csv") if logger_cfg else None
 
 
 def logger_names() -> list[str]:
