@@ -55,7 +55,7 @@ def logger_builder(cfg: DictConfig) -> Callable[..., Any] | None:
     """The builder of `cfg.logger` with its options bound (checked, nothing started: the pre-flight
     calls this too); None without a logger config."""
     logger_cfg = OmegaConf.select(cfg, "logger", default=None)
-    return build(logger_cfg, "logger", logger_names()) if logger_cfg else None
+    return build(logger_cfg, "logger", logger_names(), "csv") if logger_cfg else None
 
 
 def logger_names() -> list[str]:
@@ -112,7 +112,7 @@ def map_matrix_rows(metrics: Mapping[str, float], metric: str = "map") -> tuple[
     """The L x L matrix from `<metric>/mono/<X>` (diagonal) and `<metric>/cross/<X>-<Y>` keys as
     (columns, rows): first column `query_lang`, then one column per candidate language; None where a
     pair has no value. None if the metrics hold no per-language key."""
-    from batchmix.eval.pair_matrix import pair_matrix
+    from batchmix.eval.pair_matrix import pair_matrix  # deferred: pandas, and the pre-flight imports this module
 
     mono, cross = f"{metric}/mono/", f"{metric}/cross/"
     langs: set[str] = set()

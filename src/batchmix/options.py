@@ -4,12 +4,13 @@ options with these (before any data or model loads), so every bad value ends in 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -43,22 +44,20 @@ def switch(key: str, value: Any) -> bool:
     return value
 
 
-def build(cfg: Mapping[str, Any], key: str, choices: list[str], base: type | None = None) -> Any:
+def build(cfg: Mapping[str, Any], key: str, choices: list[str], example: str, base: type | None = None) -> Any:
     """`hydra.utils.instantiate(cfg)` for the component configured at `key` (e.g. `loss`), with every
     mistake as one line: a `_target_` that does not exist (or is not a `base`), an option the target
     does not take (listed with the ones it does), and the component's own `BatchmixError` for a bad
-    value (unwrapped from Hydra's InstantiationException). `choices`: the config names to suggest."""
-    options = {str(k): v for k, v in cfg.items()}
+    value (unwrapped from Hydra's InstantiationException). `choices`: the config names to suggest,
+    `example`: the one to show first (the default)."""
+    options = {str(k): v for k, v in cfg.items()} if isinstance(cfg, (Mapping, DictConfig)) else {}
     target = options.pop("_target_", None)
     options.pop("_partial_", None)
-    try:
-        obj = get_object(str(target))
-    except Exception:  # noqa: BLE001 - hydra raises ImportError / ValueError / AttributeError alike
-        obj = None
+    obj = _locate(str(target))
     if obj is None or (base is not None and not (isinstance(obj, type) and issubclass(obj, base))):
         raise BatchmixError(
             f"{key}._target_={target!r} is not a batchmix {key}; pick one with "
-            f"{', '.join(f'{key}={name}' for name in choices)} (e.g. {key}={choices[0] if choices else '...'})"
+            f"{', '.join(f'{key}={name}' for name in choices)} (e.g. {key}={example})"
         )
     accepted = _options_of(obj)
     unknown = sorted(set(options) - accepted)
@@ -70,6 +69,26 @@ def build(cfg: Mapping[str, Any], key: str, choices: list[str], base: type | Non
         if isinstance(err.__cause__, BatchmixError):
             raise err.__cause__ from None
         raise
+
+
+def _locate(path: str) -> Any:
+    """The object a dotted `_target_` names, or None (hydra's `get_object` would also log an error)."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and module_name.startswith(err.name):
+                continue  # no such module: try a shorter prefix
+            raise
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
 
 
 def _options_of(obj: Any) -> set[str]:

@@ -26,7 +26,7 @@ def loss_names() -> list[str]:
 
 def build_loss(cfg: Mapping[str, Any]) -> BatchLoss:
     """The loss of a `loss` config: its `_target_` class called with every other key."""
-    return build(cfg, "loss", loss_names(), base=BatchLoss)
+    return build(cfg, "loss", loss_names(), "infonce", base=BatchLoss)
 
 
 __all__ = [

@@ -4,16 +4,18 @@ Queries and passages go through the same encoder by default (`shared=True`, as i
 arXiv 2408.10536); `shared=False` gives the passage tower its own copy. Embeddings are pooled
 (`cls` or `mean`) and L2-normalised, so a dot product is a cosine.
 
-Every training step logs `train/loss` and `train/mse` and the same two per batch type
-(`train/{mono,cross,multi}/loss`, `.../mse`): the MSE between the in-batch cosine matrix and
-the identity is logged whatever loss trains, because its convergence per batch type is what
-batchmix studies. The per-step history is kept on the module (and in checkpoints) so a run
-can write it as a tidy CSV.
+The loss is a `BatchLoss` built from `conf/loss` (batchmix/losses/base.py: one interface). It owns
+its options (temperature, a distillation teacher) and says whether it is in-batch; this module never
+asks which loss trains. Every training step logs `train/loss` and each part the loss returns
+(`train/mse`, the in-batch similarity MSE logged whatever loss trains, because its convergence per
+batch type is what batchmix studies), and the same per batch type (`train/{mono,cross,multi}/loss`,
+`.../mse`). The per-step history is kept on the module (and in checkpoints) so a run can write it as
+a tidy CSV.
 
 Scale switches (arXiv 2408.10536 trains with batch 100): under DDP the embeddings of every rank
-are all-gathered with gradients (`gather=True`), so the in-batch negatives are the global batch;
-`cache_chunk=N` computes the contrastive loss with GradCache (models/grad_cache.py), so a batch
-of 256 needs the activation memory of N.
+are all-gathered with gradients for an in-batch loss (`loss.gather=true`), so the in-batch negatives
+are the global batch; `loss.cache_chunk=N` computes an in-batch loss with GradCache
+(models/grad_cache.py), so a batch of 256 needs the activation memory of N.
 """
 
 from __future__ import annotations
