@@ -191,7 +191,7 @@ def _slice(batch: dict, n: int) -> dict:
 
 
 def measure(cfg, config: Config, batch_path: Path, device: str, threads: int) -> Measurement:
-    from batchmix.models.build import build_dual_encoder
+    from batchmix.models.factory import build_dual_encoder
 
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer attached: logging is a no-op

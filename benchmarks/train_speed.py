@@ -248,7 +248,7 @@ def trainable(params) -> int:
 def build_batchmix_module(setup: BatchmixSetup):
     import lightning as L
 
-    from batchmix.models.build import build_dual_encoder
+    from batchmix.models.factory import build_dual_encoder
 
     L.seed_everything(setup.cfg.seed, workers=True, verbose=False)
     return build_dual_encoder(setup.cfg.model, setup.cfg.loss, setup.cfg.optim)

@@ -22,7 +22,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
-from batchmix.eval.lareqa import evaluate_corpus  # noqa: E402
+from batchmix.eval.scoring import evaluate_corpus  # noqa: E402
 from batchmix.losses import InfoNCELoss  # noqa: E402
 from batchmix.models.dual_encoder import DualEncoder  # noqa: E402
 from batchmix.models.loading import EMBEDDED, load_encoder, load_tokenizer  # noqa: E402

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
-from batchmix.models.build import build_dual_encoder
+from batchmix.models.factory import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 
 DEVICE = torch.device(os.environ.get("BATCHMIX_TEST_DEVICE", "cpu"))
@@ -119,7 +119,7 @@ def training_losses(tmp_path, variants: dict[str, list[str]]) -> dict[str, Any]:
     """Per-step loss curve of one tiny training run (no dropout, no before-evaluation) per variant."""
     import pandas as pd
 
-    from batchmix.train import train
+    from batchmix.recipes.train import train
     from test_train import TINY, compose_cfg
 
     curves = {}

@@ -20,7 +20,7 @@ def _cfg(name, overrides):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, xquad_root):
-    from batchmix.train import train
+    from batchmix.recipes.train import train
 
     run = tmp_path_factory.mktemp("run")
     cfg = _cfg("train", ["model=tiny", LANGS, "data.batch_size=8", "data.batches_per_epoch=4", "eval.before=false", "save_model=true", "ratio.mono=0.5", "ratio.multi=0.5"])
@@ -30,7 +30,7 @@ def tiny_run(tmp_path_factory, xquad_root):
 
 @pytest.mark.parametrize("target", ["run_dir", "export", "ckpt"])
 def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target):
-    from batchmix.evaluate import evaluate
+    from batchmix.recipes.evaluate import evaluate
 
     path = {"run_dir": tiny_run, "export": tiny_run / "model", "ckpt": tiny_run / "checkpoints" / "last.ckpt"}[target]
     if target == "run_dir":
@@ -51,14 +51,14 @@ def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target):
 
 
 def test_eval_rejects_missing_checkpoint(tmp_path):
-    from batchmix.evaluate import evaluate
+    from batchmix.recipes.evaluate import evaluate
 
     with pytest.raises(BatchmixError, match="does not exist"):
         evaluate(_cfg("eval", [f"checkpoint={tmp_path}/nope"]), tmp_path)
 
 
 def test_eval_rejects_bad_split(tmp_path):
-    from batchmix.evaluate import evaluate
+    from batchmix.recipes.evaluate import evaluate
 
     with pytest.raises(BatchmixError, match="split='dev'"):
         evaluate(_cfg("eval", ["split=dev", "model=tiny"]), tmp_path)

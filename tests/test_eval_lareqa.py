@@ -1,4 +1,4 @@
-"""batchmix.eval.lareqa against a plain-Python + ranx reference of every LAReQA setting."""
+"""batchmix.eval.scoring against a plain-Python + ranx reference of every LAReQA setting."""
 
 import math
 import random
@@ -11,7 +11,7 @@ import torch
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.errors import BatchmixError
-from batchmix.eval.lareqa import candidate_texts, evaluate_corpus, evaluate_embeddings
+from batchmix.eval.scoring import candidate_texts, evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
 from embeddings import XQUAD_R_CANDIDATES, bag_of_trigrams, random_xquad_sized, trigram_xquad_slice
 

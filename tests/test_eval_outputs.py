@@ -15,9 +15,9 @@ import torch
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.errors import BatchmixError
-from batchmix.eval.lareqa import evaluate_corpus, evaluate_embeddings
+from batchmix.eval.scoring import evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
-from batchmix.eval.report import evaluate_and_write, write_outputs
+from batchmix.eval.outputs import evaluate_and_write, write_outputs
 from batchmix.eval.trec import RunCollector, write_trec
 from embeddings import bag_of_trigrams, random_xquad_sized, trigram_xquad_slice
 
@@ -267,7 +267,7 @@ def test_full_xquad_r_sized_outputs_are_written_in_seconds(tmp_path):
 
 def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp_path):
     """`recipes.evaluation.evaluate_corpora`, what train.py (eval/<tag>/) and eval.py (its out dir) both run."""
-    from batchmix.recipes.evaluation import evaluate_corpora
+    from batchmix.recipes.evaluate import evaluate_corpora
 
     class TrigramModel:  # what the recipe needs of a DualEncoder: its (queries, passages) encoders
         def encoders(self, batch_size):

@@ -72,7 +72,7 @@ def test_held_out_split_of_a_set_is_the_training_split_s_test_articles(tmp_path,
 
 
 def test_train_scores_every_set_with_prefixed_metrics(tmp_path, xquad_root):
-    from batchmix.train import train
+    from batchmix.recipes.train import train
 
     root = _mlqa_like(tmp_path, xquad_root)
     cfg = compose_cfg([*TINY, f"+eval.sets.mlqa-r.root={root}", "+eval.sets.mlqa-r.split=test",

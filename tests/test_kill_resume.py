@@ -130,7 +130,7 @@ def compose_cfg(overrides: list[str]):
 
 @pytest.mark.slow
 def test_rerun_of_a_finished_run_is_skipped(uninterrupted, caplog):
-    from batchmix.train import train
+    from batchmix.recipes.train import train
 
     files = [uninterrupted / name for name in (*RESULT_FILES, "checkpoints/last.ckpt")]
     before = {p: p.stat().st_mtime_ns for p in files}
@@ -143,7 +143,7 @@ def test_rerun_of_a_finished_run_is_skipped(uninterrupted, caplog):
 
 @pytest.mark.slow
 def test_rerun_with_another_config_is_refused(uninterrupted):
-    from batchmix.train import train
+    from batchmix.recipes.train import train
 
     with pytest.raises(BatchmixError, match=r"already holds a run of another config .*ratio\.mono: 0\.4 -> 0\.2.*resume=false"):
         train(compose_cfg([*RUN, "ratio.mono=0.2"]), uninterrupted)

@@ -287,8 +287,8 @@ def test_multirun_with_wandb_logs_one_offline_run_per_point_and_prints_the_repor
 
     import importlib
 
-    if not hasattr(importlib.import_module("batchmix.train"), "build_logger"):
-        pytest.skip("batchmix.train does not use batchmix.loggers.build_logger yet")
+    if not hasattr(importlib.import_module("batchmix.recipes.train"), "build_logger"):
+        pytest.skip("batchmix.recipes.train does not use batchmix.loggers.build_logger yet")
     repo = Path(__file__).resolve().parents[1]
     sweep = tmp_path / "multirun" / "2025-06-01" / "12-00-00"
     args = ["-m", "ratio.mono=0.0,1.0", "model=tiny", "data.languages=[en,de,es]", "data.batch_size=8",

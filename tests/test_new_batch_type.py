@@ -100,7 +100,7 @@ def test_config_complement_counts_the_fourth_share():
 # -------------------------------------------------------------------------------------- logging
 def test_training_logs_the_fourth_type(tmp_path, xquad_root):
     from batchmix.config import CONF_DIR
-    from batchmix.train import train
+    from batchmix.recipes.train import train
 
     overrides = ["model=tiny", "data.languages=[en,de,es]", "data.batch_size=8", "data.batches_per_epoch=8",
                  "save_model=false", "logger=csv", "eval.before=false", "seed=5",
@@ -145,7 +145,7 @@ def _fake_run(run, shares: dict[str, float], seed: int, steps: int = 40) -> None
 def test_report_of_a_sweep_with_the_fourth_type(tmp_path):
     from batchmix.report import plots
     from batchmix.report.aggregate import load_histories
-    from batchmix.report.build import build_report
+    from batchmix.report.sweep_report import build_report
 
     sweep = tmp_path / "sweep"
     for num, shares in enumerate(RATIOS):

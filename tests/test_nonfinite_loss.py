@@ -44,7 +44,7 @@ def planned_batch(cfg, step: int):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, xquad_root, monkeypatch):
-    from batchmix.train import train
+    from batchmix.recipes.train import train
 
     bad_step, calls = 3, []
     original = InfoNCELoss.compute

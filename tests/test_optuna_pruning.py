@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.eval.lareqa import evaluate_corpus
+from batchmix.eval.scoring import evaluate_corpus
 from batchmix.sweep import trial as trial_context
 from batchmix.sweep.pruning import ValidationPruning, pruning_callbacks
 
@@ -37,7 +37,7 @@ class RecordingTrial:
 def setup(xquad_root):
     from batchmix.data.datamodule import HybridDataModule, PairCollator
     from batchmix.data.load import load_splits
-    from batchmix.models.build import build_dual_encoder
+    from batchmix.models.factory import build_dual_encoder
     from batchmix.ratio import Ratio
     from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
 

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.report.paper import BEGIN, END
+from batchmix.report.study_markdown import BEGIN, END
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -91,7 +91,7 @@ def test_checkpoints_from_before_the_loss_owned_the_temperature_still_load():
 
 
 def test_the_distillation_loss_builds_its_teacher_from_the_student_when_bound():
-    from batchmix.models.build import build_dual_encoder
+    from batchmix.models.factory import build_dual_encoder
 
     torch.manual_seed(0)
     module = build_dual_encoder(tiny_model_cfg(), {"_target_": "batchmix.losses.DistillMSELoss"})

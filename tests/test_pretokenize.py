@@ -240,7 +240,7 @@ def test_resume_continues_the_schedule(groups, tokenizer, tmp_path, num_workers)
 
 def test_pretokenize_and_workers_give_identical_training_runs(tmp_path, xquad_root, monkeypatch):
     """Through `train(cfg)` with dropout on, two epochs: the loss history is bit-for-bit the same."""
-    from batchmix.train import train
+    from batchmix.recipes.train import train
 
     monkeypatch.setattr(pretokenize_module, "cache_root", lambda cache_dir=None: tmp_path / "cache")
     histories = {}

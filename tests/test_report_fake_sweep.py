@@ -1,4 +1,4 @@
-"""A synthetic sweep on disk (the files `batchmix.train.train` writes per Hydra job), for the report and
+"""A synthetic sweep on disk (the files `batchmix.recipes.train.train` writes per Hydra job), for the report and
 notebook tests: no training needed. Curves and metrics are plausible functions of the ratio so the
 plots have something to show; the tests below check the fake itself looks like a real run dir."""
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from test_report_fake_sweep import make_fake_sweep
 
-from batchmix.report.build import build_report
+from batchmix.report.sweep_report import build_report
 from batchmix.report.model import CAPTIONS, ReportModel, fmt_mean_std
-from batchmix.report.paper import write_study_markdown
+from batchmix.report.study_markdown import write_study_markdown
 
 RATIOS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.5, 0.5, 0.0)]
 

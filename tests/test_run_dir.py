@@ -17,7 +17,7 @@ from batchmix.errors import BatchmixError
 from batchmix.report.aggregate import load_runs
 from batchmix.resume import config_differences, plan_resume
 from batchmix.run_dir import RunDir, find_run_dirs, flatten, read_json
-from batchmix.train import _training_summary
+from batchmix.recipes.train import _training_summary
 from hydra_plugins.batchmix_optuna_sweeper._run_dir import result_from_run_dir
 
 CFG = {"seed": 1, "objective": "map/multi", "resume": True, "save_model": False,

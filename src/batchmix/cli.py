@@ -23,7 +23,7 @@ from batchmix.preflight import check_writable, validate_eval, validate_train
 def _train(cfg: DictConfig) -> float:
     try:
         validate_train(cfg)  # cheap checks first (no file read): a typo costs a second, not a Lightning import
-        from batchmix.train import train  # heavy imports only once the config is known to be sane
+        from batchmix.recipes.train import train  # heavy imports only once the config is known to be sane
         quiet_console()  # each log line once, no third-party tips (batchmix/console.py)
 
         return train(cfg, HydraConfig.get().runtime.output_dir)["objective"]
@@ -37,7 +37,7 @@ def _train(cfg: DictConfig) -> float:
 def _eval(cfg: DictConfig) -> float:
     try:
         validate_eval(cfg)  # a wrong data.root, language or option fails before the model loads
-        from batchmix.evaluate import evaluate
+        from batchmix.recipes.evaluate import evaluate
         quiet_console()
 
         return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))

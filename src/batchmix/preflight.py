@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from batchmix.data.checks import check_batches, check_data, check_data_files, check_loader
 from batchmix.distributed import check_world_size
 from batchmix.errors import BatchmixError
-from batchmix.eval.lareqa import check_candidates
+from batchmix.eval.scoring import check_candidates
 from batchmix.eval.sets import eval_sets
 from batchmix.loggers import logger_builder
 from batchmix.losses import build_loss

@@ -11,7 +11,7 @@ once and read one way (the layout a README or a notebook can rely on):
     <run>/failed.json            why a run stopped (a non-finite loss), for whoever finds it later
     <run>/checkpoints/last.ckpt  the Lightning checkpoint a killed run resumes from
     <run>/model/                 HF-style export; model/batchmix.json says how to pool and prefix
-    <run>/eval/<tag>/[<set>/]    one evaluation's outputs (`batchmix.eval.report`)
+    <run>/eval/<tag>/[<set>/]    one evaluation's outputs (`batchmix.eval.outputs`)
     <run>/csv/ tensorboard/ wandb/   the loggers' own folders
 
 Every write is atomic (`batchmix.io`), so a file that exists is complete.

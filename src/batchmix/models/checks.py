@@ -1,5 +1,5 @@
 """The `model` options checked before any weight loads: the pooling (built, so `Pooling` checks its
-own name) and the speed switches. Kept apart from models/build.py because that module imports
+own name) and the speed switches. Kept apart from models/factory.py because that module imports
 Lightning and transformers (seconds) and the pre-flight must not."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "build_report": "batchmix.report.build",
+    "build_report": "batchmix.report.sweep_report",
     "by_ratio": "batchmix.report.aggregate",
     "find_run_dirs": "batchmix.report.aggregate",
     "load_histories": "batchmix.report.aggregate",

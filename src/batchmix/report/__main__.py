@@ -3,7 +3,7 @@
 SOURCE: a multirun dir (multirun/<date>/<time>), one run dir, or an Optuna storage URL
 (sqlite:///optuna.db, postgresql://...). Prints the path of report.html. `--markdown README`
 also regenerates a study's tables and figures in the paper's layout inside README (between the
-`batchmix:report` markers; figures in README's folder under figures/), see `batchmix.report.paper`.
+`batchmix:report` markers; figures in README's folder under figures/), see `batchmix.report.study_markdown`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        from batchmix.report.build import build_report
+        from batchmix.report.sweep_report import build_report
 
         path = build_report(args.source, args.out, study=args.study, window=args.window, tolerance=args.tolerance, title=args.title)
         if args.markdown:
-            from batchmix.report.paper import write_study_markdown
+            from batchmix.report.study_markdown import write_study_markdown
 
             readme = write_study_markdown(args.source, args.markdown, zero_shot=args.zero_shot, window=args.window, tolerance=args.tolerance,
                                           command="python -m batchmix.report <sweep> --markdown " + str(args.markdown))

@@ -1,7 +1,7 @@
 """Every run of a sweep (or one run) as one pandas table, and every per-step history as another.
 
 A run is a folder holding batchmix's `config.yaml` plus `metrics.json` and/or `history.csv` (what
-`batchmix.train.train` writes into each Hydra job dir); folders are found at any depth, so a
+`batchmix.recipes.train.train` writes into each Hydra job dir); folders are found at any depth, so a
 multirun dir, a dir of multiruns, or a single run dir all work. Hydra's own `.hydra/config.yaml`
 is not a run.
 

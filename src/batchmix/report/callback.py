@@ -37,7 +37,7 @@ class ReportCallback(Callback):
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            from batchmix.report.build import build_report
+            from batchmix.report.sweep_report import build_report
 
             options = {k: v for k, v in (("window", self.window), ("tolerance", self.tolerance)) if v is not None}
             path = build_report(sweep_dir, **options)

@@ -2,8 +2,8 @@
 
 `ReportModel` loads every run of a sweep (`aggregate.load_runs` / `load_histories`) and owns what
 both views show: the per-ratio summary (mean ± std over seeds, one formatter), the convergence
-tables, the figures with their captions, and the prose that explains them. `report/build.py`
-renders it to report.html, `report/paper.py` to a study README; neither picks columns, formats
+tables, the figures with their captions, and the prose that explains them. `report/sweep_report.py`
+renders it to report.html, `report/study_markdown.py` to a study README; neither picks columns, formats
 numbers or describes convergence on its own, so the two can never disagree.
 """
 

@@ -30,7 +30,7 @@ from batchmix.report.aggregate import (by_ratio, line_axis, ratio_columns, smoot
 from batchmix.report.optuna_trials import StudyTable
 
 CURVE_LABELS = {"loss": "training loss", "mse": "similarity MSE"}
-METRIC_NAMES = {"map": "mAP", "mrr": "MRR", "ndcg@10": "nDCG@10"}
+METRIC_LABELS = {"map": "mAP", "mrr": "MRR", "ndcg@10": "nDCG@10"}
 SQRT3_2 = math.sqrt(3) / 2
 
 
@@ -166,7 +166,7 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTI
 
     Line sweeps: x = the varying share. Other sweeps: one row per ratio, sorted by `<metric>/multi`."""
     cols = [f"{metric}/{s}" for s in settings if f"{metric}/{s}" in runs.columns]
-    shown = METRIC_NAMES.get(metric, metric)
+    shown = METRIC_LABELS.get(metric, metric)
     has_bias = bias in runs.columns and runs[bias].notna().any()
     table = by_ratio(runs[runs["status"] == "complete"] if "status" in runs else runs, [*cols, bias])
     shape = sweep_shape(runs)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Mapping
 
 from batchmix.errors import BatchmixError
-from batchmix.eval.lareqa import BIAS_NAMES, SETTINGS
+from batchmix.eval.scoring import BIAS_NAMES, SETTINGS
 from batchmix.eval.metrics import METRIC_NAMES
 
 
@@ -26,7 +26,7 @@ def _alternatives(names: Sequence[str]) -> str:
 
 def objective_pattern() -> re.Pattern[str]:
     """The metric keys an objective may name, from the names the evaluation owns (eval/metrics.py,
-    eval/lareqa.py): a new metric there is a valid objective here. Plus any `train/...` summary."""
+    eval/scoring.py): a new metric there is a valid objective here. Plus any `train/...` summary."""
     lang = r"[a-z]{2,3}"
     return re.compile(
         rf"^({_alternatives(METRIC_NAMES)})/({_alternatives(SETTINGS)})(/{lang}(-{lang})?)?$"

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.errors import BatchmixError
-from batchmix.eval.lareqa import evaluate_corpus
+from batchmix.eval.scoring import evaluate_corpus
 from batchmix.sweep.objectives import objective_names
 from batchmix.sweep.trial import current_trial, report
 

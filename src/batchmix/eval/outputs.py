@@ -1,6 +1,6 @@
 """Everything one LAReQA evaluation leaves on disk, in one folder.
 
-    <out_dir>/metrics.json       flat metrics (`batchmix.eval.lareqa`), written atomically
+    <out_dir>/metrics.json       flat metrics (`batchmix.eval.scoring`), written atomically
     <out_dir>/map_matrix.csv     per-language-pair mAP: rows = query, columns = candidate language
     <out_dir>/map_matrix.png     the same as an annotated heatmap with mean row / column
     <out_dir>/trec/<setting>.run / .qrels   rankings + relevance for outside scorers (see
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from batchmix.data.corpus import LAReQACorpus
-from batchmix.eval.lareqa import CandidateMode, evaluate_corpus
+from batchmix.eval.scoring import CandidateMode, evaluate_corpus
 from batchmix.eval.pair_matrix import pair_matrix, plot_pair_matrix, write_pair_matrix_csv
 from batchmix.eval.trec import RunCollector, write_trec
 from batchmix.run_dir import RunDir

@@ -27,11 +27,11 @@ from batchmix.errors import BatchmixError
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set
 from batchmix.io import atomic_dir, write_json
 from batchmix.loggers import build_logger, log_final_results
-from batchmix.models.build import build_dual_encoder
+from batchmix.models.factory import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.preflight import check_writable, offline_defaults, validate
-from batchmix.recipes.evaluation import evaluate_corpora
+from batchmix.recipes.evaluate import evaluate_corpora
 from batchmix.resume import plan_resume, sigterm_exit
 from batchmix.run_dir import MODEL_INFO, RunDir
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
@@ -97,7 +97,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers)
 
     # 5. Evaluate the untrained model, so the final table shows what training changed.
-    def evaluate(tag: str) -> dict[str, float]:  # eval/<tag>/ and eval/<tag>/<set>/ (batchmix.recipes.evaluation)
+    def evaluate(tag: str) -> dict[str, float]:  # eval/<tag>/ and eval/<tag>/<set>/ (batchmix.recipes.evaluate)
         return evaluate_corpora(module, eval_corpus, extra_sets, run.eval_dir(tag), cfg.eval, tag=tag,
                                 title=f"{cfg.model.name_or_path} ({tag}, ratio {ratio.label()})")
 
