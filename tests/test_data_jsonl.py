@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from jsonl_rows import write_training_jsonl
 
 from batchmix.data.corpus import Pair, TrainingGroups
-from batchmix.data.jsonl import load_training_jsonl, write_training_jsonl
+from batchmix.data.jsonl import load_training_jsonl
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError

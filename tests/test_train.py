@@ -92,7 +92,7 @@ def test_train_in_process_writes_results(tmp_path, xquad_root):
 
 def test_train_on_jsonl_pairs_with_distillation(tmp_path, xquad_root):
     """data.train_file (generic JSONL pairs) + loss=distill_mse (frozen teacher on the pivot language)."""
-    from batchmix.data.jsonl import write_training_jsonl
+    from jsonl_rows import write_training_jsonl
     from batchmix.data.lareqa import load_lareqa
     from batchmix.data.split import split_by_article
     from batchmix.recipes.train import train

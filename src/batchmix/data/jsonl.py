@@ -73,18 +73,3 @@ def load_training_jsonl(path: str | os.PathLike) -> TrainingGroups:
         raise BatchmixError(f"training file {path} has no rows; it needs one JSON object per line")
     ids = sorted(by_id)
     return TrainingGroups(ids=ids, pairs=[{lang: by_id[i][lang] for lang in sorted(by_id[i])} for i in ids])
-
-
-def write_training_jsonl(groups: TrainingGroups, path: str | os.PathLike) -> Path:
-    """Write `groups` as training rows (by id, then language), e.g. to export a XQuAD-R train split."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for qid, pairs in zip(groups.ids, groups.pairs):
-            for lang in sorted(pairs):
-                pair = pairs[lang]
-                row = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
-                if pair.context is not None:
-                    row["context"] = pair.context
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
