@@ -202,7 +202,8 @@ def resolve_wandb_mode(requested: str | None = None, probe_timeout: float = 3.0)
         mode = "offline"
     if mode is None:
         if not wandb_logged_in():
-            log.info("W&B: not logged in -> offline run (log in with `wandb login` to stream runs online)")
+            log.info("W&B: not logged in -> offline run (log in with `wandb login` to stream runs online, or upload "
+                     "this one later with `wandb sync <run dir>/wandb/offline-run-*`)")
             return "offline"
         mode = "online"
     if mode not in WANDB_MODES:
@@ -241,7 +242,9 @@ def wandb_logger(run_dir: Path, cfg: DictConfig, *, project: str | None = "batch
         "tags": list(tags or []),
         "config": config,
         "dir": str(run_dir),
-        "settings": wandb.Settings(init_timeout=float(init_timeout)),
+        # Offline, W&B's own console lines (its sync hint, `wandb leet`, the save notice) say again
+        # what the line above already said: batchmix keeps them out of the console.
+        "settings": wandb.Settings(init_timeout=float(init_timeout), silent=mode == "offline"),
     }
     try:
         run = wandb.init(mode=mode, **init)
@@ -251,7 +254,7 @@ def wandb_logger(run_dir: Path, cfg: DictConfig, *, project: str | None = "batch
         log.warning("W&B: online init failed (%s) -> logging offline into %s/wandb", str(err).splitlines()[0] if str(err) else type(err).__name__, run_dir)
         if wandb.run is not None:
             wandb.finish()
-        run = wandb.init(mode="offline", **init)
+        run = wandb.init(mode="offline", **{**init, "settings": wandb.Settings(init_timeout=float(init_timeout), silent=True)})
     # The x-axis Lightning itself would define for a run it created.
     run.define_metric("trainer/global_step")
     run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
