@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from batchmix.eval.settings import HEADLINE_ORDER
+
 HEADLINE = (
-    "map/multi", "map/mono", "map/cross",
+    *(f"map/{setting}" for setting in HEADLINE_ORDER),
     "map@20/multi", "mrr/multi", "recall@10/multi", "ndcg@10/multi",
     "bias/rank_distance", "bias/own_lang_first",
 )

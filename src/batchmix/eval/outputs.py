@@ -23,12 +23,13 @@ from torch import Tensor
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.eval.scoring import CandidateMode, evaluate_corpus
 from batchmix.eval.pair_matrix import pair_matrix, plot_pair_matrix, write_pair_matrix_csv
+from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.eval.trec import RunCollector, write_trec
 from batchmix.run_dir import RunDir
 
 
 def _subtitle(metrics: Mapping[str, float]) -> str:
-    parts = [f"{s} {metrics[f'map/{s}']:.3f}" for s in ("mono", "cross", "multi") if f"map/{s}" in metrics]
+    parts = [f"{s} {metrics[f'map/{s}']:.3f}" for s in EVAL_SETTINGS if f"map/{s}" in metrics]
     return "LAReQA mAP per language pair" + (f" ({', '.join(parts)})" if parts else "")
 
 

@@ -56,8 +56,8 @@ from batchmix.eval.trec import RunCollector
 CandidateMode = Literal["sentence", "context"]
 CANDIDATE_MODES: tuple[str, ...] = ("sentence", "context")
 # The key layout of the metrics (module docstring), which `sweep.objectives` accepts as objectives:
-# `<m>/<setting>[/<lang>|/<X>-<Y>]` for m in metrics.METRIC_NAMES, and `bias/<name>[/<lang>]`.
-SETTINGS: tuple[str, ...] = ("multi", "mono", "cross")
+# `<m>/<setting>[/<lang>|/<X>-<Y>]` for m in metrics.METRIC_NAMES and the settings of
+# `eval.settings.EVAL_SETTINGS`, and `bias/<name>[/<lang>]`.
 BIAS_NAMES: tuple[str, ...] = ("rank_distance", "own_lang_first")
 
 _QUERY_CHUNK = 512

@@ -29,6 +29,7 @@ from batchmix.data.root import resolve_data_root
 from batchmix.data.split import split_by_article
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.errors import BatchmixError
+from batchmix.eval.settings import HEADLINE_ORDER
 
 log = logging.getLogger("batchmix")
 
@@ -111,7 +112,7 @@ def load_eval_set(spec: EvalSet) -> LAReQACorpus:
 
 def headline_keys(keys: Iterable[str]) -> tuple[str, ...]:
     """The rows each set adds to a run's printed metrics table: its mAP per setting."""
-    return tuple(f"{key}/map/{setting}" for key in keys for setting in ("multi", "mono", "cross"))
+    return tuple(f"{key}/map/{setting}" for key in keys for setting in HEADLINE_ORDER)
 
 
 def prefixed(key: str, metrics: Mapping[str, float]) -> dict[str, float]:

@@ -12,5 +12,7 @@ no evaluation setting, so report code that reads `map/<setting>` iterates over `
 from __future__ import annotations
 
 EVAL_SETTINGS: tuple[str, ...] = ("mono", "cross", "multi")
+# The order the printed metrics tables list them in: the multilingual pool (LAReQA's headline) first.
+HEADLINE_ORDER: tuple[str, ...] = ("multi", "mono", "cross")
 SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
 SETTING_COLORS = {"mono": "#1f77b4", "cross": "#ff7f0e", "multi": "#2ca02c"}

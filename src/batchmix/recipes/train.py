@@ -143,7 +143,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         with atomic_dir(run.model_dir) as staging:  # all of model/ or none of it
             _export(module, staging)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
-    print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio mono/cross/multi = {ratio.label()}",
+    print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio {'/'.join(ratio.names())} = {ratio.label()}",
                         keys=HEADLINE + headline_keys(extra_sets)))
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Any, Mapping
 
 from batchmix.errors import BatchmixError
-from batchmix.eval.scoring import BIAS_NAMES, SETTINGS
 from batchmix.eval.metrics import METRIC_NAMES
+from batchmix.eval.scoring import BIAS_NAMES
+from batchmix.eval.settings import EVAL_SETTINGS
 
 
 def objective_names(objective: Any) -> list[str]:
@@ -29,7 +30,7 @@ def objective_pattern() -> re.Pattern[str]:
     eval/scoring.py): a new metric there is a valid objective here. Plus any `train/...` summary."""
     lang = r"[a-z]{2,3}"
     return re.compile(
-        rf"^({_alternatives(METRIC_NAMES)})/({_alternatives(SETTINGS)})(/{lang}(-{lang})?)?$"
+        rf"^({_alternatives(METRIC_NAMES)})/({_alternatives(EVAL_SETTINGS)})(/{lang}(-{lang})?)?$"
         rf"|^bias/({_alternatives(BIAS_NAMES)})(/{lang})?$|^train/.+$"
     )
 
