@@ -144,6 +144,11 @@ class ReportModel:
     def curves_figure(self, curve: str) -> ReportFigure:
         return self._figure(f"curves_{curve}", CAPTIONS[f"curves_{curve}"], lambda: plots.plot_curves(self.histories, curve, self.window))
 
+    def curve_figures(self) -> list[ReportFigure]:
+        """The figures over training steps. Both views show every figure of this list (report.html in its
+        curves section, the study README under Figures): a new curve plot is one entry here."""
+        return [self.curves_figure("loss"), self.curves_figure("mse")]
+
     def final_vs_ratio_figure(self, prefix: str = "", set_label: str | None = None, name: str = "final_vs_ratio") -> ReportFigure:
         """Final mAP per setting and rank distance against the ratio; `prefix` selects an evaluation set."""
         caption = CAPTIONS["final_vs_ratio"] + (f", {set_label}" if set_label else "")

@@ -159,7 +159,7 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
 
     # Figures.
     figures_dir.mkdir(parents=True, exist_ok=True)
-    figs = [report.curves_figure("loss"), report.curves_figure("mse")]
+    figs = report.curve_figures()
     figs += [report.final_vs_ratio_figure(es.prefix, es.label, name=f"map_by_ratio_{es.prefix.rstrip('/') or 'heldout'}") for es in sets]
     out += ["### Figures", ""]
     for fig in figs:

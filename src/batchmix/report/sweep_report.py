@@ -119,8 +119,8 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
 
     if not model.histories.empty:
         curves = Section("Loss and MSE curves", [model.curves_note()], anchor="curves")
-        add(curves, model.curves_figure("mse"))
-        add(curves, model.curves_figure("loss"))
+        for figure in model.curve_figures():
+            add(curves, figure)
         sections.append(curves)
         sections.append(Section("Convergence by ratio", [model.convergence_note()], tables=model.convergence_tables(),
                                 anchor="convergence"))
