@@ -18,7 +18,7 @@ from batchmix.report.aggregate import load_runs
 from batchmix.resume import config_differences, plan_resume
 from batchmix.run_dir import RunDir, find_run_dirs, flatten, read_json
 from batchmix.recipes.train import _training_summary
-from hydra_plugins.batchmix_optuna_sweeper._run_dir import result_from_run_dir
+from hydra_plugins.batchmix_optuna_sweeper._saved_result import result_from_run_dir
 
 CFG = {"seed": 1, "objective": "map/multi", "resume": True, "save_model": False,
        "ratio": {"mono": 0.2, "cross": 0.5, "multi": 0.3}, "optim": {"lr": 3e-5}, "data": {"languages": ["de", "en"]}}

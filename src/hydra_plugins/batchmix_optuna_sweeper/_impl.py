@@ -14,7 +14,7 @@ out current samplers and SQLAlchemy 2; Optuna's ask/tell API makes the loop a pa
   again (`_heartbeat`); SIGTERM / Ctrl-C fail and requeue the in-flight trials at once (`_signals`).
 - A job that raises (or exits non-zero) makes its trial FAIL and the sweep goes on; a job that
   raises `optuna.TrialPruned` makes it PRUNED; a job that gives no result back is told from the
-  `metrics.json` in its run dir if it wrote one, else FAIL (`_run_dir`). A run tries each missing
+  `metrics.json` in its run dir if it wrote one, else FAIL (`_saved_result`). A run tries each missing
   trial once: rerun it to retry the failed ones.
 - Job `hydra.job.num` is the trial number, so job dirs of a continued study never collide.
 - At the end: `optuna_trials.csv` (every trial), `pareto_front.csv` (multi-objective) or
@@ -48,7 +48,7 @@ from ._heartbeat import Heartbeat, fail_stale_trials, on_stale
 from ._loop import _consecutive_runs, _Run  # noqa: F401  (_consecutive_runs: re-exported for the tests)
 from ._params import SearchSpace
 from ._results import write_results
-from ._run_dir import result_from_run_dir
+from ._saved_result import result_from_run_dir
 from ._signals import SweepInterrupted, interrupt_signals
 from ._storage import StorageError, hide_password, open_storage, retrying
 from ._study import StudyState, SweeperError, _finished, _n_trials, _sampler
