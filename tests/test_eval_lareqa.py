@@ -308,7 +308,7 @@ def test_bad_inputs_raise_one_line_errors():
         with pytest.raises(BatchmixError) as err:
             evaluate_embeddings(corpus, q, c, progress=False)
         assert fragment in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(BatchmixError, match="candidate_mode='paragraph'"):
+    with pytest.raises(BatchmixError, match="eval.candidates='paragraph'"):
         evaluate_corpus(corpus, bag_of_trigrams, bag_of_trigrams, candidate_mode="paragraph", progress=False)
     with pytest.raises(BatchmixError, match=r"returned shape \(2, 512\)"):
         evaluate_corpus(corpus, lambda texts: bag_of_trigrams(texts[:2]), bag_of_trigrams, progress=False)

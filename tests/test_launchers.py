@@ -297,7 +297,9 @@ def test_ddp_trial_as_slurm_tasks(tmp_path, xquad_root):
     (script,) = (tmp_path / "slurm_state").glob("sbatch_*.sh")
     assert "#SBATCH --ntasks-per-node=2" in script.read_text() and "#SBATCH --array=0-1%2" in script.read_text()
     for element, mono in ((0, 0.0), (1, 1.0)):
-        logs = [(sweep / ".submitit" / f"4200_{element}" / f"4200_{element}_{rank}_log.err").read_text() for rank in (0, 1)]
+        # Lightning's lines go through Hydra's job logging (batchmix.console), to the task's stdout log
+        logs = ["".join((sweep / ".submitit" / f"4200_{element}" / f"4200_{element}_{rank}_log.{kind}").read_text()
+                        for kind in ("out", "err")) for rank in (0, 1)]
         for rank, log in enumerate(logs):
             assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in log  # one DDP rank per SLURM task
         run = sweep / str(element)

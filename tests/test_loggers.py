@@ -191,6 +191,8 @@ def read_wandb_records(path: Path):
         if length == 0 and kind == 0:  # block padding
             pos += left
             continue
+        if pos + 7 + length > len(data):
+            return  # a chunk wandb-core is still writing: `finished_records` reads again
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):

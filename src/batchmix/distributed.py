@@ -1,7 +1,7 @@
 """Cross-device in-batch negatives: all-gather embeddings with gradients.
 
 Under DDP each process embeds its slice of the global batch. Gathering every rank's query and
-passage embeddings *with gradients* (`torch.distributed.nn.functional.all_gather`, whose backward
+passage embeddings *with gradients* (the autograd all-gather of `torch.distributed`, whose backward
 sums the gradient of every rank's copy back onto its owner) lets each query score the whole global
 batch, as Tevatron and sentence-transformers' `gather_across_devices` do. Every rank then computes
 the same global loss L; the all-gather backward gives rank r the sum over ranks of dL/d(emb_r),
@@ -28,6 +28,12 @@ def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate `x` [b, ...] from every rank in rank order ([world*b, ...]); identity on one process."""
     if world_size() == 1:
         return x
+    # torch >= 2.13 deprecates torch.distributed.nn.functional.all_gather for the functional
+    # collectives; both sum each rank's gradient back onto its owner in backward.
+    from torch.distributed import _functional_collectives as collectives
+
+    if hasattr(collectives, "all_gather_single_autograd"):
+        return collectives.all_gather_single_autograd(x.contiguous(), 0, dist.group.WORLD)
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x.contiguous()), dim=0)
