@@ -48,8 +48,13 @@ def build_dual_encoder(model: Mapping[str, Any], loss: Mapping[str, Any] | None 
         # Recompute activations in backward: ~30% more compute for far less memory. Non-reentrant,
         # so it works when one encoder embeds queries and passages in one step, and under DDP. After
         # the model is built, so a distillation teacher (a copy of the student) keeps it off.
+        # transformers >= 5.24 names it activation checkpointing (the old name warns); older releases
+        # have only the old name.
         for enc in _encoders(module):
-            enc.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(enc, "activation_checkpointing_enable"):
+                enc.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                enc.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if model.get("compile", False):
         _compile(module, model.get("compile_backend", "inductor"))
     return module
