@@ -73,7 +73,7 @@ def make_fake_sweep(root: Path, ratios=None, seeds=(0, 1), steps: int = 200, inc
         run = root / str(num)
         (run / ".hydra").mkdir(parents=True, exist_ok=True)
         cfg = {"model": {"name_or_path": "embedded:xlmr-tokenizer"}, "data": {"languages": list(LANGS), "batch_size": 8},
-               "loss": {"name": "infonce", "temperature": 0.05}, "ratio": {"mono": mono, "multi": multi, "cross": cross},
+               "loss": {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05}, "ratio": {"mono": mono, "multi": multi, "cross": cross},
                "seed": seed, "objective": "map/multi", "optim": {"lr": 3e-5}}
         (run / "config.yaml").write_text(yaml.safe_dump(cfg))
         (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
