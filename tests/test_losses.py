@@ -285,5 +285,32 @@ def test_each_loss_checks_its_options_when_built(option, value, match):
 
 
 def test_distillation_refuses_gradcache():
-    with pytest.raises(BatchmixError, match="not distill_mse; set loss.cache_chunk=null"):
+    with pytest.raises(BatchmixError, match="not DistillMSELoss; set loss.cache_chunk=null"):
         build_loss(loss_cfg("distill_mse", cache_chunk=8))
+
+
+class ScaledInfoNCE(InfoNCELoss):
+    """A loss defined outside the batchmix package, as a user's own module would define it."""
+
+    def __init__(self, scale: float = 1.0, **common):
+        super().__init__(**common)
+        self.scale = scale
+
+
+def test_a_loss_outside_the_package_gets_its_own_options_and_the_common_ones():
+    from batchmix.losses import build_loss
+
+    target = f"{ScaledInfoNCE.__module__}.ScaledInfoNCE"
+    loss = build_loss({"_target_": target, "scale": 2.0, "symmetric": True, "temperature": 0.1})
+    assert isinstance(loss, ScaledInfoNCE) and loss.scale == 2.0 and loss.symmetric
+    assert float(loss.temperature) == pytest.approx(0.1)
+    with pytest.raises(BatchmixError, match=r"unknown option\(s\) alpha; it accepts: .*scale.*symmetric.*temperature"):
+        build_loss({"_target_": target, "alpha": 1})
+
+
+def test_a_per_example_loss_refuses_gradcache_in_the_base_class():
+    class PerExample(InfoNCELoss):
+        in_batch = False
+
+    with pytest.raises(BatchmixError, match="not PerExample; set loss.cache_chunk=null"):
+        PerExample(cache_chunk=4)

@@ -166,6 +166,7 @@ def test_report_of_a_sweep_with_the_fourth_type(tmp_path):
     # the curves figure has a panel of its own for pivot batches
     fig = plots.plot_curves(load_histories(sweep), "loss")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    assert titles == ["mono batches", "cross batches", "multi batches", "pivot batches", "all batches"]
+    assert titles == ["mono batches (monolingual)", "cross batches (cross-lingual)", "multi batches (multilingual)",
+                      "pivot batches (pivot-language)", "all batches"]  # each type's panel, titled with its label
     with pytest.raises(BatchmixError, match="exactly three batch types"):
         plots.plot_ternary(runs)

@@ -23,7 +23,8 @@ from batchmix.errors import BatchmixError
 from batchmix.ratio import Ratio
 from batchmix.sweep.dry_run import synthetic_metrics
 from batchmix.sweep.objectives import select_objective
-from hydra_plugins.batchmix_optuna_sweeper._impl import JobExited, _ExitAsFailure, _consecutive_runs, _quote
+from hydra_plugins.batchmix_optuna_sweeper._impl import JobExited, _ExitAsFailure, _quote
+from hydra_plugins.batchmix_optuna_sweeper._loop import _consecutive_runs
 from hydra_plugins.batchmix_optuna_sweeper._params import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ def test_validate_accepts_the_defaults_and_every_loss_and_logger():
 @pytest.mark.parametrize("overrides, message", [
     (["loss.symmetric=maybe"], "loss.symmetric='maybe' must be true or false"),
     (["loss.temperature=-1"], "loss.temperature=-1 must be a number > 0 (e.g. 0.05)"),
-    (["loss=distill_mse", "loss.cache_chunk=4"], "not distill_mse; set loss.cache_chunk=null"),
+    (["loss=distill_mse", "loss.cache_chunk=4"], "not DistillMSELoss; set loss.cache_chunk=null"),
     (["+loss.margin=0.2"], "got unknown option(s) margin"),
     (["logger.probe_timeout=1", "+logger.retries=3"], "got unknown option(s) retries"),
     (["model.compile=ture"], "model.compile='ture' must be true or false"),

@@ -165,9 +165,9 @@ def write_convergence(run_dir: str | os.PathLike, history: pd.DataFrame | None =
     returns the figures (`convergence_summary`; kwargs: window, tolerance, min_settled)."""
     run = RunDir(run_dir)
     if history is None:
-        if not run.history_file.is_file():
-            raise BatchmixError(f"{run.history_file} does not exist; convergence needs a run dir with batchmix's history.csv")
-        history = pd.read_csv(run.history_file)
+        history = run.read_history()
+        if history is None:
+            raise BatchmixError(f"{run.history_file} does not exist or is empty; convergence needs a run dir with batchmix's history.csv")
     summary = convergence_summary(history, **kwargs)
     run.write_convergence(summary)
     return summary

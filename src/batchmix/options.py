@@ -92,11 +92,23 @@ def _locate(path: str) -> Any:
 
 
 def _options_of(obj: Any) -> set[str]:
-    """The keyword options a function or class takes; for a class with `**kwargs`, its bases' too."""
-    functions = [klass.__init__ for klass in obj.__mro__ if "__init__" in vars(klass) and klass.__module__.startswith("batchmix")] \
-        if isinstance(obj, type) else [obj]
+    """The keyword options a function or class takes; for a class whose `__init__` passes `**kwargs` on,
+    its bases' too (up to the first `__init__` that takes no `**kwargs`), wherever the class is defined."""
+    if not isinstance(obj, type):
+        return _named_parameters(obj)[0]
     names: set[str] = set()
-    for function in functions:
-        params = inspect.signature(function).parameters.values()
-        names |= {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    for klass in obj.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        own, passes_on = _named_parameters(klass.__init__)
+        names |= own
+        if not passes_on:
+            break
     return names
+
+
+def _named_parameters(function: Any) -> tuple[set[str], bool]:
+    """(the named parameters of `function` but self, whether it also takes `**kwargs`)."""
+    params = inspect.signature(function).parameters.values()
+    named = {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return named, any(p.kind == p.VAR_KEYWORD for p in params)

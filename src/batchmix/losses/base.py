@@ -86,6 +86,9 @@ class BatchLoss(nn.Module):
         positive_number("loss.temperature", temperature, "0.05")
         self.gather = switch("loss.gather", gather)
         self.cache_chunk = check_cache_chunk(cache_chunk)
+        if self.cache_chunk is not None and not self.in_batch:
+            # GradCache splits an in-batch loss's batch; a per-example loss has nothing to cache across.
+            raise BatchmixError(f"loss.cache_chunk works with the in-batch losses, not {type(self).__name__}; set loss.cache_chunk=null")
         log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
         if switch("loss.learn_temperature", learn_temperature):
             self.log_temperature = nn.Parameter(log_t)

@@ -50,8 +50,6 @@ class DistillMSELoss(BatchLoss):
 
     def __init__(self, teacher: str | None = None, pivot_lang: str = "en", **common: Any) -> None:
         super().__init__(**common)
-        if self.cache_chunk is not None:
-            raise BatchmixError("loss.cache_chunk works with the in-batch losses (infonce, mse), not distill_mse; set loss.cache_chunk=null")
         if not isinstance(pivot_lang, str) or not pivot_lang:
             raise BatchmixError(f"loss.pivot_lang={pivot_lang!r} must be a language code (e.g. loss.pivot_lang=en)")
         self.teacher_name, self.pivot_lang = teacher, pivot_lang

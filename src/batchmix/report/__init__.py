@@ -2,7 +2,7 @@
 
 Reusable pieces (also used by notebooks/ratio_sweep_analysis.ipynb):
 `load_runs`, `load_histories`, `smoothed_histories`, `by_ratio`, `sweep_shape` (aggregate), the `plot_*`
-functions (plots), `build_report` (build). Imported lazily, so the Hydra callback in
+functions (plots), `build_report` (sweep_report), `ReportModel` (model). Imported lazily, so the Hydra callback in
 `batchmix.report.callback` costs nothing until a sweep ends.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 _EXPORTS = {
     "build_report": "batchmix.report.sweep_report",
     "by_ratio": "batchmix.report.aggregate",
-    "find_run_dirs": "batchmix.report.aggregate",
+    "find_run_dirs": "batchmix.run_dir",
     "load_histories": "batchmix.report.aggregate",
     "load_runs": "batchmix.report.aggregate",
     "smoothed_histories": "batchmix.report.aggregate",

@@ -19,11 +19,12 @@ from matplotlib.figure import Figure
 
 from batchmix.batch_types import batch_type_names
 from batchmix.convergence import ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, figure_name
+from batchmix.eval.settings import HEADLINE_ORDER
 from batchmix.report import plots
 from batchmix.report.aggregate import by_ratio, load_histories, load_runs, sweep_shape
 
-# The headline metrics of a ratio sweep, in the order the summary tables show them.
-HEADLINE = ("map/multi", "map/mono", "map/cross", "bias/rank_distance", "recall@10/multi")
+# The headline metrics of a ratio sweep, in the order the report's summary tables show them.
+REPORT_HEADLINE = (*(f"map/{s}" for s in HEADLINE_ORDER), "bias/rank_distance", "recall@10/multi")
 # What a figure shows, once for every view (keys: the figure's file name without `.png`).
 CAPTIONS = {
     "curves_loss": "Training loss by batch type, one line per ratio (mean ± std over seeds)",
@@ -109,7 +110,7 @@ class ReportModel:
         steps = f"conv/all/loss/{self.steps_key}"
         headers = {steps: f"loss: steps to {100 * self.tolerance:g} %", "conv/all/loss/auc": "loss: AUC / step",
                    "conv/all/mse/final": "MSE: final"}
-        return self.summary([*HEADLINE, steps, "conv/all/loss/auc", "conv/all/mse/final"], digits={steps: 0},
+        return self.summary([*REPORT_HEADLINE, steps, "conv/all/loss/auc", "conv/all/mse/final"], digits={steps: 0},
                             headers=headers, sort_by="map/multi")
 
     def convergence_tables(self) -> list[tuple[str, pd.DataFrame]]:

@@ -127,7 +127,7 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
             ax.plot(x, mean, color=colors[ratio], lw=1.6, label=ratio)
             if std.any():
                 ax.fill_between(x, mean - std, mean + std, color=colors[ratio], alpha=0.15, lw=0)
-        ax.set_title(f"{btype} batches" if btype != "all" else "all batches", fontsize=12)
+        ax.set_title(f"{btype} batches ({get_batch_type(btype).label})" if btype != ALL else "all batches", fontsize=12)
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="y", useOffset=False)
         if part.empty:

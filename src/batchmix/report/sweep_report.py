@@ -24,7 +24,7 @@ from batchmix.io import atomic_write_text
 from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.report.aggregate import ratio_columns, triangle_columns, used_ratio_columns
 from batchmix.report.html import Section, render_html
-from batchmix.report.model import HEADLINE, ReportFigure, ReportModel
+from batchmix.report.model import REPORT_HEADLINE, ReportFigure, ReportModel
 from batchmix.report.optuna_trials import StudyTable, load_study_files, load_study_storage
 from batchmix.report import plots
 
@@ -97,7 +97,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
         (out / f"{figure.name}.png").write_bytes(png)
         section.images.append((figure.caption, png))
 
-    if not complete.empty and any(c in complete.columns for c in HEADLINE):
+    if not complete.empty and any(c in complete.columns for c in REPORT_HEADLINE):
         results = Section("Results by ratio", [
             "Held-out metrics per ratio (mean ± sample std over seeds where a ratio has several), best map/multi first. "
             "Convergence columns use every training step (batch type 'all'); per-type figures are in the convergence section.",

@@ -25,17 +25,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.batch_types import batch_type_names
-from batchmix.config import CONF_DIR, register_resolvers
+from batchmix.config import CONF_DIR  # registers the resolvers the configs use
 from batchmix.errors import BatchmixError
 from batchmix.preflight import validate
 from batchmix.ratio import Ratio
 from batchmix.run_dir import RunDir
-from batchmix.sweep import register_resolvers as register_sweep_resolvers
 from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.trial import current_trial, report
-
-register_resolvers()
-register_sweep_resolvers()
 
 PEAK = {"mono": 0.2, "cross": 0.5, "multi": 0.3}  # a point of the simplex: other types peak at 0
 

@@ -45,7 +45,7 @@ from optuna.trial import TrialState
 from batchmix.sweep.trial import trial_env
 
 from ._heartbeat import Heartbeat, fail_stale_trials, on_stale
-from ._loop import _consecutive_runs, _Run  # noqa: F401  (_consecutive_runs: re-exported for the tests)
+from ._loop import _Run
 from ._params import SearchSpace
 from ._results import write_results
 from ._saved_result import result_from_run_dir
