@@ -54,7 +54,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     plan = plan_resume(cfg, run_dir)
     if plan.finished is not None:
         return plan.finished
-    run.write_config(cfg)
+    if rank_zero_only.rank == 0:
+        # One writer: under DDP every rank runs this recipe, and rank 0's stale-temp-file sweep in
+        # plan_resume could delete another rank's temp config.yaml mid-write (seen as a rank dying
+        # with FileNotFoundError, its peer left waiting at the DDP rendezvous).
+        run.write_config(cfg)
 
     # 2. Data: training pairs and held-out article splits.
     groups, splits = load_splits(cfg.data)
