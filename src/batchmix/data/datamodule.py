@@ -152,10 +152,15 @@ class _LazyDataLoader(DataLoader):
 
 
 class HybridDataModule(L.LightningDataModule):
-    def __init__(self, groups: TrainingGroups, sampler: HybridBatchSampler, collator: PairCollator, num_workers: int = 0) -> None:
+    """Training batches from the hybrid sampler; `val_loaders(trainer)` gives fit's periodic validation
+    loaders (`batchmix.eval.validation.LAReQAValidation.val_dataloaders`; none without it)."""
+
+    def __init__(self, groups: TrainingGroups, sampler: HybridBatchSampler, collator: PairCollator, num_workers: int = 0,
+                 val_loaders: Callable[[L.Trainer], list[DataLoader]] | None = None) -> None:
         super().__init__()
         check_num_workers(num_workers)
         self.groups, self.sampler, self.collator, self.num_workers = groups, sampler, collator, num_workers
+        self.val_loaders = val_loaders
 
     def setup(self, stage: str) -> None:
         # Under DDP each rank takes its slice of every global batch (the sampler stays global, so
@@ -178,6 +183,9 @@ class HybridDataModule(L.LightningDataModule):
             # would change the dropout masks from epoch 2 on. (The collator uses no randomness.)
             generator=torch.Generator().manual_seed(self.sampler.seed),
         )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self.val_loaders(self.trainer) if self.val_loaders is not None else []
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         # Runs in the main process just before the batch reaches the model: the sampler's resume

@@ -123,6 +123,16 @@ class DualEncoder(L.LightningModule):
         result[torch.tensor(order)] = emb
         return result
 
+    @property
+    def embedding_dim(self) -> int:
+        """The width of an embedding (cls and mean pooling keep the encoder's hidden size)."""
+        return int(self.query_encoder.config.hidden_size)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Embed one batch of an evaluation round's texts (`batchmix.eval.rounds`) on the run's device and
+        precision; `batchmix.eval.validation.LAReQAValidation` gathers and scores them."""
+        return {"rows": batch["rows"], "embeddings": self.encode(batch["features"], batch["tower"]).float()}
+
     def encoders(self, batch_size: int = 64) -> tuple[Callable[[list[str]], torch.Tensor], Callable[[list[str]], torch.Tensor]]:
         """(encode_queries, encode_passages) callables for the evaluator (which shows its own progress)."""
         return (lambda texts: self.encode_texts(texts, "query", batch_size, desc=False),
