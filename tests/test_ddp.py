@@ -18,6 +18,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from hydra import compose, initialize_config_dir
+
+from batchmix.config import CONF_DIR
 from batchmix.errors import BatchmixError
 from batchmix.ratio import Ratio
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
@@ -86,21 +89,50 @@ def test_global_batch_not_divisible_by_world_size_is_a_clear_error():
 
 @pytest.mark.slow
 def test_train_cli_under_ddp_on_two_cpu_processes(tmp_path, xquad_root):
-    """`python train.py trainer=ddp` end to end: Lightning launches the second process itself."""
+    """`python train.py trainer=ddp` end to end: Lightning launches the second process itself; every
+    evaluation is sharded over both ranks and equals one process (eval.py) on the same weights; one
+    offline W&B run holds every per-type loss curve and the val curve."""
+    from test_loggers import offline_run
+
+    from batchmix.recipes.evaluate import evaluate
+
     run_dir = tmp_path / "run"
     args = [
         sys.executable, "train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
         "model=tiny", "data.languages=[en,de,es]", "data.batch_size=8", "data.batches_per_epoch=4", "save_model=false",
-        "logger=csv", f"data.root={xquad_root}", f"hydra.run.dir={run_dir}",
+        "logger=wandb", "eval.val_every_n_steps=2", f"data.root={xquad_root}", f"hydra.run.dir={run_dir}",
     ]
-    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     hist = pd.read_csv(run_dir / "history.csv")
     assert len(hist) == 4 and hist["loss"].notna().all()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["map/multi"] <= 1.0 and (run_dir / "metrics_before.json").exists()
-    # Only global rank 0 evaluates: one "final evaluation" log line, not one per process.
+    # Only global rank 0 writes results: one "final evaluation on" log line, not one per process.
     assert (proc.stdout + proc.stderr).count("final evaluation on") == 1
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["HybridDataModule"]["sampler"]["position"] == 4
+    curve = pd.read_csv(run_dir / "val_history.csv")
+    assert list(curve["step"]) == [0, 2, 4]
+
+    # One process, one thread, the same weights (last.ckpt), eval.py's own trainer: the same numbers.
+    torch.set_num_threads(1)
+    for split, prefix in (("val", "val/"), ("test", "")):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            cfg = compose("eval", overrides=[f"checkpoint={run_dir}", f"split={split}", "data.languages=[en,de,es]",
+                                             f"data.root={xquad_root}", "eval.trec=false"])
+        single = evaluate(cfg, tmp_path / f"eval-{split}")["metrics"]
+        for key, value in single.items():
+            assert metrics[prefix + key] == pytest.approx(value, abs=1e-6), key
+
+    # W&B: exactly one run (rank 1 started none), with the per-type loss curves and the val curve.
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    _, _, summary, history = offline_run(run_dir)
+    logged = {key for row in history for key in row}
+    assert {"train/mono/loss", "train/cross/loss", "train/mono/mse", "train/cross/mse", "val/map/multi", "val/bias/rank_distance"} <= logged
+    val_points = [row["val/map/multi"] for row in history if "val/map/multi" in row]
+    assert val_points == pytest.approx(curve["val/map/multi"].tolist(), rel=1e-6)
+    assert summary["val/map/multi"] == pytest.approx(metrics["val/map/multi"], rel=1e-6)

@@ -265,21 +265,47 @@ def test_full_xquad_r_sized_outputs_are_written_in_seconds(tmp_path):
         shutil.rmtree(tmp_path / "trec")
 
 
-def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp_path):
-    """`recipes.evaluation.evaluate_corpora`, what train.py (eval/<tag>/) and eval.py (its out dir) both run."""
-    from batchmix.recipes.evaluate import evaluate_corpora
+def _per_text(texts):
+    """Trigram embeddings that do not depend on which batch a text is in (its own jitter seed)."""
+    import zlib
 
-    class TrigramModel:  # what the recipe needs of a DualEncoder: its (queries, passages) encoders
-        def encoders(self, batch_size):
-            assert batch_size == 7
-            return bag_of_trigrams, bag_of_trigrams
+    return torch.cat([bag_of_trigrams([t], seed=zlib.crc32(t.encode())) for t in texts]).float() if texts else torch.empty(0, 512)
+
+
+def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp_path):
+    """`recipes.evaluate.evaluate_round`, what train.py (eval/<tag>/) and eval.py (its out dir) both run:
+    one Lightning validation loop over every corpus, equal to the scorer called on each corpus alone."""
+    import lightning as L
+
+    from batchmix.eval.validation import LAReQAValidation
+    from batchmix.recipes.evaluate import evaluate_round
+
+    class TrigramModel(L.LightningModule):  # what the recipe needs of a DualEncoder: tokenize, validation_step, width
+        embedding_dim = 512
+
+        def __init__(self):
+            super().__init__()
+            self.texts: list[str] = []
+            self.batch_sizes: list[int] = []
+
+        def tokenize(self, texts, tower):
+            self.texts += texts
+            return {"ids": torch.arange(len(self.texts) - len(texts), len(self.texts))}
+
+        def validation_step(self, batch, batch_idx, dataloader_idx=0):
+            self.batch_sizes.append(len(batch["rows"]))
+            return {"rows": batch["rows"], "embeddings": _per_text([self.texts[i] for i in batch["features"]["ids"].tolist()])}
 
     main, _, _ = _toy(0)
     other, _, _ = _toy(1, distractors=4)
     settings = {"batch_size": 7, "candidates": "sentence", "trec": False, "trec_depth": 100}
-    metrics = evaluate_corpora(TrigramModel(), main, {"other-set": other}, tmp_path / "final", settings, title="toy", tag="final")
-    own = evaluate_corpus(main, bag_of_trigrams, bag_of_trigrams, progress=False)
-    theirs = evaluate_corpus(other, bag_of_trigrams, bag_of_trigrams, progress=False)
+    validation, model = LAReQAValidation(), TrigramModel()
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[validation], enable_progress_bar=False, enable_model_summary=False)
+    metrics = evaluate_round(trainer, validation, model, {"main": main, "other-set": other}, "main", tmp_path / "final", settings,
+                             title="toy", tag="final")
+    assert max(model.batch_sizes) == 7
+    own = evaluate_corpus(main, _per_text, _per_text, progress=False)
+    theirs = evaluate_corpus(other, _per_text, _per_text, progress=False)
     assert metrics == {**own, **{f"other-set/{k}": v for k, v in theirs.items()}}
     assert json.loads((tmp_path / "final" / "metrics.json").read_text()) == own  # the main corpus alone
     assert json.loads((tmp_path / "final" / "other-set" / "metrics.json").read_text()) == theirs

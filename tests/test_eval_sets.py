@@ -79,7 +79,7 @@ def test_train_scores_every_set_with_prefixed_metrics(tmp_path, xquad_root):
                        "+eval.sets.xq.dataset=xquad-r", "+eval.sets.xq.split=test", "+eval.sets.xq.languages=[zh]"])
     out = train(cfg, tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert out["objective"] == metrics["map/multi"]
+    assert out["objective"] == metrics["val/map/multi"]
     own = json.loads((tmp_path / "run" / "eval" / "final" / "metrics.json").read_text())
     for key in ("mlqa-r", "xq"):
         per_set = json.loads((tmp_path / "run" / "eval" / "final" / key / "metrics.json").read_text())

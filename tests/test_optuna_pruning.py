@@ -1,6 +1,6 @@
-"""The Lightning pruning callback on a real (tiny) model: it reports validation map/multi to the
-job's trial each N epochs and ends `fit` with optuna.TrialPruned when the pruner says so; it is
-off outside an Optuna trial."""
+"""The Lightning pruning callback on a real (tiny) model: it reports each point of the val curve
+(val/map/multi every eval.val_every_n_steps steps) to the job's trial and ends `fit` with
+optuna.TrialPruned when the pruner says so; it is off outside an Optuna trial."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ TINY = ["model=tiny", "data.languages=[en,de]", "data.batch_size=8", "data.batch
 
 
 class RecordingTrial:
-    """Stands in for optuna.Trial: records reports, prunes from the `prune_at` epoch on."""
+    """Stands in for optuna.Trial: records reports, prunes from the `prune_at` step on."""
 
     number = 7
 
@@ -37,6 +37,8 @@ class RecordingTrial:
 def setup(xquad_root):
     from batchmix.data.datamodule import HybridDataModule, PairCollator
     from batchmix.data.load import load_splits
+    from batchmix.eval.rounds import EvalRound
+    from batchmix.eval.validation import LAReQAValidation
     from batchmix.models.factory import build_dual_encoder
     from batchmix.ratio import Ratio
     from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
@@ -45,47 +47,50 @@ def setup(xquad_root):
         cfg = compose("train", overrides=TINY)
     groups, splits = load_splits(cfg.data)
 
-    def fit(callback: L.Callback):
+    def fit(callback: L.Callback, every: int = 2):
         L.seed_everything(0, verbose=False)
         module = build_dual_encoder(cfg.model, cfg.loss, cfg.optim)
         sampler = HybridBatchSampler([groups.langs_of(i) for i in range(len(groups))], 8, Ratio(0, 1, 0), batches_per_epoch=2, seed=0)
         collator = PairCollator(groups, module.tokenizer, query_prefix="", passage_prefix="", query_max_length=16, passage_max_length=16)
+        validation = LAReQAValidation(EvalRound({"val": splits["val"]}, tokenize=module.tokenize, batch_size=64, width=module.embedding_dim))
         trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0, callbacks=[callback])
-        trainer.fit(module, datamodule=HybridDataModule(groups, sampler, collator))
-        return trainer, module
+                            enable_model_summary=False, num_sanity_val_steps=0, callbacks=[validation, callback],
+                            val_check_interval=every, check_val_every_n_epoch=None)
+        trainer.fit(module, datamodule=HybridDataModule(groups, sampler, collator, val_loaders=validation.val_dataloaders))
+        return trainer, module, validation
 
     return cfg, splits, fit
 
 
-def test_reports_validation_map_every_epoch_and_prunes(setup):
+def test_reports_each_point_of_the_val_curve_and_prunes(setup):
     cfg, splits, fit = setup
-    trial = RecordingTrial(prune_at=2)
-    callback = ValidationPruning(trial, splits["val"], every_n_epochs=1, metric="map/multi")
-    with pytest.raises(optuna.TrialPruned, match="step 2"):
-        fit(callback)
-    assert sorted(trial.reports) == [1, 2]  # stopped after the second report: no third epoch
+    trial = RecordingTrial(prune_at=4)
+    with pytest.raises(optuna.TrialPruned, match="step 4"):
+        fit(ValidationPruning(trial, "val/map/multi"))
+    assert sorted(trial.reports) == [2, 4]  # stopped after the second report: no step 6
     assert all(0.0 <= v <= 1.0 for v in trial.reports.values())
 
 
-def test_reported_value_is_the_validation_metric(setup):
+def test_reported_value_is_the_val_curve_and_the_validation_metric(setup):
     cfg, splits, fit = setup
     trial = RecordingTrial(prune_at=None)
-    callback = ValidationPruning(trial, splits["val"], every_n_epochs=3, metric="map/multi")
-    trainer, module = fit(callback)
-    assert trainer.current_epoch == 3 and list(trial.reports) == [3]
+    trainer, module, validation = fit(ValidationPruning(trial, "val/map/multi"), every=3)
+    assert trainer.global_step == 6 and sorted(trial.reports) == [3, 6]
+    curve = {row["step"]: row["val/map/multi"] for row in validation.history}
+    assert trial.reports == pytest.approx(curve, rel=1e-6)  # the same points the curve holds (logged as float32)
+    # An independent path: encode_texts (another batching) and the scorer on the last weights.
     expected = evaluate_corpus(splits["val"], *module.encoders(64), progress=False)["map/multi"]
-    assert trial.reports[3] == pytest.approx(expected, abs=1e-6)
+    assert trial.reports[6] == pytest.approx(expected, abs=1e-6)
 
 
 def test_pruning_is_off_by_default_and_outside_a_trial(setup, monkeypatch):
     cfg, splits, _ = setup
-    assert pruning_callbacks(cfg, splits) == []  # train.yaml has no pruning section
+    assert pruning_callbacks(cfg) == []  # train.yaml has no pruning section
     for key in (trial_context.STORAGE_ENV, trial_context.STUDY_ENV, trial_context.TRIAL_ID_ENV):
         monkeypatch.delenv(key, raising=False)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        on = compose("train", overrides=TINY + ["hparams_search=ratio_optuna", "pruning.every_n_epochs=1"])
-    assert pruning_callbacks(on, splits) == []  # configured, but this is not a trial
+        on = compose("train", overrides=TINY + ["hparams_search=ratio_optuna", "pruning.enabled=true"])
+    assert pruning_callbacks(on) == []  # configured, but this is not a trial
 
 
 def test_callback_reaches_the_trial_through_the_environment(setup, tmp_path, monkeypatch):
@@ -96,8 +101,8 @@ def test_callback_reaches_the_trial_through_the_environment(setup, tmp_path, mon
     for key, value in trial_context.trial_env(storage, "s", trial._trial_id).items():
         monkeypatch.setenv(key, value)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        on = compose("train", overrides=TINY + ["hparams_search=ratio_optuna", "pruning.every_n_epochs=2"])
-    (callback,) = pruning_callbacks(on, splits)
-    assert callback.every_n_epochs == 2 and callback.metric == "map/multi" and callback.trial.number == trial.number
+        on = compose("train", overrides=TINY + ["hparams_search=ratio_optuna", "pruning.enabled=true"])
+    (callback,) = pruning_callbacks(on)
+    assert callback.metric == "val/map/multi" and callback.trial.number == trial.number
     trial_context.report(callback.trial, 0.25, step=2)
     assert optuna.load_study(study_name="s", storage=storage).trials[0].intermediate_values == {2: 0.25}

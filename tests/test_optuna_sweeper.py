@@ -157,9 +157,9 @@ SCENARIOS = {
                   ["hparams_search=ratio_optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=3"]],
     # mono=0.9 with multi=0.2 is an impossible ratio: that job exits 2 as `train.py` does.
     "failing": [["hydra/sweeper=batchmix_optuna", "ratio.mono=choice(0.2, 0.9)", "ratio.multi=0.2", "hydra.sweeper.n_trials=6",
-                 "hydra.sweeper.sampler.seed=0", "objective=map/multi", "hydra.sweeper.direction=maximize",
+                 "hydra.sweeper.sampler.seed=0", "objective=val/map/multi", "hydra.sweeper.direction=maximize",
                  "hydra.sweeper.study_name=failing"]],
-    "pruned": [["hparams_search=ratio_optuna", "hydra.sweeper.n_trials=6", "pruning.every_n_epochs=1", "trainer.max_epochs=3",
+    "pruned": [["hparams_search=ratio_optuna", "hydra.sweeper.n_trials=6", "pruning.enabled=true", "eval.val_every_n_steps=1", "trainer.max_steps=3",
                 "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=0"]],
     "pareto": [["hparams_search=ratio_optuna_pareto", "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler.population_size=4"]],
 }
@@ -192,7 +192,7 @@ def test_rerun_continues_the_study_up_to_n_trials(sweeps):
     assert "already has 8 finished trials: nothing to run" in finished.stderr + finished.stdout
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE]
-    assert study.metric_names == ["map/multi"]
+    assert study.metric_names == ["val/map/multi"]
     # The second run was reseeded, so it did not replay the first run's points.
     first = {tuple(t.params.values()) for t in study.trials[:4]}
     assert not first & {tuple(t.params.values()) for t in study.trials[4:]}
@@ -207,17 +207,23 @@ def test_every_trial_trained_the_ratio_it_records(sweeps):
         recorded = {k: t.user_attrs[f"ratio.{k}"] for k in ("mono", "cross", "multi")}
         assert OmegaConf.to_container(cfg.ratio) == pytest.approx(recorded, abs=0)
         assert sum(recorded.values()) == pytest.approx(1.0, abs=1e-9) and min(recorded.values()) >= 0
-        assert t.value == pytest.approx(synthetic_metrics(Ratio.from_mapping(cfg.ratio))["map/multi"])
+        assert t.value == pytest.approx(synthetic_metrics(Ratio.from_mapping(cfg.ratio))["val/map/multi"])
 
 
 def test_study_tables_in_the_sweep_dir(sweeps):
     tmp, storage, _ = sweeps["continued"]
     table = pd.read_csv(tmp / "sweep" / "optuna_trials.csv")
     assert list(table["number"]) == list(range(8))
-    for col in ("value_map/multi", "params_ratio.u1", "params_ratio.u2", "user_attrs_ratio.mono", "state"):
+    for col in ("value_val/map/multi", "params_ratio.u1", "params_ratio.u2", "user_attrs_ratio.mono", "state"):
         assert col in table.columns
     best = OmegaConf.load(tmp / "sweep" / "optimization_results.yaml")
-    assert best.best_value == pytest.approx(table["value_map/multi"].max())
+    assert best.best_value == pytest.approx(table["value_val/map/multi"].max())
+    assert best.objective == "val/map/multi" and best.selection_split == "val"
+    # Each trial's metrics.json holds val and (made-up, peaked elsewhere) test keys: the best trial is
+    # the best on val, whatever test says.
+    scores = {n: json.loads((tmp / "sweep" / str(n) / "metrics.json").read_text()) for n in table["number"]}
+    assert best.best_trial == max(scores, key=lambda n: scores[n]["val/map/multi"])
+    assert all(m["map/multi"] != pytest.approx(m["val/map/multi"]) for m in scores.values())
 
 
 # ------------------------------------------------------------------ failures, pruning, Pareto
@@ -239,8 +245,8 @@ def test_jobs_report_to_their_trial_and_get_pruned(sweeps):
     trials = load(storage, "ratio_optuna").trials
     assert len(trials) == 6 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     for t in trials:
-        # Each job reported its own curve (final value * epoch / 3 for its ratio) to its own trial.
-        final = synthetic_metrics(Ratio.from_mapping({k: t.user_attrs[f"ratio.{k}"] for k in ("mono", "cross", "multi")}))["map/multi"]
+        # Each job reported its own val curve (final value * step / 3 for its ratio) to its own trial.
+        final = synthetic_metrics(Ratio.from_mapping({k: t.user_attrs[f"ratio.{k}"] for k in ("mono", "cross", "multi")}))["val/map/multi"]
         assert t.intermediate_values, t.number
         assert t.intermediate_values == pytest.approx({e: final * e / 3 for e in t.intermediate_values})
         if t.state == TrialState.COMPLETE:
@@ -252,11 +258,11 @@ def test_jobs_report_to_their_trial_and_get_pruned(sweeps):
 def test_pareto_study_writes_the_front(sweeps):
     tmp, storage, _ = sweeps["pareto"]
     study = load(storage, "ratio_optuna_pareto")
-    assert len(study.trials) == 8 and study.metric_names == ["map/multi", "bias/rank_distance"]
+    assert len(study.trials) == 8 and study.metric_names == ["val/map/multi", "val/bias/rank_distance"]
     table = pd.read_csv(tmp / "sweep" / "optuna_trials.csv")
     front = pd.read_csv(tmp / "sweep" / "pareto_front.csv")
     assert set(front["number"]) == {t.number for t in study.best_trials}
-    m, b = "values_map/multi", "values_bias/rank_distance"
+    m, b = "values_val/map/multi", "values_val/bias/rank_distance"
     for _, row in table.iterrows():
         # A trial is on the front iff no trial has higher-or-equal mAP and lower-or-equal bias, one strictly.
         dominated = ((table[m] >= row[m]) & (table[b] <= row[b]) & ((table[m] > row[m]) | (table[b] < row[b]))).any()
@@ -264,8 +270,8 @@ def test_pareto_study_writes_the_front(sweeps):
     for t in study.trials:
         r = Ratio.from_mapping({k: t.user_attrs[f"ratio.{k}"] for k in ("mono", "cross", "multi")})
         expected = synthetic_metrics(r)
-        assert t.values == pytest.approx([expected["map/multi"], expected["bias/rank_distance"]])
-    assert json.loads((tmp / "sweep" / "0" / "metrics.json").read_text())["map/multi"] == pytest.approx(study.trials[0].values[0])
+        assert t.values == pytest.approx([expected["val/map/multi"], expected["val/bias/rank_distance"]])
+    assert json.loads((tmp / "sweep" / "0" / "metrics.json").read_text())["val/map/multi"] == pytest.approx(study.trials[0].values[0])
     assert not math.isnan(front[m].max())
 
 

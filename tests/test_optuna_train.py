@@ -39,4 +39,9 @@ def test_optuna_ratio_search_trains_and_continues(tmp_path, xquad_root):
         cfg = OmegaConf.load(run / "config.yaml")
         trained = Ratio.from_mapping(cfg.ratio).as_dict()
         assert trained == {k: t.user_attrs[f"ratio.{k}"] for k in ("mono", "cross", "multi")}
-        assert t.value == pytest.approx(json.loads((run / "metrics.json").read_text())["map/multi"])
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert t.value == pytest.approx(metrics["val/map/multi"])  # chosen on the final validation ...
+        assert 0.0 <= metrics["map/multi"] <= 1.0  # ... the test split is scored for every trial, never chosen on
+    best = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert best.selection_split == "val" and best.objective == "val/map/multi"
+    assert best.best_value == pytest.approx(max(t.value for t in trials))

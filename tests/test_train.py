@@ -69,7 +69,7 @@ def test_train_in_process_writes_results(tmp_path, xquad_root):
     before = json.loads((tmp_path / "metrics_before.json").read_text())
     for key in ("map/multi", "map/mono", "map/cross"):
         assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= before[key] <= 1.0
-    assert out["objective"] == metrics["map/multi"]
+    assert out["objective"] == metrics["val/map/multi"]  # chosen on the final validation, never on test
     hist = pd.read_csv(tmp_path / "history.csv")
     # 6 batches at 0.5 / 0.25 / 0.25 -> largest remainder 3 / 2 / 1 (ties: mono, cross, multi).
     assert Counter(hist["batch_type"]) == {"mono": 3, "cross": 2, "multi": 1}

@@ -46,9 +46,13 @@ DEFAULT_WANDB_HOST = "https://api.wandb.ai"
 
 def build_logger(cfg: DictConfig, run_dir: str | os.PathLike):
     """The Lightning logger of `cfg.logger` (a builder below, with its options), writing into `run_dir`
-    (False for `none`)."""
+    (False for `none`). Under DDP only global rank 0 builds one: one W&B run per training job, and
+    the other ranks log nothing (their metrics are rank 0's: the val metrics are computed on the
+    gathered embeddings, the gathered loss on the global batch)."""
+    from lightning.pytorch.utilities import rank_zero_only  # deferred: the pre-flight imports this module
+
     make = logger_builder(cfg)
-    return make(run_dir=Path(run_dir), cfg=cfg) if make is not None else False
+    return make(run_dir=Path(run_dir), cfg=cfg) if make is not None and rank_zero_only.rank == 0 else False
 
 
 def logger_builder(cfg: DictConfig) -> Callable[..., Any] | None:

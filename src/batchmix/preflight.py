@@ -26,7 +26,7 @@ from batchmix.losses import build_loss
 from batchmix.models.checks import check_model
 from batchmix.options import positive_number, select, switch
 from batchmix.ratio import Ratio
-from batchmix.sweep.objectives import check_objective
+from batchmix.selection import check_selection
 
 
 def check_ratio(cfg: DictConfig) -> Ratio:
@@ -48,7 +48,7 @@ def validate(cfg: DictConfig) -> Ratio:
     logger_builder(cfg)  # the logger's options (nothing is started)
     check_candidates(select(cfg, "eval.candidates"))
     eval_sets(cfg, warn=False)  # eval.sets: keys, splits, no training questions, data roots
-    check_objective(select(cfg, "objective"))
+    check_selection(cfg)  # objective, pruning metric, best checkpoint: the val split only
     positive_number("optim.lr", select(cfg, "optim.lr"), "3e-5")
     return ratio
 
@@ -65,6 +65,24 @@ def validate_eval(cfg: DictConfig) -> None:
     check_data_files(cfg)
     check_candidates(select(cfg, "eval.candidates"))
     check_model(cfg)
+    check_device(OmegaConf.select(cfg, "device", default="auto"), OmegaConf.select(cfg, "precision", default="32-true"))
+
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+
+
+def check_device(device: Any, precision: Any) -> None:
+    """eval.py's `device` and `precision` (the trainer's, for train.py, are Lightning's to check)."""
+    if device not in DEVICES:
+        raise BatchmixError(f"device={device!r} is not one of {list(DEVICES)}; e.g. device=cuda (auto: a GPU if there is one)")
+    if precision not in PRECISIONS:
+        raise BatchmixError(f"precision={precision!r} is not one of {list(PRECISIONS)}; e.g. precision=bf16-mixed on a GPU")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BatchmixError("device=cuda but this machine has no usable CUDA device; use device=cpu or device=auto")
 
 
 def check_run(cfg: DictConfig) -> None:

@@ -7,9 +7,11 @@ once and read one way (the layout a README or a notebook can rely on):
     <run>/metrics.json           flat metrics of the trained model (present = the run finished)
     <run>/metrics_before.json    the same for the untrained model
     <run>/history.csv            one row per optimizer step (step, batch_type, loss, mse, ...)
+    <run>/val_history.csv        one row per validation (step, seconds, pool size, val/map/multi, ...)
     <run>/convergence.json       `batchmix.convergence` figures (NaN written as null)
     <run>/failed.json            why a run stopped (a non-finite loss), for whoever finds it later
     <run>/checkpoints/last.ckpt  the Lightning checkpoint a killed run resumes from
+    <run>/checkpoints/best.ckpt  the weights with the best validation objective (checkpoint.best=true)
     <run>/model/                 HF-style export; model/batchmix.json says how to pool and prefix
     <run>/eval/<tag>/[<set>/]    one evaluation's outputs (`batchmix.eval.outputs`)
     <run>/csv/ tensorboard/ wandb/   the loggers' own folders
@@ -38,10 +40,12 @@ CONFIG = "config.yaml"
 METRICS = "metrics.json"
 METRICS_BEFORE = "metrics_before.json"
 HISTORY = "history.csv"
+VAL_HISTORY = "val_history.csv"
 CONVERGENCE = "convergence.json"
 FAILED = "failed.json"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
 MODEL = "model"
 MODEL_INFO = "batchmix.json"
 EVAL = "eval"
@@ -115,6 +119,10 @@ class RunDir:
         return self.path / HISTORY
 
     @property
+    def val_history_file(self) -> Path:
+        return self.path / VAL_HISTORY
+
+    @property
     def convergence_file(self) -> Path:
         return self.path / CONVERGENCE
 
@@ -129,6 +137,10 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints_dir / LAST_CHECKPOINT
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints_dir / BEST_CHECKPOINT
 
     @property
     def model_dir(self) -> Path:
@@ -180,16 +192,17 @@ class RunDir:
     # ------------------------------------------------------------------ history and convergence
     def read_history(self) -> pd.DataFrame | None:
         """history.csv, or None when the run has none yet (missing or empty)."""
-        path = self.history_file
-        if not path.is_file() or path.stat().st_size == 0:
-            return None
-        try:
-            return pd.read_csv(path)
-        except pd.errors.EmptyDataError:
-            return None
+        return _read_csv(self.history_file)
 
     def write_history(self, history: pd.DataFrame) -> Path:
         return atomic_write_text(self.history_file, history.to_csv(index=False))
+
+    def read_val_history(self) -> pd.DataFrame | None:
+        """val_history.csv (one row per validation of the val split), or None when there is none."""
+        return _read_csv(self.val_history_file)
+
+    def write_val_history(self, history: pd.DataFrame) -> Path:
+        return atomic_write_text(self.val_history_file, history.to_csv(index=False))
 
     def read_convergence(self) -> dict[str, float]:
         return {k: (math.nan if v is None else v) for k, v in read_json(self.convergence_file).items()}
@@ -197,3 +210,12 @@ class RunDir:
     def write_convergence(self, summary: Mapping[str, float]) -> Path:
         """JSON has no NaN: a figure that does not exist (a type without steps) is written as null."""
         return write_json(self.convergence_file, {k: (None if math.isnan(v) else v) for k, v in summary.items()})
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None

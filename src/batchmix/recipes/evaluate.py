@@ -1,13 +1,14 @@
 """Evaluation, the step `train.py` (before and after training) and `eval.py` share, and the recipe behind
 `python eval.py`: any encoder or batchmix run, every LAReQA setting.
 
-`evaluate_corpora` scores a model on its main corpus and on every `eval.sets` corpus, one folder of
+`evaluate_round` scores named corpora in one Lightning validation loop (`batchmix.eval.validation`),
+on the trainer's device and precision, sharded over its DDP ranks, and rank 0 writes one folder of
 outputs per corpus:
 
-    <out_dir>/          the main corpus (the held-out split, or eval.py's corpus): metrics unprefixed
-    <out_dir>/<set>/    each extra set: its metrics prefixed `<set>/` (`mlqa-r/map/multi`)
+    <out_dir>/          the main corpus (the reported split, or eval.py's corpus): metrics unprefixed
+    <out_dir>/<key>/    every other corpus (`val`, each `eval.sets` entry): metrics prefixed `<key>/`
 
-One place encodes, scores and writes, so a training run's numbers and `eval.py`'s on the same model
+One path encodes, scores and writes, so a training run's numbers and `eval.py`'s on the same model
 and corpus are the same numbers. `evaluate` is eval.py's recipe: zero-shot models are scored on the
 whole corpus (LAReQA's protocol); a batchmix run on its own held-out article split (same split
 fractions and seed as in training), so no question it trained on is ever scored.
@@ -16,29 +17,34 @@ fractions and seed as in training), so no question it trained on is ever scored.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.errors import BatchmixError
-from batchmix.eval.outputs import evaluate_and_write
+from batchmix.eval.outputs import write_outputs
+from batchmix.eval.rounds import EvalRound
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
+from batchmix.eval.trec import RunCollector
+from batchmix.eval.validation import LAReQAValidation
 from batchmix.metrics_table import HEADLINE, metrics_table
-from batchmix.models.factory import build_dual_encoder, load_trained
 from batchmix.models.dual_encoder import DualEncoder
+from batchmix.models.factory import build_dual_encoder, load_trained
 from batchmix.preflight import check_writable, offline_defaults, validate_eval
 from batchmix.run_dir import RunDir
 
 
 log = logging.getLogger("batchmix")
 SPLITS = ("auto", "all", "train", "val", "test")
+_ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # eval.py device= -> Lightning accelerator
 
 
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
@@ -71,7 +77,10 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     extra = {spec.key: load_eval_set(spec) for spec in extra_sets}
     # trec_depth false / 0 / null: the full ranking (eval.py has always read any false value so)
     settings = {**OmegaConf.to_container(cfg.eval, resolve=True), "trec_depth": cfg.eval.trec_depth or None}
-    metrics = evaluate_corpora(module, corpus, extra, out_dir, settings, title=what, tag=what)
+    validation = LAReQAValidation()
+    trainer = L.Trainer(accelerator=_ACCELERATORS[cfg.device], devices=1, precision=cfg.precision, logger=False,
+                        callbacks=[validation], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
+    metrics = evaluate_round(trainer, validation, module, {split: corpus, **extra}, split, out_dir, settings, title=what, tag=what)
     if extra_sets:
         RunDir(out_dir).write_metrics(metrics)  # one flat file with every set, as training runs write it
     print(metrics_table({}, metrics, title=f"{what} · {corpus.name}", keys=HEADLINE + headline_keys(s.key for s in extra_sets)))
@@ -79,30 +88,42 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     return {"metrics": metrics, "out_dir": out_dir}
 
 
-def evaluate_corpora(
+def evaluate_round(
+    trainer: L.Trainer,
+    validation: LAReQAValidation,
     module: DualEncoder,
-    corpus: LAReQACorpus,
-    extra_sets: Mapping[str, LAReQACorpus],
-    out_dir: str | os.PathLike,
+    corpora: Mapping[str, LAReQACorpus],
+    main: str,
+    out_dir: str | Path,
     eval_cfg: Mapping[str, Any],
     *,
     title: str,
     tag: str,
+    ckpt_path: str | None = None,
+    curve: bool = True,
 ) -> dict[str, float]:
-    """Encode, score and write `corpus` into `out_dir` and each extra set into `out_dir/<key>`; returns
-    every set's metrics in one flat dict (extra sets prefixed `<key>/`).
+    """Score `corpora` in one validation loop of `trainer` (every DDP rank calls this); returns every
+    corpus's metrics in one flat dict, `main` unprefixed and the others prefixed `<key>/`.
 
+    Rank 0 writes `main`'s outputs into `out_dir` and each other corpus's into `out_dir/<key>`.
     `eval_cfg`: the `eval` config (batch_size, candidates, trec, trec_depth). `title` names the model
-    in the heatmaps and TREC runs; `tag` starts each corpus's log line ("final evaluation on ... took 41.0s").
+    in the heatmaps and TREC runs; `tag` starts the log line ("final evaluation on ... took 41.0s").
+    `ckpt_path`: score the weights of that checkpoint; `curve=False`: not a point of the val curve.
     """
-    out_dir = Path(out_dir)
+    round_ = EvalRound(corpora, tokenize=module.tokenize, batch_size=eval_cfg["batch_size"],
+                       candidates=eval_cfg["candidates"], width=module.embedding_dim)
+    is_main = rank_zero_only.rank == 0
+    if eval_cfg["trec"] and is_main:
+        for metric in round_.metrics.values():
+            metric.runs = RunCollector(eval_cfg["trec_depth"])
+    start = time.perf_counter()
+    results = validation.run(trainer, module, round_, ckpt_path=ckpt_path, curve=curve)
     metrics: dict[str, float] = {}
-    for key, data in {None: corpus, **extra_sets}.items():
-        start = time.perf_counter()
-        scores = evaluate_and_write(
-            data, *module.encoders(eval_cfg["batch_size"]), out_dir / key if key else out_dir,
-            candidate_mode=eval_cfg["candidates"], trec=eval_cfg["trec"], trec_depth=eval_cfg["trec_depth"], title=title,
-        )
-        metrics.update(prefixed(key, scores) if key else scores)
-        log.info("%s evaluation on %s took %.1fs", tag, data.name, time.perf_counter() - start)
+    for key, scores in results.items():
+        metrics.update(scores if key == main else prefixed(key, scores))
+        if is_main:
+            write_outputs(Path(out_dir) / key if key != main else Path(out_dir), corpora[key], scores,
+                          round_.metrics[key].runs, title=title)
+    if is_main:
+        log.info("%s evaluation on %s took %.1fs", tag, ", ".join(c.name for c in corpora.values()), time.perf_counter() - start)
     return metrics

@@ -1,8 +1,9 @@
 """The training recipe, top to bottom: validate, load data, build the sampler, load the model,
-evaluate, train on hybrid batches, evaluate again, write results.
+evaluate, train on hybrid batches (validating every `eval.val_every_n_steps`), evaluate again, write
+results. Every evaluation is a Lightning validation loop on the run's device (`batchmix.eval.validation`).
 
 `train(cfg)` is what `python train.py` runs for each Hydra job; it returns the configured
-objective (default `map/multi` on the held-out split) so a sweeper can optimise it.
+objective (default `val/map/multi`: the final validation, never the test split) so a sweeper can optimise it.
 """
 
 from __future__ import annotations
@@ -14,27 +15,32 @@ from typing import Any
 import lightning as L
 import pandas as pd
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from batchmix.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from batchmix.convergence import write_convergence
+from batchmix.data.corpus import LAReQACorpus
 from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
 from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
+from batchmix.eval.rounds import EvalRound
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set
+from batchmix.eval.validation import VAL, LAReQAValidation
 from batchmix.io import atomic_dir, write_json
 from batchmix.loggers import build_logger, log_final_results
 from batchmix.models.factory import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.preflight import check_writable, offline_defaults, validate
-from batchmix.recipes.evaluate import evaluate_corpora
+from batchmix.recipes.evaluate import evaluate_round
 from batchmix.resume import plan_resume, sigterm_exit
-from batchmix.run_dir import MODEL_INFO, RunDir
+from batchmix.run_dir import BEST_CHECKPOINT, MODEL_INFO, RunDir
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+from batchmix.selection import monitor
 from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.pruning import pruning_callbacks
 from batchmix.training_guards import NonFiniteLossGuard
@@ -60,12 +66,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         # with FileNotFoundError, its peer left waiting at the DDP rendezvous).
         run.write_config(cfg)
 
-    # 2. Data: training pairs and held-out article splits.
+    # 2. Data: training pairs and held-out article splits: val chooses, the reported split (test) and
+    # eval.sets are scored, never used to choose (batchmix.selection).
     groups, splits = load_splits(cfg.data)
     eval_split = cfg.eval.split
-    if eval_split not in splits or not splits[eval_split].langs or not any(ls.question_ids for ls in splits[eval_split].languages.values()):
-        raise BatchmixError(f"eval.split={eval_split!r} is empty or not one of the data.split keys {list(splits)}")
-    eval_corpus = splits[eval_split]
+    eval_corpus = _nonempty(splits, eval_split, "eval.split")
+    val_corpus = _nonempty(splits, VAL, "the val split (data.split.val)") if eval_split != VAL else eval_corpus
     # eval.sets: more corpora scored the same way (e.g. MLQA-R zero-shot), metrics prefixed `<set>/`.
     extra_sets = {spec.key: load_eval_set(spec) for spec in eval_sets(cfg)}
 
@@ -98,25 +104,25 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         # data.pretokenize: tokenise every pair once into the on-disk cache (same batches, faster)
         pretokenized=pretokenize(groups, tokenizer, **text_settings) if cfg.data.get("pretokenize", False) else None,
     )
-    datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers)
+    # 5. Evaluation as Lightning validation loops on the trainer's device (batchmix.eval.validation):
+    # the val split every eval.val_every_n_steps steps (the val curve), and rounds before and after fit.
+    def make_round(corpora: dict) -> EvalRound:
+        return EvalRound(corpora, tokenize=module.tokenize, batch_size=cfg.eval.batch_size,
+                         candidates=cfg.eval.candidates, width=module.embedding_dim)
 
-    # 5. Evaluate the untrained model, so the final table shows what training changed.
-    def evaluate(tag: str) -> dict[str, float]:  # eval/<tag>/ and eval/<tag>/<set>/ (batchmix.recipes.evaluate)
-        return evaluate_corpora(module, eval_corpus, extra_sets, run.eval_dir(tag), cfg.eval, tag=tag,
-                                title=f"{cfg.model.name_or_path} ({tag}, ratio {ratio.label()})")
+    every = cfg.eval.val_every_n_steps
+    validation = LAReQAValidation(make_round({VAL: val_corpus}) if every else None)
+    datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers, val_loaders=validation.val_dataloaders)
+    corpora = {eval_split: eval_corpus, VAL: val_corpus, **extra_sets}
+    title = f"{cfg.model.name_or_path} ({{}}, ratio {ratio.label()})"
 
-    # Under DDP every process runs this recipe; only global rank 0 evaluates and writes results.
-    is_main = rank_zero_only.rank == 0
-    if plan.checkpoint and run.metrics_before_file.is_file():  # a resumed run scored its untrained model already
-        metrics_before = run.read_metrics_before()
-    else:
-        metrics_before = evaluate("before") if cfg.eval.before and is_main else {}
-        if metrics_before:
-            run.write_metrics_before(metrics_before)
+    def evaluate(tag: str, **kwargs) -> dict[str, float]:  # eval/<tag>/ and eval/<tag>/<key>/ (batchmix.recipes.evaluate)
+        return evaluate_round(trainer, validation, module, corpora, eval_split, run.eval_dir(tag), cfg.eval,
+                              title=title.format(tag), tag=tag, **kwargs)
 
-    # 6. Train.
+    # 6. The trainer: checkpoints/last.ckpt every checkpoint.every_n_steps steps, at the end and on
+    # SIGTERM (atomically); checkpoints/best.ckpt (checkpoint.best) at the best val objective.
     logger = build_logger(cfg, run_dir)
-    # checkpoints/last.ckpt every checkpoint.every_n_steps steps, at the end and on SIGTERM (atomically)
     checkpoint = LastCheckpoint(run.checkpoints_dir, every_n_steps=cfg.checkpoint.every_n_steps)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -124,23 +130,42 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         logger=logger,
         plugins=[AtomicCheckpointIO()],
         callbacks=[
+            validation,
             checkpoint,
+            *best_checkpoint(cfg, run.checkpoints_dir),
             NonFiniteLossGuard(run_dir, checkpoint),  # a NaN/inf loss stops the run before it touches the model
-            *pruning_callbacks(cfg, splits),  # reports validation mAP to an Optuna trial, if any
+            *pruning_callbacks(cfg),  # reports the val curve to an Optuna trial, if any
         ],
+        **({"val_check_interval": every, "check_val_every_n_epoch": None} if every else {}),
     )
+
+    # 7. Evaluate the untrained model (step 0 of the val curve), so the final table shows what training changed.
+    if plan.checkpoint and run.metrics_before_file.is_file():  # a resumed run scored its untrained model already
+        metrics_before = run.read_metrics_before()
+    else:
+        metrics_before = evaluate("before") if cfg.eval.before else {}
+        if metrics_before and rank_zero_only.rank == 0:
+            run.write_metrics_before(metrics_before)
+
+    # 8. Train on hybrid batches.
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=False)  # our own checkpoint
     except SIGTERMException:
         raise sigterm_exit(run_dir, trainer.global_step) from None
+    history = pd.DataFrame(module.history)
+    if trainer.global_rank == 0:
+        run.write_history(history)  # before a best checkpoint's load replaces the module's history
+
+    # 9. Evaluate the trained model (the last or the best-val weights) on every rank, then rank 0 writes.
+    best = run.best_checkpoint if cfg.eval.final_from == "best" else None
+    if best is not None and not best.is_file():
+        raise BatchmixError(f"eval.final_from=best but {best} was never written (no val point before training ended); use eval.final_from=last")
+    metrics = evaluate("final", ckpt_path=str(best) if best else None, curve=best is None)
     if trainer.global_rank != 0:
         return {"objective": None, "metrics": {}, "metrics_before": {}, "run_dir": run_dir}
-    history = pd.DataFrame(module.history)
-    run.write_history(history)
-    convergence = write_convergence(run_dir, history)  # convergence.json: smoothed curves' settling, AUC, final
-
-    # 7. Evaluate the trained model and write the results.
-    metrics = evaluate("final")
+    val_history = pd.DataFrame(validation.history)
+    run.write_val_history(val_history)
+    convergence = write_convergence(run_dir, history, val_history=val_history)  # loss/MSE and val-curve figures
     metrics.update(_training_summary(history, convergence))
     run.write_metrics(metrics)
     if cfg.save_model:
@@ -152,6 +177,22 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
+
+
+def _nonempty(splits: dict[str, LAReQACorpus], name: str, what: str) -> LAReQACorpus:
+    if name not in splits or not splits[name].langs or not any(ls.question_ids for ls in splits[name].languages.values()):
+        raise BatchmixError(f"{what}={name!r} is empty or not one of the data.split keys {list(splits)}")
+    return splits[name]
+
+
+def best_checkpoint(cfg: DictConfig, dirpath: Path) -> list[ModelCheckpoint]:
+    """checkpoint.best: Lightning's ModelCheckpoint on the first objective (a val metric), weights only
+    (what the final evaluation and an export need; last.ckpt holds the optimizer for resuming)."""
+    if not cfg.checkpoint.best:
+        return []
+    metric, mode = monitor(cfg)
+    return [ModelCheckpoint(dirpath=str(dirpath), filename=Path(BEST_CHECKPOINT).stem, monitor=metric, mode=mode,
+                            save_top_k=1, save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)]
 
 
 def _training_summary(history: pd.DataFrame, convergence: dict[str, float]) -> dict[str, float]:

@@ -7,9 +7,10 @@ with a synthetic objective in place of training.
 Each job validates its config exactly like `train.py`, writes `config.yaml` and a `metrics.json`
 of made-up numbers (a smooth function of the ratio over every registered batch type, peaked at
 mono/cross/multi = 0.2/0.5/0.3 and 0 for any other type, with a language bias that grows with the mono
-share), and returns `objective` from them. With
-`pruning.every_n_epochs > 0` inside an Optuna trial it reports a rising curve per epoch, so
-pruners can be tried too. `+dry_run.seconds=3` makes each job take that long (before it writes
+share) as the val split's `val/...` keys, and the same function peaked elsewhere (`TEST_PEAK`) as the
+test keys, so a sweep that chose on test would visibly choose another ratio; it returns `objective`
+from them. With `pruning.enabled=true` inside an Optuna trial it reports a rising val curve every
+`eval.val_every_n_steps` steps up to `trainer.max_steps` (default 3 points), so pruners can be tried too. `+dry_run.seconds=3` makes each job take that long (before it writes
 `metrics.json`), to try heartbeats, parallel workers and killed sweeps. Used by the tests to check
 sweeps, storages and parallel workers without a model; the numbers mean nothing about real training.
 """
@@ -34,18 +35,23 @@ from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.trial import current_trial, report
 
 PEAK = {"mono": 0.2, "cross": 0.5, "multi": 0.3}  # a point of the simplex: other types peak at 0
+TEST_PEAK = {"mono": 0.6, "cross": 0.2, "multi": 0.2}  # where the made-up test split peaks
 
 
 def synthetic_metrics(ratio: Ratio) -> dict[str, float]:
-    """Made-up but smooth metrics of a ratio (see the module docstring)."""
+    """Made-up but smooth metrics of a ratio (see the module docstring): `val/<key>` and test `<key>`."""
     shares = {name: ratio[name] for name in batch_type_names()}
-    distance = sum((share - PEAK.get(name, 0.0)) ** 2 for name, share in shares.items())
-    return {
-        "map/multi": 0.5 - distance,
-        "map/mono": 0.4 + 0.2 * shares["mono"],
-        "map/cross": 0.3 + 0.2 * shares["cross"],
-        "bias/rank_distance": 0.1 + 0.3 * shares["mono"] - 0.05 * shares["multi"],
-    }
+
+    def split(peak: dict[str, float]) -> dict[str, float]:
+        distance = sum((share - peak.get(name, 0.0)) ** 2 for name, share in shares.items())
+        return {
+            "map/multi": 0.5 - distance,
+            "map/mono": 0.4 + 0.2 * shares["mono"],
+            "map/cross": 0.3 + 0.2 * shares["cross"],
+            "bias/rank_distance": 0.1 + 0.3 * shares["mono"] - 0.05 * shares["multi"],
+        }
+
+    return {**split(TEST_PEAK), **{f"val/{k}": v for k, v in split(PEAK).items()}}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
@@ -56,12 +62,13 @@ def main(cfg: DictConfig) -> float | list[float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         RunDir(run_dir).write_config(cfg)
         metrics = synthetic_metrics(ratio)
-        every = int(OmegaConf.select(cfg, "pruning.every_n_epochs", default=0) or 0)
-        trial = current_trial() if every > 0 else None
+        every = int(OmegaConf.select(cfg, "eval.val_every_n_steps", default=0) or 0)
+        trial = current_trial() if OmegaConf.select(cfg, "pruning.enabled", default=False) else None
         if trial is not None and len(trial.study.directions) == 1:
-            epochs = int(cfg.trainer.max_epochs)
-            for epoch in range(every, epochs + 1, every):
-                report(trial, metrics["map/multi"] * epoch / epochs, epoch)
+            steps = int(cfg.trainer.max_steps) if int(cfg.trainer.max_steps) > 0 else 3 * every
+            metric = OmegaConf.select(cfg, "pruning.metric", default=None) or "val/map/multi"
+            for step in range(every, steps + 1, every):
+                report(trial, metrics[metric] * step / steps, step)
         time.sleep(float(OmegaConf.select(cfg, "dry_run.seconds", default=0) or 0))
         RunDir(run_dir).write_metrics(metrics)
         return select_objective(cfg.objective, metrics)

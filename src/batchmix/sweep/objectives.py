@@ -1,5 +1,9 @@
-"""What a job returns to a sweeper: one metric (`objective: map/multi`) or several for a
-multi-objective study (`objective: [map/multi, bias/rank_distance]`)."""
+"""What a job returns to a sweeper: one metric (`objective: val/map/multi`) or several for a
+multi-objective study (`objective: [val/map/multi, val/bias/rank_distance]`).
+
+The names: `val/<metric>` (the final validation of the val split), `<metric>` (the reported split,
+test by default: refused unless `allow_test_selection=true`, `batchmix.selection`) and `train/...`.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ def objective_names(objective: Any) -> list[str]:
     """`objective` as a list of metric names (one name, or a list / ListConfig of names)."""
     names = [objective] if isinstance(objective, str) else list(objective) if isinstance(objective, Sequence) else []
     if not names or not all(isinstance(n, str) and n for n in names):
-        raise BatchmixError(f"objective={objective!r} must be a metric name or a list of them, e.g. objective=map/multi")
+        raise BatchmixError(f"objective={objective!r} must be a metric name or a list of them, e.g. objective=val/map/multi")
     return names
 
 
@@ -30,8 +34,8 @@ def objective_pattern() -> re.Pattern[str]:
     eval/scoring.py): a new metric there is a valid objective here. Plus any `train/...` summary."""
     lang = r"[a-z]{2,3}"
     return re.compile(
-        rf"^({_alternatives(METRIC_NAMES)})/({_alternatives(EVAL_SETTINGS)})(/{lang}(-{lang})?)?$"
-        rf"|^bias/({_alternatives(BIAS_NAMES)})(/{lang})?$|^train/.+$"
+        rf"^(val/)?({_alternatives(METRIC_NAMES)})/({_alternatives(EVAL_SETTINGS)})(/{lang}(-{lang})?)?$"
+        rf"|^(val/)?bias/({_alternatives(BIAS_NAMES)})(/{lang})?$|^train/.+$"
     )
 
 
@@ -41,8 +45,8 @@ def check_objective(objective: Any) -> None:
     for name in objective_names(objective):
         if not pattern.match(name):
             raise BatchmixError(
-                f"objective {name!r} is not a batchmix metric: use e.g. map/multi, map/cross/de-en, "
-                f"ndcg@10/mono, bias/rank_distance (or a list of them)"
+                f"objective {name!r} is not a batchmix metric: use e.g. val/map/multi, val/map/cross/de-en, "
+                f"val/ndcg@10/mono, val/bias/rank_distance (or a list of them)"
             )
 
 
@@ -56,7 +60,7 @@ def select_objective(objective: Any, metrics: Mapping[str, float]) -> float | li
     if missing:
         raise BatchmixError(
             f"objective {', '.join(map(repr, missing))} is not a metric of this run; pick keys of "
-            f"metrics.json, e.g. objective=map/multi or objective=[map/multi,bias/rank_distance]"
+            f"metrics.json, e.g. objective=val/map/multi or objective=[val/map/multi,val/bias/rank_distance]"
         )
     values = [float(metrics[n]) for n in names]
     return values[0] if isinstance(objective, str) else values

@@ -184,7 +184,7 @@ class OptunaSweeperImpl(Sweeper):
         if start.finished >= self.n_trials:
             log.info("study %r already has %d finished trials: nothing to run (raise hydra.sweeper.n_trials to extend it)",
                      study_name, start.finished)
-            write_results(study, sweep_dir)
+            write_results(study, sweep_dir, OmegaConf.select(self.config, "objective"))
             return []
 
         run = _Run(self, study, rdb, space, storage, sweep_dir, budget=self.n_trials - start.finished)
@@ -202,7 +202,7 @@ class OptunaSweeperImpl(Sweeper):
                   f"the same command to resume study {study_name!r}", file=sys.stderr)
             raise SystemExit(code) from None
         finally:
-            write_results(study, sweep_dir)
+            write_results(study, sweep_dir, OmegaConf.select(self.config, "objective"))
         end = StudyState.of(study)
         log.info("study %r now has %d of %d finished trials (this run launched %d, %d failed); results in %s", study_name,
                  end.finished, self.n_trials, run.launched, run.failed, sweep_dir)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
+
+from batchmix.selection import selection_split
+from batchmix.sweep.objectives import objective_names
 
 log = logging.getLogger(__name__)
 
@@ -17,9 +21,10 @@ def trials_table(study: optuna.Study):
     return study.trials_dataframe(multi_index=False)
 
 
-def write_results(study: optuna.Study, sweep_dir: Path) -> None:
+def write_results(study: optuna.Study, sweep_dir: Path, objective: Any = None) -> None:
     """`optuna_trials.csv`; plus `pareto_front.csv` (multi-objective: `study.best_trials`, the
-    non-dominated COMPLETE trials) or `optimization_results.yaml` (single objective: the best trial)."""
+    non-dominated COMPLETE trials) or `optimization_results.yaml` (single objective: the best trial,
+    the objective it was chosen on and that objective's split, `val` unless allow_test_selection)."""
     table = trials_table(study)
     if table.empty:
         return
@@ -35,6 +40,7 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
         best = study.best_trial
         OmegaConf.save(
             OmegaConf.create({"name": study.study_name, "best_trial": best.number, "best_value": best.value,
+                              **({"objective": objective_names(objective)[0], "selection_split": selection_split(objective)} if objective else {}),
                               "best_params": dict(best.params), "best_user_attrs": _plain(best.user_attrs)}),
             sweep_dir / "optimization_results.yaml",
         )
