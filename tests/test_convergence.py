@@ -15,6 +15,7 @@ from batchmix.convergence import (
     smooth,
     smoothed_curves,
     steps_to_within,
+    val_convergence,
     write_convergence,
 )
 from batchmix.errors import BatchmixError
@@ -167,3 +168,70 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         convergence_summary(pd.DataFrame({"step": [0], "loss": [1.0], "mse": [1.0]}))
     with pytest.raises(BatchmixError, match="tolerance"):
         convergence_summary(history([(0, "mono", 1.0, 1.0)]), tolerance=5)
+
+
+def val_history(steps: list[int], values: list[float], metric: str = "val/map/multi") -> pd.DataFrame:
+    return pd.DataFrame({"step": steps, "seconds": 1.0, "n_queries": 10, "n_candidates": 50, metric: values})
+
+
+def test_val_convergence_by_hand():
+    # final = 0.60; 90 % of it = 0.54 -> first value >= 0.54 is 0.55 at step 200;
+    # 95 % = 0.57 -> first value >= 0.57 is 0.58 at step 300.
+    # trapezoids: (0.10+0.40)/2*100 = 25, (0.40+0.55)/2*100 = 47.5, (0.55+0.58)/2*100 = 56.5,
+    # (0.58+0.60)/2*100 = 59 -> 188 over a span of 400 steps = 0.47 (the curve's mean height).
+    out = val_convergence(val_history([0, 100, 200, 300, 400], [0.10, 0.40, 0.55, 0.58, 0.60]))
+    assert out == pytest.approx({"conv/val/map/multi/final": 0.60, "conv/val/map/multi/step_to_90pct": 200.0,
+                                 "conv/val/map/multi/step_to_95pct": 300.0, "conv/val/map/multi/auc": 0.47})
+    assert list(out) == ["conv/val/map/multi/final", "conv/val/map/multi/step_to_90pct",
+                         "conv/val/map/multi/step_to_95pct", "conv/val/map/multi/auc"]
+
+
+def test_val_threshold_is_the_first_step_that_reaches_it_even_if_it_dips_later():
+    # final 1.0: 90 % = 0.9 exactly, reached (>=) at step 20 although step 30 falls back to 0.8;
+    # 95 % = 0.95 first reached at step 40. Rows arrive unsorted: sorted by step first.
+    # no step 0 (eval.before=false): AUC over 10..40 = (0.5+0.9)/2*10 + (0.9+0.8)/2*10 + (0.8+1.0)/2*10
+    # = 7 + 8.5 + 9 = 24.5, over a span of 30 -> 0.81666...
+    out = val_convergence(val_history([40, 10, 20, 30], [1.0, 0.5, 0.9, 0.8]))
+    assert out["conv/val/map/multi/step_to_90pct"] == 20.0
+    assert out["conv/val/map/multi/step_to_95pct"] == 40.0
+    assert out["conv/val/map/multi/auc"] == pytest.approx(24.5 / 30)
+
+
+def test_val_convergence_other_metric_fractions_and_missing_values():
+    # fractions name the keys; a NaN validation in the middle is skipped, the rest as by hand:
+    # final 0.4, 50 % = 0.2 -> step 5 (0.3); AUC over steps 0, 5, 10: (0.1+0.3)/2*5 + (0.3+0.4)/2*5 = 2.75 / 10
+    out = val_convergence(val_history([0, 5, 7, 10], [0.1, 0.3, math.nan, 0.4], "val/mrr/multi"), "val/mrr/multi", (0.5,))
+    assert out == pytest.approx({"conv/val/mrr/multi/final": 0.4, "conv/val/mrr/multi/step_to_50pct": 5.0,
+                                 "conv/val/mrr/multi/auc": 0.275})
+    # a single validation: its own step and value
+    one = val_convergence(val_history([30], [0.25]))
+    assert one["conv/val/map/multi/step_to_95pct"] == 30.0 and one["conv/val/map/multi/auc"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("frame", [None, val_history([], []), val_history([0, 10], [0.2, math.nan]),
+                                   val_history([0, 10], [0.2, 0.3], metric="val/map/mono")])
+def test_val_convergence_without_a_final_value_is_all_nan(frame):
+    out = val_convergence(frame)
+    assert set(out) == {f"conv/val/map/multi/{f}" for f in ("final", "step_to_90pct", "step_to_95pct", "auc")}
+    assert all(math.isnan(v) for v in out.values())
+    with pytest.raises(BatchmixError, match="fraction=90"):
+        val_convergence(frame, fractions=(90,))
+
+
+def test_write_convergence_merges_the_val_curve_and_keeps_the_training_keys(tmp_path):
+    train = history([(s, "mono", 1.0, 0.5) for s in range(10)])
+    train.to_csv(tmp_path / "history.csv", index=False)
+    without = write_convergence(tmp_path)  # an old run: no val_history.csv, no val keys
+    assert not [k for k in without if k.startswith("conv/val/")]
+    val_history([0, 5, 9], [0.2, 0.5, 0.5]).to_csv(tmp_path / "val_history.csv", index=False)
+    from_disk = write_convergence(tmp_path)
+    data = json.loads((tmp_path / "convergence.json").read_text())
+    # 90 % and 95 % of 0.5 are first reached at step 5; AUC = ((0.2+0.5)/2*5 + 0.5*4) / 9 = 3.75 / 9
+    assert data["conv/val/map/multi/final"] == 0.5 and data["conv/val/map/multi/step_to_90pct"] == 5.0
+    assert data["conv/val/map/multi/step_to_95pct"] == 5.0
+    assert data["conv/val/map/multi/auc"] == pytest.approx(3.75 / 9)
+    assert {k: v for k, v in from_disk.items() if not k.startswith("conv/val/")} == pytest.approx(without, nan_ok=True)
+    # history passed in: the val curve only when passed too
+    assert "conv/val/map/multi/final" not in write_convergence(tmp_path, train)
+    given = write_convergence(tmp_path, train, val_history([0, 9], [0.1, 0.2]))
+    assert given["conv/val/map/multi/final"] == 0.2 and given["conv/val/map/multi/step_to_90pct"] == 9.0

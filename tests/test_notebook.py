@@ -50,8 +50,11 @@ def _optuna_files(sweep: Path) -> None:
     pd.DataFrame(rows).to_csv(sweep / "optuna_trials.csv", index=False)
 
 
-def test_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch, private_jupyter):
-    sweep = make_fake_sweep(tmp_path / "sweep", ratios=simplex_grid(0.5), seeds=(0, 1), steps=40, incomplete=1)
+@pytest.mark.parametrize("val_every", [10, None], ids=["val-history", "before-val-history"])
+def test_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch, private_jupyter, val_every):
+    """Also on runs made before val_history.csv existed: the validation cell says so and draws nothing."""
+    sweep = make_fake_sweep(tmp_path / "sweep", ratios=simplex_grid(0.5), seeds=(0, 1), steps=40, incomplete=1,
+                            val_every=val_every)
     _optuna_files(sweep)
     monkeypatch.setenv("BATCHMIX_SWEEP_DIR", str(sweep))
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -64,10 +67,17 @@ def test_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch, private_jupyter):
     text = "\n".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert f"sweep: {sweep.resolve()}" in text
     assert "12 runs (11 complete), 6 ratios, shape: simplex" in text
-    # final-vs-ratio, ternary, mse curves, loss curves, optuna history, pareto front
+    # the selection split, from the runs' config.yaml
+    if val_every:
+        assert "Selection split: val (objective `val/map/multi`)" in text
+    else:
+        assert "objective `map/multi` reads the test split (allow_test_selection=true)" in text
+        assert "no val_history.csv in any run" in text
+    # final-vs-ratio, ternary, mse curves, loss curves, [validation curve,] optuna history, pareto front
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 6
+    assert len(images) == (7 if val_every else 6)
     html_tables = [o for o in outputs if "text/html" in o.get("data", {})]
     assert any("0.5/0.5/0" in o["data"]["text/html"] for o in html_tables)
+    assert any("conv/val/map/multi/step_to_90pct" in o["data"]["text/html"] for o in html_tables) == bool(val_every)
     # the notebook only reads: no report or other file written into the sweep
     assert not (sweep / "report").exists()

@@ -20,7 +20,7 @@ from test_report_fake_sweep import make_fake_sweep, simplex_grid
 
 from batchmix.convergence import convergence_summary
 from batchmix.errors import BatchmixError
-from batchmix.report import build_report, by_ratio, load_histories, load_runs, sweep_shape
+from batchmix.report import build_report, by_ratio, load_histories, load_runs, load_val_histories, sweep_shape
 from batchmix.report.plots import ternary_xy
 
 LINE = [(m, round(1 - m, 6), 0.0) for m in (0.0, 0.5, 1.0)]
@@ -109,9 +109,9 @@ def test_report_is_self_contained_with_every_plot(simplex_report, simplex_sweep)
     assert simplex_report == simplex_sweep / "report" / "report.html"
     page = simplex_report.read_text()
     images = _images(page)
-    # final-vs-ratio, ternary, mse curves, loss curves
-    assert len(images) == 4 and all(img[:8] == b"\x89PNG\r\n\x1a\n" and len(img) > 10_000 for img in images)
-    for name in ("final_vs_ratio", "ternary", "curves_mse", "curves_loss"):
+    # final-vs-ratio, ternary, mse curves, loss curves, validation curve
+    assert len(images) == 5 and all(img[:8] == b"\x89PNG\r\n\x1a\n" and len(img) > 10_000 for img in images)
+    for name in ("final_vs_ratio", "ternary", "curves_mse", "curves_loss", "curves_val"):
         assert (simplex_sweep / "report" / f"{name}.png").read_bytes() in images
     # nothing to fetch: no remote URL, no script, no stylesheet link
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<script" not in page and "<link" not in page
@@ -131,7 +131,35 @@ def test_report_tables_round_trip(simplex_report, simplex_sweep):
 def test_line_sweep_report_has_no_ternary(tmp_path):
     make_fake_sweep(tmp_path, ratios=LINE, seeds=(0,), steps=30)
     page = build_report(tmp_path).read_text()
-    assert len(_images(page)) == 3 and not (tmp_path / "report" / "ternary.png").exists()
+    assert len(_images(page)) == 4 and not (tmp_path / "report" / "ternary.png").exists()
+
+
+def test_runs_without_val_history_get_no_validation_curve_and_say_so(tmp_path):
+    """Runs made before validation was logged: no val_history.csv, objective map/multi on the test split."""
+    make_fake_sweep(tmp_path, ratios=LINE, seeds=(0,), steps=30, val_every=None)
+    assert load_val_histories(tmp_path).empty
+    assert not [c for c in load_runs(tmp_path).columns if c.startswith("conv/val/")]
+    page = build_report(tmp_path).read_text()
+    assert len(_images(page)) == 3 and not (tmp_path / "report" / "curves_val.png").exists()
+    assert page.count("No validation curve: no run has a val_history.csv") == 1
+    assert "objective `map/multi` reads the test split (allow_test_selection=true)" in page
+
+
+def test_val_figures_come_from_val_history_else_from_convergence_json(tmp_path):
+    make_fake_sweep(tmp_path, ratios=LINE, seeds=(0,), steps=30)
+    runs = load_runs(tmp_path)
+    val = pd.read_csv(tmp_path / "0" / "val_history.csv")
+    assert runs.loc[0, "conv/val/map/multi/final"] == pytest.approx(val["val/map/multi"].iloc[-1])
+    stacked = load_val_histories(tmp_path)
+    assert len(stacked) == 3 * len(val) and list(stacked.columns[:6]) == ["run", "ratio_mono", "ratio_cross", "ratio_multi", "ratio", "seed"]
+    # a run whose val_history.csv is gone but whose convergence.json kept the figures
+    (tmp_path / "1" / "val_history.csv").unlink()
+    (tmp_path / "1" / "convergence.json").write_text(json.dumps({"conv/all/loss/auc": 1.0, "conv/val/map/multi/final": 0.42,
+                                                                "conv/val/map/multi/step_to_90pct": None}))
+    runs = load_runs(tmp_path)
+    assert runs.loc[1, "conv/val/map/multi/final"] == 0.42 and math.isnan(runs.loc[1, "conv/val/map/multi/step_to_90pct"])
+    assert runs.loc[1, "conv/all/loss/auc"] != 1.0  # the training figures are recomputed from history.csv, as before
+    assert set(load_val_histories(tmp_path)["run"]) == {"0", "2"}
 
 
 def _study(tmp_path: Path, multi: bool):

@@ -64,9 +64,29 @@ def fake_history(mono: float, cross: float, multi: float, seed: int, steps: int)
     return pd.DataFrame(rows)
 
 
-def make_fake_sweep(root: Path, ratios=None, seeds=(0, 1), steps: int = 200, incomplete: int = 0) -> Path:
-    """Write `<root>/<job num>/{config.yaml, metrics.json, history.csv, .hydra/config.yaml}`; the last
-    `incomplete` jobs get no metrics.json (a run that died after training)."""
+def fake_val_history(mono: float, cross: float, multi: float, seed: int, steps: int, every: int) -> pd.DataFrame:
+    """One row per validation (steps 0, every, 2 every, ..., steps), as training writes val_history.csv:
+    each val metric rises from the untrained model's value towards one that depends on the ratio."""
+    rng = np.random.default_rng(seed * 31 + int(1000 * mono) + int(53 * multi))
+    at = sorted({*range(0, steps, every), steps})
+    end = fake_metrics(mono, cross, multi, seed + 100)
+    tau = steps / (3 + 4 * multi)  # more multi batches: the multilingual pool is learnt sooner
+    rows = []
+    for step in at:
+        rise = 1 - np.exp(-step / tau)
+        row = {"step": step, "seconds": round(2.0 + rng.uniform(0, 0.5), 3), "n_queries": 120, "n_candidates": 600}
+        for key in ("map/multi", "map/mono", "map/cross", "recall@10/multi", "mrr/multi"):
+            row[f"val/{key}"] = float(0.1 + (end[key] - 0.1) * rise + rng.normal(0, 0.005))
+        row["val/bias/rank_distance"] = float(0.6 - (0.6 - end["bias/rank_distance"]) * rise)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def make_fake_sweep(root: Path, ratios=None, seeds=(0, 1), steps: int = 200, incomplete: int = 0,
+                    val_every: int | None = 10) -> Path:
+    """Write `<root>/<job num>/{config.yaml, metrics.json, history.csv, val_history.csv, .hydra/config.yaml}`;
+    the last `incomplete` jobs get no metrics.json (a run that died after training). `val_every=None`:
+    runs as made before validation was logged (no val_history.csv, objective on the test split)."""
     ratios = ratios if ratios is not None else simplex_grid(0.25)
     jobs = [(r, s) for r in ratios for s in seeds]
     for num, ((mono, cross, multi), seed) in enumerate(jobs):
@@ -74,10 +94,12 @@ def make_fake_sweep(root: Path, ratios=None, seeds=(0, 1), steps: int = 200, inc
         (run / ".hydra").mkdir(parents=True, exist_ok=True)
         cfg = {"model": {"name_or_path": "embedded:xlmr-tokenizer"}, "data": {"languages": list(LANGS), "batch_size": 8},
                "loss": {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05}, "ratio": {"mono": mono, "multi": multi, "cross": cross},
-               "seed": seed, "objective": "map/multi", "optim": {"lr": 3e-5}}
+               "seed": seed, "objective": "val/map/multi" if val_every else "map/multi", "optim": {"lr": 3e-5}}
         (run / "config.yaml").write_text(yaml.safe_dump(cfg))
         (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
         fake_history(mono, cross, multi, seed, steps).to_csv(run / "history.csv", index=False)
+        if val_every:
+            fake_val_history(mono, cross, multi, seed, steps, val_every).to_csv(run / "val_history.csv", index=False)
         if num < len(jobs) - incomplete:
             (run / "metrics.json").write_text(json.dumps(fake_metrics(mono, cross, multi, seed)))
     return root
@@ -90,4 +112,8 @@ def test_fake_sweep_is_shaped_like_real_runs(tmp_path):
     assert list(hist.columns) == ["step", "epoch", "batch_type", "loss", "mse", "lr", "temperature"]
     assert hist["batch_type"].value_counts().to_dict() == {"mono": 25, "cross": 25}
     assert set(pd.read_csv(tmp_path / "1" / "history.csv")["batch_type"]) == {"multi"}
+    val = pd.read_csv(tmp_path / "0" / "val_history.csv")
+    assert val["step"].tolist() == [0, 10, 20, 30, 40, 50] and val["step"].is_unique
+    assert {"seconds", "n_queries", "n_candidates", "val/map/multi", "val/map/mono", "val/map/cross",
+            "val/recall@10/multi", "val/bias/rank_distance"} <= set(val.columns)
     assert len(simplex_grid(0.25)) == 15 and all(abs(sum(r) - 1) < 1e-9 for r in simplex_grid(0.25))

@@ -28,6 +28,22 @@ history holds, and `all` = every step; per curve `loss`, `mse`):
 * a batch type with no steps gives NaN for every figure, so tables across runs share columns.
 
 Keys are flat: `conv/<type>/<curve>/<figure>`, e.g. `conv/mono/mse/steps_to_5pct`, `conv/all/loss/auc`.
+
+Validation curve (`val_convergence`, from `<run>/val_history.csv`: one row per validation of the val
+split, x = the global step, 0 = the untrained model when eval.before=true), for one metric where higher
+is better (default `val/map/multi`):
+
+* `final`: the value at the last validation -- the run's final val value. NaN when the run has no
+  validation or the metric is absent, and then every figure below is NaN too.
+* `step_to_<p>pct` (p = 100 * fraction, default 90 and 95): the first validated step whose value is
+  >= fraction * final. Relative to the run's *own* final value, not an absolute mAP, so ratios that
+  end at different accuracies are compared on how fast they get most of the way to where they end
+  (an absolute threshold would call a ratio that never reaches it "never", and a low-ending one fast).
+  Only as fine as the validation interval: the figure is always a step that was validated.
+* `auc`: `area_under_curve` over the validated points (trapezoid over steps / step span = the curve's
+  mean height; higher = more accurate over the whole run, not just at its end).
+
+Keys: `conv/<metric>/<figure>`, e.g. `conv/val/map/multi/step_to_90pct`.
 """
 
 from __future__ import annotations
@@ -48,6 +64,8 @@ DEFAULT_WINDOW = 20
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_MIN_SETTLED = 0.1
 LAST_N = 10
+VAL_METRIC = "val/map/multi"
+VAL_FRACTIONS = (0.9, 0.95)
 
 
 def smooth(values: pd.Series | np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
@@ -160,14 +178,52 @@ def mean_of_last(history: pd.DataFrame, n: int = LAST_N) -> dict[str, float]:
     return out
 
 
-def write_convergence(run_dir: str | os.PathLike, history: pd.DataFrame | None = None, **kwargs) -> dict[str, float]:
+def fraction_name(fraction: float) -> str:
+    """`step_to_90pct` for 0.9: the key of a `val_convergence` threshold."""
+    return f"step_to_{100 * fraction:g}pct"
+
+
+def val_convergence(val_history: pd.DataFrame | None, metric: str = VAL_METRIC,
+                    fractions: tuple[float, ...] = VAL_FRACTIONS) -> dict[str, float]:
+    """`conv/<metric>/{final, step_to_<p>pct..., auc}` of a val_history.csv (see the module docstring);
+    every figure NaN when there is no history, no such metric column, or its final value is NaN."""
+    prefix = f"conv/{metric}"
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise BatchmixError(f"val convergence fraction={fraction!r} must be in (0, 1], e.g. 0.9 for 90 % of the final value")
+    out = {f"{prefix}/final": math.nan, **{f"{prefix}/{fraction_name(f)}": math.nan for f in fractions}, f"{prefix}/auc": math.nan}
+    if val_history is None or val_history.empty or metric not in val_history.columns or "step" not in val_history.columns:
+        return out
+    part = val_history[["step", metric]].sort_values("step", kind="stable")
+    steps, values = part["step"].to_numpy(dtype=float), pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float)
+    final = values[-1]
+    if not np.isfinite(final):
+        return out
+    ok = np.isfinite(values)
+    steps, values = steps[ok], values[ok]
+    out[f"{prefix}/final"] = float(final)
+    for fraction in fractions:
+        reached = np.flatnonzero(values >= fraction * final)
+        out[f"{prefix}/{fraction_name(fraction)}"] = float(steps[reached[0]]) if len(reached) else math.nan
+    out[f"{prefix}/auc"] = area_under_curve(steps, values)
+    return out
+
+
+def write_convergence(run_dir: str | os.PathLike, history: pd.DataFrame | None = None,
+                      val_history: pd.DataFrame | None = None, **kwargs) -> dict[str, float]:
     """Write `<run_dir>/convergence.json` (NaN as null) from `history` or `<run_dir>/history.csv`;
-    returns the figures (`convergence_summary`; kwargs: window, tolerance, min_settled)."""
+    returns the figures (`convergence_summary`; kwargs: window, tolerance, min_settled), plus
+    `val_convergence` of `val_history` (read from `<run_dir>/val_history.csv` too when history is
+    read from disk; a run without one gets no val keys)."""
     run = RunDir(run_dir)
     if history is None:
         history = run.read_history()
         if history is None:
             raise BatchmixError(f"{run.history_file} does not exist or is empty; convergence needs a run dir with batchmix's history.csv")
+        if val_history is None:
+            val_history = run.read_val_history()
     summary = convergence_summary(history, **kwargs)
+    if val_history is not None:
+        summary.update(val_convergence(val_history))
     run.write_convergence(summary)
     return summary

@@ -1,8 +1,9 @@
 """Sweep reports: `python -m batchmix.report <multirun dir | run dir | storage URL --study NAME>`.
 
 Reusable pieces (also used by notebooks/ratio_sweep_analysis.ipynb):
-`load_runs`, `load_histories`, `smoothed_histories`, `by_ratio`, `sweep_shape` (aggregate), the `plot_*`
-functions (plots), `build_report` (sweep_report), `ReportModel` (model). Imported lazily, so the Hydra callback in
+`load_runs`, `load_histories`, `load_val_histories`, `smoothed_histories`, `by_ratio`, `sweep_shape`
+(aggregate), the `plot_*` functions (plots, val_curve), `selection_note` (selection_split),
+`build_report` (sweep_report), `ReportModel` (model). Imported lazily, so the Hydra callback in
 `batchmix.report.callback` costs nothing until a sweep ends.
 """
 
@@ -17,6 +18,7 @@ _EXPORTS = {
     "find_run_dirs": "batchmix.run_dir",
     "load_histories": "batchmix.report.aggregate",
     "load_runs": "batchmix.report.aggregate",
+    "load_val_histories": "batchmix.report.aggregate",
     "smoothed_histories": "batchmix.report.aggregate",
     "sweep_shape": "batchmix.report.aggregate",
 }

@@ -10,7 +10,12 @@ metrics.json), `ratio_<type>` per batch type of `batchmix.batch_types` (`ratio_m
 `ratio_multi`, ...; a type missing from a run's ratio has share 0), `ratio` (label `mono/cross/multi`),
 `seed`, every metrics.json key, `before/<key>` for the aggregate keys of metrics_before.json,
 the convergence figures `conv/...` (`batchmix.convergence`, recomputed from history.csv so every run
-uses the same smoothing), and `cfg/<dotted key>` for each config value that differs between runs.
+uses the same smoothing), the validation-curve figures `conv/val/map/multi/...` (`val_convergence` of
+val_history.csv, else convergence.json's; absent for runs made before validation was logged), and
+`cfg/<dotted key>` for each config value that differs between runs.
+
+`load_histories` / `load_val_histories`: every run's history.csv / val_history.csv stacked, with the
+run, its ratio columns and seed in front, so curves group by ratio like the runs table.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from batchmix.batch_types import batch_type_names
-from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW, convergence_summary, smoothed_curves
+from batchmix.convergence import (DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_METRIC, convergence_summary, smoothed_curves,
+                                  val_convergence)
 from batchmix.ratio import COMPLEMENT_KEY
 from batchmix.run_dir import RunDir, find_run_dirs, flatten
 
@@ -90,6 +96,7 @@ def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: 
         history = rd.read_history()
         if history is not None:
             row.update(convergence_summary(history, window=window, tolerance=tolerance))
+        row.update(_val_figures(rd))
         rows.append(row)
         configs.append(_config_columns(cfg))
     if not rows:
@@ -103,23 +110,43 @@ def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: 
     return runs
 
 
-def load_histories(path: str | os.PathLike) -> pd.DataFrame:
-    """Every run's history.csv stacked, with `run`, ratio columns, `ratio` and `seed` in front."""
+def _val_figures(rd: RunDir) -> dict[str, float]:
+    """`conv/val/map/multi/...` of a run: from val_history.csv, else what convergence.json holds, else none."""
+    val = rd.read_val_history()
+    if val is not None:
+        return val_convergence(val)
+    prefix = f"conv/{VAL_METRIC}/"
+    return {k: v for k, v in rd.read_convergence().items() if k.startswith(prefix)} if rd.convergence_file.is_file() else {}
+
+
+def _stacked(path: str | os.PathLike, read, columns: list[str]) -> pd.DataFrame:
+    """`read(RunDir)` of every run under `path` stacked, with `run`, ratio columns, `ratio` and `seed` in front."""
     root = Path(path)
     frames = []
     for run_dir in find_run_dirs(root):
         rd = RunDir(run_dir)
-        history = rd.read_history()
-        if history is None or history.empty:
+        table = read(rd)
+        if table is None or table.empty:
             continue
         cfg = rd.read_config()
         shares = _ratio_of(cfg)
         front = {"run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
                  **shares, "ratio": ratio_label(*shares.values()), "seed": cfg.get("seed")}
-        frames.append(history.assign(**front)[[*front, *history.columns]])
+        frames.append(table.assign(**front)[[*front, *table.columns]])
     if not frames:
-        return pd.DataFrame(columns=["run", *ratio_columns(), "ratio", "seed", "step", "batch_type", "loss", "mse"])
+        return pd.DataFrame(columns=["run", *ratio_columns(), "ratio", "seed", *columns])
     return pd.concat(frames, ignore_index=True)
+
+
+def load_histories(path: str | os.PathLike) -> pd.DataFrame:
+    """Every run's history.csv stacked, with `run`, ratio columns, `ratio` and `seed` in front."""
+    return _stacked(path, RunDir.read_history, ["step", "batch_type", "loss", "mse"])
+
+
+def load_val_histories(path: str | os.PathLike) -> pd.DataFrame:
+    """Every run's val_history.csv stacked (columns as `load_histories`); runs without one are left
+    out, so a sweep made before validation was logged gives an empty frame."""
+    return _stacked(path, RunDir.read_val_history, ["step", VAL_METRIC])
 
 
 def smoothed_histories(histories: pd.DataFrame, window: int = DEFAULT_WINDOW) -> pd.DataFrame:

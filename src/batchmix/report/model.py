@@ -1,10 +1,11 @@
 """The report model: a sweep's tables and figures, computed once and rendered twice.
 
-`ReportModel` loads every run of a sweep (`aggregate.load_runs` / `load_histories`) and owns what
-both views show: the per-ratio summary (mean ± std over seeds, one formatter), the convergence
-tables, the figures with their captions, and the prose that explains them. `report/sweep_report.py`
-renders it to report.html, `report/study_markdown.py` to a study README; neither picks columns, formats
-numbers or describes convergence on its own, so the two can never disagree.
+`ReportModel` loads every run of a sweep (`aggregate.load_runs` / `load_histories` / `load_val_histories`)
+and owns what both views show: the per-ratio summary (mean ± std over seeds, one formatter), the
+convergence and validation-curve tables, the figures with their captions, the selection split, and
+the prose that explains them. `report/sweep_report.py` renders it to report.html,
+`report/study_markdown.py` to a study README; neither picks columns, formats numbers or describes
+convergence on its own, so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from batchmix.batch_types import batch_type_names
-from batchmix.convergence import ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, figure_name
+from batchmix.convergence import (ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_FRACTIONS, VAL_METRIC,
+                                  figure_name, fraction_name)
 from batchmix.eval.settings import HEADLINE_ORDER
 from batchmix.report import plots
-from batchmix.report.aggregate import by_ratio, load_histories, load_runs, sweep_shape
+from batchmix.report.aggregate import by_ratio, load_histories, load_runs, load_val_histories, sweep_shape
+from batchmix.report.selection_split import run_objectives, selection_note
+from batchmix.report.val_curve import plot_val_curve
 
 # The headline metrics of a ratio sweep, in the order the report's summary tables show them.
 REPORT_HEADLINE = (*(f"map/{s}" for s in HEADLINE_ORDER), "bias/rank_distance", "recall@10/multi")
@@ -29,9 +33,12 @@ REPORT_HEADLINE = (*(f"map/{s}" for s in HEADLINE_ORDER), "bias/rank_distance", 
 CAPTIONS = {
     "curves_loss": "Training loss by batch type, one line per ratio (mean ± std over seeds)",
     "curves_mse": "In-batch similarity MSE by batch type, one line per ratio (mean ± std over seeds)",
+    "curves_val": f"Validation {VAL_METRIC} against the training step, one line per ratio (mean ± std over seeds)",
     "final_vs_ratio": "Final mAP and rank distance per ratio",
     "ternary": "Final metrics on the ratio simplex",
 }
+VAL_TABLE_CAPTION = (f"Validation curve ({VAL_METRIC}): final value, steps to "
+                     + " / ".join(f"{100 * f:g}" for f in VAL_FRACTIONS) + " % of it, area under the curve per step")
 
 
 def fmt_mean_std(mean: float | None, std: float | None, n: int, digits: int = 3) -> str:
@@ -61,18 +68,23 @@ class ReportFigure:
 class ReportModel:
     """Every run of a sweep (or of several run dirs) and what the report shows of them."""
 
-    def __init__(self, runs: pd.DataFrame, histories: pd.DataFrame, *, window: int = DEFAULT_WINDOW,
-                 tolerance: float = DEFAULT_TOLERANCE) -> None:
+    def __init__(self, runs: pd.DataFrame, histories: pd.DataFrame, *, val_histories: pd.DataFrame | None = None,
+                 objectives: list[str] | None = None, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE) -> None:
+        """`val_histories`: `load_val_histories` (None / empty: no run has one); `objectives`: what the runs
+        were selected on when there are no run dirs to read it from (an Optuna study's names)."""
         self.runs, self.histories = runs, histories
+        self.val_histories = val_histories if val_histories is not None else pd.DataFrame()
+        self._objectives = objectives
         self.window, self.tolerance = window, tolerance
         self._figures: dict[str, ReportFigure] = {}
 
     @classmethod
     def from_dirs(cls, dirs: list[Path], *, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE) -> "ReportModel":
-        runs = [load_runs(d, window, tolerance) for d in dirs]
-        histories = [load_histories(d) for d in dirs]
-        return cls(pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(),
-                   pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), window=window, tolerance=tolerance)
+        def stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+            return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+        return cls(stack([load_runs(d, window, tolerance) for d in dirs]), stack([load_histories(d) for d in dirs]),
+                   val_histories=stack([load_val_histories(d) for d in dirs]), window=window, tolerance=tolerance)
 
     # ------------------------------------------------------------------ the runs
     @cached_property
@@ -87,6 +99,21 @@ class ReportModel:
     def steps_key(self) -> str:
         """The convergence figure `steps_to_<p>pct` for this report's tolerance."""
         return figure_name(self.tolerance)
+
+    @cached_property
+    def objectives(self) -> list[str]:
+        """The runs' objectives (config.yaml; `selection_split.run_objectives`), else those given, else none."""
+        if self._objectives is None and "run_dir" in self.runs.columns:
+            return run_objectives(self.runs["run_dir"].dropna())
+        return list(self._objectives or [])
+
+    def selection_note(self) -> str:
+        """The one line saying which split chose the runs (`report/selection_split.py`)."""
+        return selection_note(self.objectives)
+
+    @property
+    def has_val_curve(self) -> bool:
+        return not self.val_histories.empty and VAL_METRIC in self.val_histories.columns
 
     def by_ratio(self, columns: list[str]) -> pd.DataFrame:
         """Numbers per ratio of the complete runs (`aggregate.by_ratio`: `n`, mean, `<col>/std`)."""
@@ -106,12 +133,14 @@ class ReportModel:
         return out
 
     def results_table(self) -> pd.DataFrame:
-        """The headline metrics and whole-run convergence per ratio, best map/multi first."""
+        """The selection metric (val map/multi), the test headline metrics and whole-run convergence per
+        ratio, ordered by val map/multi (test map/multi for runs without validation keys)."""
         steps = f"conv/all/loss/{self.steps_key}"
         headers = {steps: f"loss: steps to {100 * self.tolerance:g} %", "conv/all/loss/auc": "loss: AUC / step",
-                   "conv/all/mse/final": "MSE: final"}
-        return self.summary([*REPORT_HEADLINE, steps, "conv/all/loss/auc", "conv/all/mse/final"], digits={steps: 0},
-                            headers=headers, sort_by="map/multi")
+                   "conv/all/mse/final": "MSE: final", VAL_METRIC: f"{VAL_METRIC} (selection)"}
+        sort_by = VAL_METRIC if VAL_METRIC in self.complete.columns else "map/multi"
+        return self.summary([VAL_METRIC, *REPORT_HEADLINE, steps, "conv/all/loss/auc", "conv/all/mse/final"], digits={steps: 0},
+                            headers=headers, sort_by=sort_by)
 
     def convergence_tables(self) -> list[tuple[str, pd.DataFrame]]:
         """Per convergence figure (steps to settle, AUC, final): one column per curve and batch type."""
@@ -131,6 +160,27 @@ class ReportModel:
                 "span (its mean height; lower = lower loss over the whole run). final: last smoothed value. "
                 "Definitions: batchmix/convergence.py.")
 
+    def val_table(self) -> pd.DataFrame:
+        """Per ratio, over the runs with a validation curve: final val map/multi, steps to 90 / 95 % of it, AUC."""
+        prefix = f"conv/{VAL_METRIC}"
+        steps = {f"{prefix}/{fraction_name(f)}": f"steps to {100 * f:g} %" for f in VAL_FRACTIONS}
+        headers = {f"{prefix}/final": f"final {VAL_METRIC}", **steps, f"{prefix}/auc": "AUC / step"}
+        final = f"{prefix}/final"
+        runs = self.runs[pd.to_numeric(self.runs[final], errors="coerce").notna()] if final in self.runs.columns else self.runs.iloc[:0]
+        return self.summary(list(headers), {k: 0 for k in steps}, headers, runs=runs)
+
+    def val_note(self) -> str:
+        """What the validation curve and its table show, or the one line saying there is none."""
+        if not self.has_val_curve:
+            return ("No validation curve: no run has a val_history.csv (runs made before validation was logged), "
+                    "so the validation figure and table are left out.")
+        p = " / ".join(f"{100 * f:g} %" for f in VAL_FRACTIONS)
+        return (f"Validation curve: {VAL_METRIC} on the val split at every validation (step 0 = the untrained model). "
+                f"steps to {p}: the first validated step at or above that share of the run's own final val value, "
+                "so ratios that end at different accuracies compare on speed; AUC/step: trapezoid area under the "
+                "val points divided by their step span (mean height; higher = more accurate over the whole run). "
+                "Defined by val_convergence in batchmix/convergence.py.")
+
     def curves_note(self) -> str:
         return (f"Per batch type, smoothed with a bias-corrected EMA (span {self.window} observations of that type) on the "
                 "global-step axis; one line per ratio (mean over seeds, band ±1 std). 'all batches' is every step "
@@ -145,10 +195,14 @@ class ReportModel:
     def curves_figure(self, curve: str) -> ReportFigure:
         return self._figure(f"curves_{curve}", CAPTIONS[f"curves_{curve}"], lambda: plots.plot_curves(self.histories, curve, self.window))
 
+    def val_figure(self) -> ReportFigure:
+        return self._figure("curves_val", CAPTIONS["curves_val"], lambda: plot_val_curve(self.val_histories, VAL_METRIC))
+
     def curve_figures(self) -> list[ReportFigure]:
         """The figures over training steps. Both views show every figure of this list (report.html in its
-        curves section, the study README under Figures): a new curve plot is one entry here."""
-        return [self.curves_figure("loss"), self.curves_figure("mse")]
+        curves section, the study README under Figures): a new curve plot is one entry here. The
+        validation curve only where some run has a val_history.csv."""
+        return [self.curves_figure("loss"), self.curves_figure("mse"), *([self.val_figure()] if self.has_val_curve else [])]
 
     def final_vs_ratio_figure(self, prefix: str = "", set_label: str | None = None, name: str = "final_vs_ratio") -> ReportFigure:
         """Final mAP per setting and rank distance against the ratio; `prefix` selects an evaluation set."""

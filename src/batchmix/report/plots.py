@@ -83,19 +83,19 @@ def ratio_colors(frame: pd.DataFrame) -> tuple[dict[str, tuple], tuple[str, Norm
 # ------------------------------------------------------------------------------------- curves
 
 
-def _mean_band(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeds of one ratio on a common step grid (their overlap; linear interpolation): mean, std."""
+def mean_band(curves: pd.DataFrame, column: str = "smoothed") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds (`run`s) of one ratio on a common step grid (their overlap; linear interpolation): step, mean, std."""
     runs = [g.sort_values("step") for _, g in curves.groupby("run", sort=False)]
     if len(runs) == 1:
         only = runs[0]
-        return only["step"].to_numpy(float), only["smoothed"].to_numpy(float), np.zeros(len(only))
+        return only["step"].to_numpy(float), only[column].to_numpy(float), np.zeros(len(only))
     lo = max(g["step"].min() for g in runs)
     hi = min(g["step"].max() for g in runs)
     grid = np.unique(np.concatenate([g["step"].to_numpy(float) for g in runs]))
     grid = grid[(grid >= lo) & (grid <= hi)]
     if len(grid) == 0:
         return np.array([]), np.array([]), np.array([])
-    stack = np.vstack([np.interp(grid, g["step"].to_numpy(float), g["smoothed"].to_numpy(float)) for g in runs])
+    stack = np.vstack([np.interp(grid, g["step"].to_numpy(float), g[column].to_numpy(float)) for g in runs])
     return grid, stack.mean(axis=0), stack.std(axis=0, ddof=1)
 
 
@@ -123,7 +123,7 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
             sub = part[part["ratio"] == ratio]
             if sub.empty:
                 continue
-            x, mean, std = _mean_band(sub)
+            x, mean, std = mean_band(sub)
             ax.plot(x, mean, color=colors[ratio], lw=1.6, label=ratio)
             if std.any():
                 ax.fill_between(x, mean - std, mean + std, color=colors[ratio], alpha=0.15, lw=0)
@@ -143,14 +143,14 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
         fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes), label=f"{axis.removeprefix('ratio_')} share", shrink=0.6)
     else:
         handles, labels = axes[-1].get_legend_handles_labels()
-        fig.legend(handles, labels, title=f"ratio {_names_label()}\n{_colour_key()}",
+        fig.legend(handles, labels, title=f"ratio {_names_label()}\n{colour_key()}",
                    loc="outside right center", fontsize=9, title_fontsize=9)
     label = CURVE_LABELS[curve]
     fig.suptitle(f"{label[0].upper()}{label[1:]} by batch type, overlaid by ratio", fontsize=14)
     return fig
 
 
-def _colour_key() -> str:
+def colour_key() -> str:
     """`(colour: mono red,\ncross blue, multi green)`: each type's colour word (else its hex code)."""
     words = [f"{t.name} {t.color_name or to_hex(t.color)}" for t in map(get_batch_type, batch_type_names())]
     return f"(colour: {words[0]},\n{', '.join(words[1:])})"

@@ -24,7 +24,7 @@ from batchmix.io import atomic_write_text
 from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.report.aggregate import ratio_columns, triangle_columns, used_ratio_columns
 from batchmix.report.html import Section, render_html
-from batchmix.report.model import REPORT_HEADLINE, ReportFigure, ReportModel
+from batchmix.report.model import REPORT_HEADLINE, VAL_TABLE_CAPTION, ReportFigure, ReportModel
 from batchmix.report.optuna_trials import StudyTable, load_study_files, load_study_storage
 from batchmix.report import plots
 
@@ -72,7 +72,8 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
     if model.runs.empty and study_table is None:
         raise BatchmixError(f"no batchmix run under {source} (a run dir holds config.yaml + metrics.json or history.csv)")
     if model.runs.empty and study_table is not None:
-        model = ReportModel(_runs_from_study(study_table), model.histories, window=window, tolerance=tolerance)
+        model = ReportModel(_runs_from_study(study_table), model.histories, val_histories=model.val_histories,
+                            objectives=study_table.objectives, window=window, tolerance=tolerance)
     runs, complete = model.runs, model.complete
     out.mkdir(parents=True, exist_ok=True)
 
@@ -89,6 +90,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
         f"{len(runs)} runs ({len(complete)} complete), {n_ratios} distinct ratios"
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
         + f"; sweep shape: {model.shape} ({_shape_words(model.shape)}).",
+        model.selection_note(),
     ]
     sections.append(Section("Overview", overview, anchor="overview"))
 
@@ -99,7 +101,8 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
 
     if not complete.empty and any(c in complete.columns for c in REPORT_HEADLINE):
         results = Section("Results by ratio", [
-            "Held-out metrics per ratio (mean ± sample std over seeds where a ratio has several), best map/multi first. "
+            "Per ratio (mean ± sample std over seeds where a ratio has several), ordered by the final val/map/multi, the "
+            "selection objective; the other metrics are the test split's, reported and never used to choose. "
             "Convergence columns use every training step (batch type 'all'); per-type figures are in the convergence section.",
         ], tables=[("Final metrics", model.results_table())], anchor="results")
         if any(f"map/{s}" in complete.columns for s in EVAL_SETTINGS):
@@ -118,12 +121,15 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
             sections.append(simplex)
 
     if not model.histories.empty:
-        curves = Section("Loss and MSE curves", [model.curves_note()], anchor="curves")
+        # the validation curve is one of `curve_figures` (beside loss and MSE); its table heads the convergence section
+        curves = Section("Loss, MSE and validation curves", [model.curves_note()] + ([] if model.has_val_curve else [model.val_note()]),
+                         anchor="curves")
         for figure in model.curve_figures():
             add(curves, figure)
         sections.append(curves)
-        sections.append(Section("Convergence by ratio", [model.convergence_note()], tables=model.convergence_tables(),
-                                anchor="convergence"))
+        val = [(VAL_TABLE_CAPTION, model.val_table())] if model.has_val_curve else []
+        sections.append(Section("Convergence by ratio", [model.convergence_note()] + ([model.val_note()] if val else []),
+                                tables=val + model.convergence_tables(), anchor="convergence"))
 
     if study_table is not None:
         optuna_section = Section("Optuna study", [
