@@ -1,8 +1,9 @@
 """Fixed point for the evaluator: multilingual-e5-small zero-shot on all of XQuAD-R.
 
 Encodes every question and candidate sentence of all 11 languages with the embedded default
-model through batchmix's own encoding path (`DualEncoder.encode_texts`: prefixes `query: ` /
-`passage: `, mean pooling, L2 normalisation) and scores every LAReQA setting. An independent
+model through batchmix's own evaluation loop, the one `train.py` and `eval.py` run (a Lightning
+validation loop: `DualEncoder.validation_step` with prefixes `query: ` / `passage: `, mean pooling,
+L2 normalisation; `LAReQAMetric` gathers, `eval/scoring.py` scores every LAReQA setting). An independent
 implementation measured on the same weights: map/mono 0.800, map/cross 0.640, map/multi 0.298,
 rank distance 1214 (macro over languages / pairs); batchmix must agree within +-0.005.
 
@@ -21,8 +22,11 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import lightning as L  # noqa: E402
+
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
-from batchmix.eval.scoring import evaluate_corpus  # noqa: E402
+from batchmix.eval.rounds import EvalRound  # noqa: E402
+from batchmix.eval.validation import LAReQAValidation  # noqa: E402
 from batchmix.losses import InfoNCELoss  # noqa: E402
 from batchmix.models.dual_encoder import DualEncoder  # noqa: E402
 from batchmix.models.loading import EMBEDDED, load_encoder, load_tokenizer  # noqa: E402
@@ -45,7 +49,11 @@ def main() -> int:
         pooling="mean", query_prefix="query: ", passage_prefix="passage: ", query_max_length=512, passage_max_length=512,
     )
     start = time.perf_counter()
-    metrics = evaluate_corpus(corpus, *model.encoders(args.batch_size))
+    round_ = EvalRound({"all": corpus}, tokenize=model.tokenize, batch_size=args.batch_size, width=model.embedding_dim)
+    validation = LAReQAValidation()
+    trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", logger=False, callbacks=[validation],
+                        enable_progress_bar=False, enable_model_summary=False)
+    metrics = validation.run(trainer, model, round_)["all"]
     seconds = time.perf_counter() - start
     if args.out:
         with open(args.out, "w") as f:

@@ -137,7 +137,7 @@ def test_rerun_of_a_finished_run_is_skipped(uninterrupted, caplog):
     with caplog.at_level(logging.INFO, logger="batchmix"):
         out = train(compose_cfg(RUN), uninterrupted)
     assert f"already complete: {uninterrupted}" in caplog.text
-    assert out["objective"] == json.loads((uninterrupted / "metrics.json").read_text())["map/multi"]
+    assert out["objective"] == json.loads((uninterrupted / "metrics.json").read_text())["val/map/multi"]
     assert {p: p.stat().st_mtime_ns for p in files} == before  # nothing trained or rewritten
 
 

@@ -275,7 +275,7 @@ def test_optuna_trials_go_through_submitit_and_come_back(tmp_path):
         run = Path(t.user_attrs["output_dir"])
         assert run.parent == sweep and run.name == str(t.number)
         ratio = Ratio.from_mapping(OmegaConf.load(run / "config.yaml").ratio)
-        assert t.value == pytest.approx(synthetic_metrics(ratio)["map/multi"])
+        assert t.value == pytest.approx(synthetic_metrics(ratio)["val/map/multi"])
     # each trial ran as SLURM job <array>_<element>, and submitit kept its logs there
     job_dirs = sorted(p.name for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name)
     assert job_dirs == ["4200_0", "4200_1", "4201_0", "4201_1"]

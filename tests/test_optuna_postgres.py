@@ -65,6 +65,6 @@ def test_parallel_workers_share_one_study(tmp_path):
             assert run.name == str(t.number)
             ratio = Ratio.from_mapping(OmegaConf.load(run / "config.yaml").ratio)
             assert ratio.as_dict() == {k: t.user_attrs[f"ratio.{k}"] for k in ("mono", "cross", "multi")}
-            assert t.value == pytest.approx(synthetic_metrics(ratio)["map/multi"])
+            assert t.value == pytest.approx(synthetic_metrics(ratio)["val/map/multi"])
     finally:
         optuna.delete_study(study_name=name, storage=PG_URL)

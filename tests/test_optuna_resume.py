@@ -90,5 +90,5 @@ def test_killed_study_resumes_to_exactly_n_trials(tmp_path, xquad_root):
     for t in complete:  # each complete trial is one trained run with its own metrics
         run = Path(t.user_attrs["output_dir"])
         assert run == tmp_path / "sweep" / str(t.number)
-        assert t.value == pytest.approx(json.loads((run / "metrics.json").read_text())["map/multi"])
+        assert t.value == pytest.approx(json.loads((run / "metrics.json").read_text())["val/map/multi"])
     assert len({t.user_attrs["output_dir"] for t in complete}) == N_TRIALS

@@ -28,7 +28,7 @@ from batchmix.data.load import load_splits
 from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
 from batchmix.eval.rounds import EvalRound
-from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set
+from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
 from batchmix.eval.validation import VAL, LAReQAValidation
 from batchmix.io import atomic_dir, write_json
 from batchmix.loggers import build_logger, log_final_results
@@ -117,8 +117,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     title = f"{cfg.model.name_or_path} ({{}}, ratio {ratio.label()})"
 
     def evaluate(tag: str, **kwargs) -> dict[str, float]:  # eval/<tag>/ and eval/<tag>/<key>/ (batchmix.recipes.evaluate)
-        return evaluate_round(trainer, validation, module, corpora, eval_split, run.eval_dir(tag), cfg.eval,
-                              title=title.format(tag), tag=tag, **kwargs)
+        metrics = evaluate_round(trainer, validation, module, corpora, eval_split, run.eval_dir(tag), cfg.eval,
+                                 title=title.format(tag), tag=tag, **kwargs)
+        if eval_split == VAL:  # the reported split is val itself: its keys also as val/..., where selection reads them
+            metrics.update(prefixed(VAL, {k: v for k, v in metrics.items() if not k.startswith(tuple(f"{s}/" for s in extra_sets))}))
+        return metrics
 
     # 6. The trainer: checkpoints/last.ckpt every checkpoint.every_n_steps steps, at the end and on
     # SIGTERM (atomically); checkpoints/best.ckpt (checkpoint.best) at the best val objective.
@@ -173,7 +176,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             _export(module, staging)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio {'/'.join(ratio.names())} = {ratio.label()}",
-                        keys=HEADLINE + headline_keys(extra_sets)))
+                        keys=HEADLINE + headline_keys([VAL, *extra_sets])))  # val/...: the val curve's last point
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}

@@ -44,7 +44,7 @@ class BatchmixOptunaSweeperConf:
     # failed trials are marked FAIL and the sweep goes on).
     max_failure_rate: float = 1.0
     # An Optuna pruner (preset group hydra/sweeper/pruner, default median), used by jobs that report
-    # intermediate values (pruning.every_n_epochs > 0); null: Optuna's default (MedianPruner).
+    # intermediate values (pruning.enabled=true: the val curve); null: Optuna's default (MedianPruner).
     pruner: Any = MISSING
     # Seconds between heartbeats of the trials this sweeper runs. A RUNNING trial without a heartbeat
     # for grace_period seconds (null: 2 x heartbeat_interval) belongs to a sweeper that died: the next
