@@ -11,6 +11,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from test_train import TINY
 
 from batchmix.console import DropAdvertisements
@@ -33,6 +35,7 @@ def _log_messages(text: str) -> list[str]:
     return messages
 
 
+@pytest.mark.slow
 def test_the_console_of_a_training_run(tmp_path, xquad_root):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONWARNINGS": "default"}  # also the DeprecationWarnings Python hides outside __main__

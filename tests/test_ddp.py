@@ -42,6 +42,7 @@ def single_process(loss_cfg: dict) -> tuple[float, dict]:
     return loss_and_grads(module, make_batch(module, GLOBAL_BATCH))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache_chunk", [None, 3], ids=["plain", "gradcache"])
 def test_ddp_gathered_loss_and_grads_equal_single_process_on_the_global_batch(tmp_path, cache_chunk):
     loss_cfg = {"gather": True, "cache_chunk": cache_chunk}
@@ -52,6 +53,7 @@ def test_ddp_gathered_loss_and_grads_equal_single_process_on_the_global_batch(tm
         assert_same_grads(r["grads"], grads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache_chunk", [None, 3], ids=["plain", "gradcache"])
 def test_ddp_without_gather_sees_only_local_negatives(tmp_path, cache_chunk):
     ranks = run_ddp(tmp_path, {"gather": False, "cache_chunk": cache_chunk})

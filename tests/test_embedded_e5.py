@@ -60,6 +60,7 @@ def embed(model, tokenizer, texts: list[str], prefix: str) -> torch.Tensor:
 
 
 # --- conversion ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_converted_model_loads_with_no_missing_or_unexpected_keys(loaded, source, model_dir):
     model, info, _ = loaded
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info

@@ -28,6 +28,7 @@ def tiny_run(tmp_path_factory, xquad_root):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["run_dir", "export", "ckpt"])
 def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target):
     from batchmix.recipes.evaluate import evaluate

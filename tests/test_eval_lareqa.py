@@ -166,6 +166,7 @@ def toy_corpus(layout: dict[str, list[str]], seed: int, dim: int = 48, distracto
 # ----------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", [OVERLAPPING, DISJOINT], ids=["overlapping", "disjoint"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_toy_corpus_matches_reference(layout, seed):

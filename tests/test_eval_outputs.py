@@ -71,6 +71,7 @@ def full_depth_outputs(xquad_slice, tmp_path_factory):
     return corpus, metrics, out
 
 
+@pytest.mark.slow
 def test_ranx_on_full_depth_files_reproduces_every_setting(full_depth_outputs):
     corpus, metrics, out = full_depth_outputs
     langs = corpus.langs

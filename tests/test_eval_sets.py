@@ -71,6 +71,7 @@ def test_held_out_split_of_a_set_is_the_training_split_s_test_articles(tmp_path,
     assert set(corpus.languages["es"].question_ids) == set(splits["test"].languages["en"].question_ids)
 
 
+@pytest.mark.slow
 def test_train_scores_every_set_with_prefixed_metrics(tmp_path, xquad_root):
     from batchmix.recipes.train import train
 
@@ -91,6 +92,7 @@ def test_train_scores_every_set_with_prefixed_metrics(tmp_path, xquad_root):
     assert "xq/map/mono/zh" in metrics and "xq/map/cross/zh-en" not in metrics
 
 
+@pytest.mark.slow
 def test_eval_py_scores_sets_zero_shot(tmp_path, xquad_root):
     import subprocess
     import sys

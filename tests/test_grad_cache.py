@@ -11,6 +11,7 @@ from batchmix.errors import BatchmixError
 from scale_helpers import DEVICE, assert_same_grads, loss_and_grads, make_batch, tiny_encoder, training_losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk, learn_temperature", [(1, False), (5, True), (12, False), (64, True)])
 def test_cached_gradients_equal_uncached(chunk, learn_temperature):
     plain = tiny_encoder(loss={"learn_temperature": learn_temperature})
@@ -117,6 +118,7 @@ def test_batch_256_with_cache_chunk_32_needs_about_the_memory_of_batch_32():
     assert cached < large / 3
 
 
+@pytest.mark.slow
 def test_cache_chunk_in_a_training_run_gives_the_same_losses(tmp_path, xquad_root):
     """Through Lightning (automatic optimisation, clipping, LR schedule): identical loss curves."""
     curves = training_losses(tmp_path, {"plain": [], "cached": ["loss.cache_chunk=3"]})

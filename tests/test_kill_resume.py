@@ -186,6 +186,7 @@ for i in range(10**6):
 """
 
 
+@pytest.mark.slow
 def test_checkpoint_killed_mid_write_stays_loadable(tmp_path):
     """SIGKILL a process that rewrites a 16 MB checkpoint in a loop: the file on disk is always whole."""
     path = tmp_path / "last.ckpt"

@@ -126,6 +126,7 @@ def _gloo_worker(rank: int, world: int, init_file: str, root: str, out: str) -> 
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_score_exactly_what_one_process_scores(tmp_path, toy, xquad_root):
     corpus, q_emb, c_emb = toy
     mp.start_processes(_gloo_worker, args=(WORLD, str(tmp_path / "init"), str(xquad_root), str(tmp_path)), nprocs=WORLD, start_method="spawn")

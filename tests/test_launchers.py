@@ -337,6 +337,7 @@ main()
 '''
 
 
+@pytest.mark.slow
 def test_local_parallel_workers_split_the_cores(tmp_path):
     """Each joblib worker runs torch with cores // n_jobs threads (loky sets OMP_NUM_THREADS), so
     parallel points do not oversubscribe the CPU."""

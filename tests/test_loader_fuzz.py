@@ -237,6 +237,7 @@ def _load_all(root: Path, bad_file: Path) -> str:
     return "lareqa loaded and split"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=file_bytes(lareqa_document("de")))
 def test_mutated_lareqa_loads_or_fails_clearly(raw: bytes):
@@ -247,6 +248,7 @@ def test_mutated_lareqa_loads_or_fails_clearly(raw: bytes):
         event(_load_all(root, root / "de.json"))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=jsonl_bytes())
 def test_mutated_jsonl_loads_or_fails_clearly(raw: bytes):

@@ -22,6 +22,7 @@ def _xquad_texts(lang: str, articles: int) -> list[str]:
     return [s for p in paragraphs for s in p["sentences"]] + [q["question"] for p in paragraphs for q in p["qas"]]
 
 
+@pytest.mark.slow
 def test_token_ids_match_the_engine_on_xquad_r(tokenizer, source, engine):
     """Every language of XQuAD-R: same ids, except near-ties that e5.c's float32 Viterbi resolves
     to the lower-scoring split (ours must then score at least as high, on the same text)."""

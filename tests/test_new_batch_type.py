@@ -98,6 +98,7 @@ def test_config_complement_counts_the_fourth_share():
 
 
 # -------------------------------------------------------------------------------------- logging
+@pytest.mark.slow
 def test_training_logs_the_fourth_type(tmp_path, xquad_root):
     from batchmix.config import CONF_DIR
     from batchmix.recipes.train import train
@@ -142,6 +143,7 @@ def _fake_run(run, shares: dict[str, float], seed: int, steps: int = 40) -> None
     (run / "metrics.json").write_text(json.dumps(metrics))
 
 
+@pytest.mark.slow
 def test_report_of_a_sweep_with_the_fourth_type(tmp_path):
     from batchmix.report import plots
     from batchmix.report.aggregate import load_histories

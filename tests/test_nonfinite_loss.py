@@ -83,6 +83,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, xqu
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "history.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_nan_loss_is_one_line(tmp_path, xquad_root):
     """Through the CLI: a temperature so small that the logits overflow gives NaN at the first step."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

@@ -50,6 +50,7 @@ def _optuna_files(sweep: Path) -> None:
     pd.DataFrame(rows).to_csv(sweep / "optuna_trials.csv", index=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("val_every", [10, None], ids=["val-history", "before-val-history"])
 def test_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch, private_jupyter, val_every):
     """Also on runs made before val_history.csv existed: the validation cell says so and draws nothing."""

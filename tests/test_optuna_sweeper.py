@@ -184,6 +184,7 @@ def sweeps(tmp_path_factory) -> dict[str, tuple[Path, str, list[subprocess.Compl
     return results
 
 
+@pytest.mark.slow
 def test_rerun_continues_the_study_up_to_n_trials(sweeps):
     _, storage, (_, extended, finished) = sweeps["continued"]
     study = load(storage, "ratio_optuna")
@@ -198,6 +199,7 @@ def test_rerun_continues_the_study_up_to_n_trials(sweeps):
     assert not first & {tuple(t.params.values()) for t in study.trials[4:]}
 
 
+@pytest.mark.slow
 def test_every_trial_trained_the_ratio_it_records(sweeps):
     tmp, storage, _ = sweeps["continued"]
     for t in load(storage, "ratio_optuna").trials:
@@ -210,6 +212,7 @@ def test_every_trial_trained_the_ratio_it_records(sweeps):
         assert t.value == pytest.approx(synthetic_metrics(Ratio.from_mapping(cfg.ratio))["val/map/multi"])
 
 
+@pytest.mark.slow
 def test_study_tables_in_the_sweep_dir(sweeps):
     tmp, storage, _ = sweeps["continued"]
     table = pd.read_csv(tmp / "sweep" / "optuna_trials.csv")
@@ -227,6 +230,7 @@ def test_study_tables_in_the_sweep_dir(sweeps):
 
 
 # ------------------------------------------------------------------ failures, pruning, Pareto
+@pytest.mark.slow
 def test_failed_trials_are_marked_and_the_sweep_goes_on(sweeps):
     _, storage, (res,) = sweeps["failing"]
     trials = load(storage, "failing").trials
@@ -240,6 +244,7 @@ def test_failed_trials_are_marked_and_the_sweep_goes_on(sweeps):
     assert "negative share" in res.stderr
 
 
+@pytest.mark.slow
 def test_jobs_report_to_their_trial_and_get_pruned(sweeps):
     _, storage, _ = sweeps["pruned"]
     trials = load(storage, "ratio_optuna").trials
@@ -255,6 +260,7 @@ def test_jobs_report_to_their_trial_and_get_pruned(sweeps):
     assert pruned and all(t.number >= 2 for t in pruned)  # not before n_startup_trials
 
 
+@pytest.mark.slow
 def test_pareto_study_writes_the_front(sweeps):
     tmp, storage, _ = sweeps["pareto"]
     study = load(storage, "ratio_optuna_pareto")
@@ -305,6 +311,7 @@ def test_a_launch_without_results_does_not_stop_the_sweep(tmp_path):
     assert "TIMEOUT" in trials[1].user_attrs["error"] and "TIMEOUT" in trials[3].user_attrs["error"]
 
 
+@pytest.mark.slow
 def test_a_trial_left_running_without_heartbeat_is_failed_and_run_again(tmp_path):
     """A study left by a sweeper that never beat (a batchmix before heartbeats, Ctrl-Z'd, another
     tool): its RUNNING trial is failed once older than the grace period and its point re-run."""
@@ -355,6 +362,7 @@ BAD_STORAGES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", BAD_STORAGES)
 def test_bad_storage_url_is_one_line_before_any_trial(case, tmp_path):
     import time

@@ -25,6 +25,7 @@ def compose_cfg(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
+@pytest.mark.slow
 def test_the_preflight_imports_neither_lightning_nor_transformers():
     """Cheap by construction: a typo must cost a second, not the seconds of these imports."""
     code = "import sys, batchmix.preflight; print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'transformers'}))"
@@ -32,6 +33,7 @@ def test_the_preflight_imports_neither_lightning_nor_transformers():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_validate_accepts_the_defaults_and_every_loss_and_logger():
     assert validate(compose_cfg([])).as_dict()["mono"] == pytest.approx(compose_cfg([]).ratio.mono)
     for loss in ("infonce", "mse", "distill_mse"):

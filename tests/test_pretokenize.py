@@ -71,6 +71,7 @@ def epoch_batches(groups: TrainingGroups, batch_type: str, mono_mode: str = "bat
     return sampler.plan_epoch(0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lengths", list(LENGTHS))
 @pytest.mark.parametrize("batch_type, mono_mode", [("mono", "batch"), ("mono", "pair"), ("cross", "batch"), ("multi", "batch")])
 def test_pretokenized_batches_equal_on_the_fly_ones(groups, tokenizer, tmp_path, lengths, batch_type, mono_mode):
@@ -238,6 +239,7 @@ def test_resume_continues_the_schedule(groups, tokenizer, tmp_path, num_workers)
     assert resumed.seen == [(0, 2), (0, 3)] + [(1, i) for i in range(4)]
 
 
+@pytest.mark.slow
 def test_pretokenize_and_workers_give_identical_training_runs(tmp_path, xquad_root, monkeypatch):
     """Through `train(cfg)` with dropout on, two epochs: the loss history is bit-for-bit the same."""
     from batchmix.recipes.train import train

@@ -105,6 +105,7 @@ def _images(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_with_every_plot(simplex_report, simplex_sweep):
     assert simplex_report == simplex_sweep / "report" / "report.html"
     page = simplex_report.read_text()
@@ -185,6 +186,7 @@ def _study(tmp_path: Path, multi: bool):
     return study, storage
 
 
+@pytest.mark.slow
 def test_optuna_files_in_a_sweep_dir_give_history_and_pareto_front(tmp_path):
     study, _ = _study(tmp_path, multi=True)
     sweep = make_fake_sweep(tmp_path / "sweep", ratios=LINE, seeds=(0,), steps=20)
@@ -223,6 +225,7 @@ def test_study_name_and_directions_come_from_the_sweepers_multirun_yaml(tmp_path
     assert table.objectives == ["map/multi", "bias/rank_distance"]
 
 
+@pytest.mark.slow
 def test_report_straight_from_a_storage_url(tmp_path):
     _, storage = _study(tmp_path, multi=False)
     res = subprocess.run([sys.executable, "-m", "batchmix.report", storage, "--study", "ratio", "--out", str(tmp_path / "out")],

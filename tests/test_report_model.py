@@ -63,6 +63,7 @@ def test_results_table_is_the_mean_and_std_of_the_run_files(sweep):
     assert means == sorted(means, reverse=True)
 
 
+@pytest.mark.slow
 def test_html_and_markdown_share_captions(sweep, tmp_path):
     page = build_report(sweep, tmp_path / "html").read_text()
     readme = write_study_markdown(sweep, tmp_path / "md" / "README.md").read_text()
@@ -98,6 +99,7 @@ def _text(values: list[float], digits: int) -> str:
     return f"{mean:.0f}" if digits == 0 and std == 0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+@pytest.mark.slow
 def test_val_table_and_figure_are_the_run_files_pooled_by_ratio(sweep, tmp_path):
     model = ReportModel.from_dirs([sweep])
     table = model.val_table()
@@ -127,6 +129,7 @@ def test_val_table_and_figure_are_the_run_files_pooled_by_ratio(sweep, tmp_path)
     assert page.count("Selection split: val (objective `val/map/multi`); test and zero-shot sets are reported, never used to choose.") == 1
 
 
+@pytest.mark.slow
 def test_study_markdown_shows_the_val_curve_table_and_selection_split(sweep, tmp_path):
     readme = write_study_markdown(sweep, tmp_path / "README.md").read_text()
     assert "Selection split: val (objective `val/map/multi`)" in readme

@@ -48,6 +48,7 @@ def _values(root: Path, ratio: tuple[float, float, float], key: str) -> np.ndarr
     return np.array(out)
 
 
+@pytest.mark.slow
 def test_block_has_paper_layout_with_independent_mean_and_std(study, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# My study\n\nprose before\n\n{BEGIN}\nold numbers\n{END}\n\nprose after\n")
@@ -71,6 +72,7 @@ def test_block_has_paper_layout_with_independent_mean_and_std(study, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"(figures/{name}.png)" in text
 
 
+@pytest.mark.slow
 def test_convergence_table_shows_each_types_raw_mean_of_its_last_10_batches(study, tmp_path):
     """The committed study table's "last 10" columns: what training wrote as train/<type>/loss_final
     before the final loss became the smoothed curve's last point, now read from history.csv."""
@@ -90,6 +92,7 @@ def test_convergence_table_shows_each_types_raw_mean_of_its_last_10_batches(stud
     assert row.split(" | ")[4] == "–"  # hybrid 0.5/0.5/0 has no multi batch
 
 
+@pytest.mark.slow
 def test_rerun_regenerates_the_same_block(study, tmp_path):
     readme = tmp_path / "README.md"
     write_study_markdown(study, readme)
@@ -112,6 +115,7 @@ def test_direction_verdicts_follow_the_two_standard_error_rule():
     assert _verdict_geq((70.0, 1.0, 3), (80.0, 1.0, 3), higher_is_better=False)[1] == "**matches**"
 
 
+@pytest.mark.slow
 def test_direction_table_reads_the_runs(study, tmp_path):
     readme = tmp_path / "README.md"
     write_study_markdown(study, readme)
@@ -128,6 +132,7 @@ def test_schedule_names():
     assert schedule_name(0.2, 0.8, 0) == "0.2 / 0.8 / 0"
 
 
+@pytest.mark.slow
 def test_cli_markdown_and_one_line_error(study, tmp_path, capsys):
     readme = tmp_path / "sub" / "README.md"
     assert report_main([str(study), "--out", str(tmp_path / "html"), "--markdown", str(readme)]) == 0

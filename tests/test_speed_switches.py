@@ -36,6 +36,7 @@ def test_torch_compile_gives_the_same_gradients_and_state_dict_keys(backend):
     loss_and_grads(module, make_batch(module, 5, offset=3))
 
 
+@pytest.mark.slow
 def test_bf16_mixed_training_run_stays_within_tolerance_of_fp32(tmp_path, xquad_root):
     curves = training_losses(tmp_path, {p: [f"trainer.precision={p}"] for p in ("32-true", "bf16-mixed")})
     # bf16 has an 8-bit mantissa: per-step losses move by ~1% (measured: at most 0.9% here).

@@ -56,6 +56,7 @@ def test_grid_step_must_divide_one(step):
     assert issubclass(GridStepError, BatchmixError)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step, n_points", [(0.25, 15), (0.5, 6)])
 def test_simplex_grid_sweep_launches_exactly_the_grid(step, n_points):
     jobs = _grid_jobs(step)

@@ -60,6 +60,7 @@ def test_model_configs_compose(name):
     assert "name_or_path" in cfg.model
 
 
+@pytest.mark.slow
 def test_train_in_process_writes_results(tmp_path, xquad_root):
     from batchmix.recipes.train import train
 
@@ -108,6 +109,7 @@ def test_train_on_jsonl_pairs_with_distillation(tmp_path, xquad_root):
     assert hist["loss"].notna().all() and (hist["loss"] >= 0).all()
 
 
+@pytest.mark.slow
 def test_training_changes_the_model_and_the_loss_falls(tmp_path, xquad_root):
     """Plain learning check on a tiny model: the InfoNCE loss goes down over a few epochs."""
     from batchmix.recipes.train import train
@@ -138,6 +140,7 @@ def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Completed
         (["trainer=ddp", "trainer.devices=3", "data.batch_size=16"], ["data.batch_size=16", "not divisible by the 3 processes", "multiple of 3"]),
     ],
 )
+@pytest.mark.slow
 def test_cli_errors_are_one_line_before_any_model_loads(tmp_path, args, fragments, xquad_root):
     res = _run(["model=tiny", f"hydra.run.dir={tmp_path}/run", *args], cwd=tmp_path, timeout=120)
     assert res.returncode == 2, res.stderr

@@ -37,6 +37,7 @@ def curve_run(tmp_path_factory, xquad_root):
     return run_dir, out
 
 
+@pytest.mark.slow
 def test_val_curve_has_the_expected_steps_and_the_logger_got_the_same_values(curve_run):
     run_dir, out = curve_run
     curve = pd.read_csv(run_dir / "val_history.csv")
@@ -48,6 +49,7 @@ def test_val_curve_has_the_expected_steps_and_the_logger_got_the_same_values(cur
         assert values == pytest.approx(curve[f"val/{key}"].tolist(), rel=1e-6, abs=1e-6)  # Lightning logs float32
 
 
+@pytest.mark.slow
 def test_final_val_metrics_are_the_objective_and_equal_eval_py_on_the_saved_weights(curve_run, tmp_path, xquad_root):
     """The validation loop's numbers = eval.py's (another trainer, another process's batches) on the same weights."""
     from batchmix.recipes.evaluate import evaluate
@@ -66,6 +68,7 @@ def test_final_val_metrics_are_the_objective_and_equal_eval_py_on_the_saved_weig
     assert conv["conv/val/map/multi/final"] == pytest.approx(metrics["val/map/multi"])
 
 
+@pytest.mark.slow
 def test_best_checkpoint_holds_the_weights_of_the_best_val_point(curve_run):
     run_dir, _ = curve_run
     curve = pd.read_csv(run_dir / "val_history.csv")
@@ -79,6 +82,7 @@ def test_best_checkpoint_holds_the_weights_of_the_best_val_point(curve_run):
     assert float(state["best_model_score"]) == pytest.approx(during_fit["val/map/multi"].max(), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_final_from_best_scores_the_best_weights(tmp_path, xquad_root):
     from batchmix.recipes.train import train
 

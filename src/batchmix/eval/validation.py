@@ -80,8 +80,9 @@ class LAReQAValidation(L.Callback):
         round_ = self._round()
         self.results = round_.compute()
         seconds = time.perf_counter() - self._start
-        pools = ", ".join(f"{key} {q} questions x {c} candidates" for key in round_.corpora for q, c in [round_.pool_size(key)])
-        log.info("validation at step %d (%s) took %.1fs", trainer.global_step, pools, seconds)
+        if trainer.is_global_zero:  # every rank scored the same numbers: one line, not one per process
+            pools = ", ".join(f"{key} {q} questions x {c} candidates" for key in round_.corpora for q, c in [round_.pool_size(key)])
+            log.info("validation at step %d (%s) took %.1fs", trainer.global_step, pools, seconds)
         if VAL in self.results and self.curve:
             self._add_point(trainer, pl_module, round_, seconds)
 
