@@ -117,3 +117,17 @@ def test_allow_test_selection_lets_a_test_objective_through():
     validate(compose_cfg(TINY + ["objective=map/multi", "allow_test_selection=true"]))
     with pytest.raises(BatchmixError, match="allow_test_selection='maybe' must be true or false"):
         validate(compose_cfg(TINY + ["objective=map/multi", "allow_test_selection=maybe"]))
+
+
+@pytest.mark.slow
+def test_validating_does_not_change_training(tmp_path, xquad_root):
+    """The same run with and without periodic validation takes the same steps: an evaluation loop
+    must draw nothing from the random state dropout uses (the tiny BERT trains with dropout 0.1)."""
+    from batchmix.recipes.train import train
+
+    losses = {}
+    for every in (0, 2):
+        cfg = compose_cfg(TINY + [f"data.root={xquad_root}", f"eval.val_every_n_steps={every}"])
+        train(cfg, tmp_path / str(every))
+        losses[every] = pd.read_csv(tmp_path / str(every) / "history.csv")["loss"].tolist()
+    assert losses[2] == losses[0]

@@ -67,8 +67,11 @@ class EvalRound:
         loaders = []
         for _, tower, texts in self.parts:
             batches = shard_batches([len(t) for t in texts], self.batch_size, rank, world)
-            # batch_size=None: each item is already a batch (a list of rows), collated on its own.
-            loaders.append(DataLoader(batches, batch_size=None, shuffle=False, collate_fn=self._collate(tower, texts)))
+            # batch_size=None: each item is already a batch (a list of rows), collated on its own. A
+            # generator of its own: a DataLoader iterator draws its seed from the global torch RNG
+            # otherwise, so validating would shift the dropout masks of every later training step.
+            loaders.append(DataLoader(batches, batch_size=None, shuffle=False, collate_fn=self._collate(tower, texts),
+                                      generator=torch.Generator()))
         return loaders
 
     def _collate(self, tower: str, texts: list[str]) -> Callable[[list[int]], dict[str, Any]]:
