@@ -131,3 +131,12 @@ def test_validating_does_not_change_training(tmp_path, xquad_root):
         train(cfg, tmp_path / str(every))
         losses[every] = pd.read_csv(tmp_path / str(every) / "history.csv")["loss"].tolist()
     assert losses[2] == losses[0]
+
+
+def test_a_run_without_val_articles_is_one_line_before_the_model_loads(tmp_path, xquad_root):
+    from batchmix.recipes.train import train
+
+    cfg = compose_cfg(TINY + [f"data.root={xquad_root}", "data.split.train=0.9", "data.split.val=0.0", "data.split.test=0.1"])
+    with pytest.raises(BatchmixError, match=r"the val split is empty .*data.split.val=0.1"):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()

@@ -9,6 +9,7 @@ objective (default `val/map/multi`: the final validation, never the test split) 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     groups, splits = load_splits(cfg.data)
     eval_split = cfg.eval.split
     eval_corpus = _nonempty(splits, eval_split, "eval.split")
-    val_corpus = _nonempty(splits, VAL, "the val split (data.split.val)") if eval_split != VAL else eval_corpus
+    val_corpus = _nonempty(splits, VAL, "data.split.val") if eval_split != VAL else eval_corpus
     # eval.sets: more corpora scored the same way (e.g. MLQA-R zero-shot), metrics prefixed `<set>/`.
     extra_sets = {spec.key: load_eval_set(spec) for spec in eval_sets(cfg)}
 
@@ -152,7 +153,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # 8. Train on hybrid batches.
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=False)  # our own checkpoint
+        with warnings.catch_warnings():
+            # eval.val_every_n_steps=0: no periodic validation, so fit gets no val loaders (on purpose)
+            warnings.filterwarnings("ignore", message="Total length of .* across ranks is zero")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=False)  # our own checkpoint
     except SIGTERMException:
         raise sigterm_exit(run_dir, trainer.global_step) from None
     history = pd.DataFrame(module.history)
@@ -184,6 +188,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
 def _nonempty(splits: dict[str, LAReQACorpus], name: str, what: str) -> LAReQACorpus:
     if name not in splits or not splits[name].langs or not any(ls.question_ids for ls in splits[name].languages.values()):
+        if what == "data.split.val":
+            raise BatchmixError(f"the val split is empty (data.split {list(splits)}): selection reads it; give it articles, e.g. data.split.val=0.1")
         raise BatchmixError(f"{what}={name!r} is empty or not one of the data.split keys {list(splits)}")
     return splits[name]
 
