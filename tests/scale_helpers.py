@@ -42,20 +42,23 @@ def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | Non
     return build_dual_encoder(cfg, {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})}).to(DEVICE)
 
 
-def make_batch(module: DualEncoder, n: int, offset: int = 0) -> dict[str, Any]:
-    """n query/passage pairs (texts cycled, with a distinguishing number so no two are equal)."""
+def make_batch(module: DualEncoder, n: int, offset: int = 0, ids: list[str] | None = None) -> dict[str, Any]:
+    """n query/passage pairs (texts cycled, with a distinguishing number so no two are equal);
+    `ids`: their parallel ids (a repeated id makes one row a translation of another's pair)."""
     queries = [f"{TEXTS[(2 * i + offset) % len(TEXTS)]} #{i + offset}" for i in range(n)]
     passages = [f"{TEXTS[(2 * i + 1 + offset) % len(TEXTS)]} ({i + offset})" for i in range(n)]
     return {
         "query": {k: v.to(module.device) for k, v in module.tokenize(queries, "query").items()},
         "positive": {k: v.to(module.device) for k, v in module.tokenize(passages, "passage").items()},
         "batch_type": "multi",
+        **({"ids": list(ids)} if ids is not None else {}),
     }
 
 
 def slice_batch(batch: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
     """Rows start..stop of a batch: what one DDP rank holds of the global batch."""
-    return {k: ({f: t[start:stop] for f, t in v.items()} if isinstance(v, dict) else v) for k, v in batch.items()}
+    return {k: ({f: t[start:stop] for f, t in v.items()} if isinstance(v, dict) else v[start:stop] if isinstance(v, list) else v)
+            for k, v in batch.items()}
 
 
 def loss_and_grads(module: DualEncoder, batch: dict[str, Any], autocast: torch.dtype | None = None) -> tuple[float, dict[str, torch.Tensor]]:
@@ -81,7 +84,8 @@ class StepWrapper(torch.nn.Module):
         return self.module.training_step(batch, 0)
 
 
-def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch: int, loss_cfg: dict[str, Any]) -> None:
+def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch: int, loss_cfg: dict[str, Any],
+               ids: list[str] | None = None) -> None:
     """One rank: embed its slice of the global batch under DDP (gloo), back-propagate, save loss + grads."""
     import warnings
 
@@ -93,7 +97,7 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         module = tiny_encoder(loss=loss_cfg)  # same seed on every rank: identical weights
-        batch = make_batch(module, global_batch)
+        batch = make_batch(module, global_batch, ids=ids)
         local = global_batch // world
         shard = slice_batch(batch, rank * local, (rank + 1) * local)
         model = DistributedDataParallel(StepWrapper(module))

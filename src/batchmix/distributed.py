@@ -39,6 +39,16 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return torch.cat(all_gather(x.contiguous()), dim=0)
 
 
+def gather_tensor(x: Tensor) -> Tensor:
+    """`x` [b, ...] of every rank in rank order, without gradients (ids, keys); identity on one process.
+    Every rank must pass the same shape (the hybrid sampler gives each rank an equal slice)."""
+    if world_size() == 1:
+        return x
+    out = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(out, x.contiguous())
+    return torch.cat(out, dim=0)
+
+
 def check_world_size(cfg: DictConfig) -> None:
     """Under DDP data.batch_size is the global batch: it must split evenly over the processes."""
     devices, nodes = OmegaConf.select(cfg, "trainer.devices", default=1), OmegaConf.select(cfg, "trainer.num_nodes", default=1)

@@ -9,6 +9,8 @@ negatives loss of arXiv 2408.10536):
 
 (van den Oord et al. 2018, "Representation Learning with Contrastive Predictive Coding").
 `symmetric=True` averages this with the passage→query direction cross_entropy(S.T, arange(B)).
+With `mask_translations=True` (default) a candidate j that shares query i's parallel id (a
+translation of its positive, losses/translation_mask.py) leaves the sum over j: S_ij = -inf.
 This equals sentence-transformers' MultipleNegativesRankingLoss (and its symmetric variant)
 with scale = 1/τ; it is rewritten here only because that class takes raw text features
 through a SentenceTransformer, while batchmix hands losses ready-made embeddings and a
@@ -25,22 +27,26 @@ from torch import Tensor
 
 from batchmix.errors import BatchmixError
 from batchmix.losses.base import BatchLoss, at_least_float32, check_pair_shapes
+from batchmix.losses.translation_mask import translation_mask
 from batchmix.options import switch
 
 
-def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool = False) -> Tensor:
+def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool = False, masked: Tensor | None = None) -> Tensor:
     """Mean InfoNCE loss (a scalar, at least float32) of a batch of query/positive embedding pairs.
 
     The similarities are taken in at least float32 whatever the input dtype: at τ = 0.05 a bf16
     cosine (8-bit mantissa, error up to ~0.004) would put up to ~0.08 of noise on every logit.
     At B = 1 there are no negatives and the loss is exactly 0. A number `temperature` must be > 0;
     a tensor one (exp of a learned log-scale, so positive) is not inspected, because reading its
-    value would force a device sync every step.
+    value would force a device sync every step. `masked` (bool [B, B]): logits left out of the
+    softmax (never the diagonal), e.g. `translation_mask`.
     """
     check_pair_shapes(q, p)
     if not isinstance(temperature, Tensor) and not temperature > 0:
         raise BatchmixError(f"temperature={temperature!r} must be > 0; set e.g. temperature=0.05")
     logits = (at_least_float32(q) @ at_least_float32(p).T) / temperature
+    if masked is not None:
+        logits = logits.masked_fill(masked, float("-inf"))
     labels = torch.arange(q.shape[0], device=q.device)
     loss = F.cross_entropy(logits, labels)
     if symmetric:
@@ -51,12 +57,15 @@ def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool 
 class InfoNCELoss(BatchLoss):
     """Cross-entropy over in-batch similarities at the loss's temperature; see the module docstring."""
 
-    def __init__(self, symmetric: bool = False, **common: Any) -> None:
+    def __init__(self, symmetric: bool = False, mask_translations: bool = True, **common: Any) -> None:
         super().__init__(**common)
         self.symmetric = switch("loss.symmetric", symmetric)
+        self.mask_translations = switch("loss.mask_translations", mask_translations)
 
     def compute(self, q: Tensor, p: Tensor, batch: dict[str, Any]) -> Tensor:
-        return info_nce(q, p, self.temperature, self.symmetric)
+        keys = batch.get("parallel_keys") if self.mask_translations else None
+        masked = translation_mask(keys, keys) if keys is not None else None
+        return info_nce(q, p, self.temperature, self.symmetric, masked)
 
     def extra_repr(self) -> str:
-        return f"symmetric={self.symmetric}"
+        return f"symmetric={self.symmetric}, mask_translations={self.mask_translations}"

@@ -29,8 +29,9 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from batchmix.distributed import gather_with_grad, world_size
+from batchmix.distributed import gather_tensor, gather_with_grad, world_size
 from batchmix.losses import BatchLoss, LossOutput
+from batchmix.losses.translation_mask import parallel_id_keys
 from batchmix.models.grad_cache import grad_cached_loss
 from batchmix.models.pooling import Pooling
 from batchmix.models.tokenize import tokenize
@@ -143,7 +144,18 @@ class DualEncoder(L.LightningModule):
         """Every rank's embeddings, with gradients, under DDP for an in-batch loss with `gather=True`; else `x`."""
         return gather_with_grad(x) if self.loss_fn.in_batch and self.loss_fn.gather else x
 
+    def with_parallel_keys(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch plus `parallel_keys`: int64 keys of its parallel ids, one per row of the embeddings
+        the loss sees (all-gathered with them under DDP), so a loss can mask translations of a
+        query's positive (losses/translation_mask.py). A batch without `ids` is returned as it is."""
+        if "ids" not in batch:
+            return batch
+        keys = parallel_id_keys(batch["ids"], device=self.device)
+        gathered = self.loss_fn.in_batch and self.loss_fn.gather
+        return {**batch, "parallel_keys": gather_tensor(keys) if gathered else keys}
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        batch = self.with_parallel_keys(batch)
         if self.loss_fn.cache_chunk is not None:
             out = grad_cached_loss(self, batch, self.loss_fn.cache_chunk)
         else:
