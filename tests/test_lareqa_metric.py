@@ -95,7 +95,8 @@ def test_a_row_never_encoded_is_an_error_not_a_silent_zero(toy):
         metric.compute()
 
 
-@pytest.mark.parametrize("n,batch_size,world", [(100, 16, 1), (100, 16, 2), (5, 64, 2), (1, 64, 2), (33, 8, 3)])
+@pytest.mark.parametrize("n,batch_size,world", [(100, 16, 1), (100, 16, 2), (5, 64, 2), (1, 64, 2), (33, 8, 3), (5, 64, 4),
+                                                 (9, 64, 4), (9, 64, 8), (49, 64, 8), (130, 64, 3)])
 def test_shard_batches_cover_every_row_once_and_match_the_single_process_batches(n, batch_size, world):
     lengths = [(7 * i) % 23 for i in range(n)]
     single = shard_batches(lengths, batch_size)

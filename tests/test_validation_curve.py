@@ -93,6 +93,12 @@ def test_final_from_best_scores_the_best_weights(tmp_path, xquad_root):
     curve = pd.read_csv(tmp_path / "val_history.csv")
     assert list(curve["step"]) == [2, 4, 6]  # the final round (best weights) adds no point of its own
     assert metrics["val/map/multi"] == pytest.approx(curve["val/map/multi"].max(), abs=1e-6)
+    # eval.py on the run scores the model the run reported: its best checkpoint, not last.ckpt.
+    from batchmix.recipes.evaluate import evaluate
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        ev = compose("eval", overrides=[f"checkpoint={tmp_path}", "split=test", "data.languages=[en,de,es]", f"data.root={xquad_root}", "eval.trec=false"])
+    assert evaluate(ev, tmp_path / "eval")["metrics"]["map/multi"] == pytest.approx(metrics["map/multi"], abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -105,6 +111,7 @@ def test_final_from_best_scores_the_best_weights(tmp_path, xquad_root):
         (["checkpoint.best=true", "objective=val/mrr/mono"], r"follows 'val/mrr/mono', which is not on the val curve"),
         (["eval.val_every_n_steps=-1"], r"eval.val_every_n_steps=-1 must be a non-negative integer"),
         (["eval.final_from=first"], r"eval.final_from='first' is not one of \['last', 'best'\]"),
+        (["eval.batch_size=0"], r"eval.batch_size=0 must be a positive integer"),
     ],
 )
 def test_choosing_on_anything_but_val_is_refused_in_one_line(overrides, message):
@@ -140,3 +147,35 @@ def test_a_run_without_val_articles_is_one_line_before_the_model_loads(tmp_path,
     with pytest.raises(BatchmixError, match=r"the val split is empty .*data.split.val=0.1"):
         train(cfg, tmp_path)
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_a_validation_resumes_with_its_whole_val_curve(tmp_path, xquad_root, monkeypatch):
+    """checkpoint.every_n_steps and eval.val_every_n_steps meet at step 4: last.ckpt is written after that
+    validation, so a run that dies there resumes with the point of step 4 and ends with the curve of an
+    uninterrupted run."""
+    import lightning as L
+
+    import batchmix.recipes.train as recipe
+
+    overrides = TINY + [f"data.root={xquad_root}", "eval.val_every_n_steps=2", "checkpoint.every_n_steps=4"]
+    recipe.train(compose_cfg(overrides), tmp_path / "whole")
+
+    class DieBeforeStep5(L.Callback):  # after step 4's validation and checkpoint, before step 5 trains
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 4:
+                raise RuntimeError("killed")
+
+    monkeypatch.setattr(recipe, "pruning_callbacks", lambda cfg: [DieBeforeStep5()])
+    with pytest.raises(RuntimeError, match="killed"):
+        recipe.train(compose_cfg(overrides), tmp_path / "killed")
+    saved = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 4
+    (state,) = [v for k, v in saved["callbacks"].items() if k.startswith("LAReQAValidation")]
+    assert [row["step"] for row in state["history"]] == [0, 2, 4]
+    monkeypatch.setattr(recipe, "pruning_callbacks", lambda cfg: [])
+    recipe.train(compose_cfg(overrides), tmp_path / "killed")
+    whole = pd.read_csv(tmp_path / "whole" / "val_history.csv")
+    resumed = pd.read_csv(tmp_path / "killed" / "val_history.csv")
+    assert list(resumed["step"]) == list(whole["step"]) == [0, 2, 4, 6]
+    assert resumed["val/map/multi"].tolist() == pytest.approx(whole["val/map/multi"].tolist(), abs=1e-9)

@@ -35,6 +35,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from batchmix.preflight import check_every_n_steps
@@ -58,10 +59,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class LastCheckpoint(Checkpoint):
     """Saves `<dirpath>/last.ckpt` every `every_n_steps` steps, at the end of training and on SIGTERM."""
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int = 50) -> None:
+    def __init__(self, dirpath: str | Path, every_n_steps: int = 50, val_every_n_steps: int = 0) -> None:
         self.path = Path(dirpath) / LAST_CHECKPOINT
         self.every_n_steps = check_every_n_steps(every_n_steps)
+        # A save due at a step that also validates waits for that validation (`on_validation_end`):
+        # saved before it, a resumed run would skip the validation (Lightning restarts past it) and
+        # lose that point of the val curve.
+        self.val_every_n_steps = val_every_n_steps
         self.saved_step: int | None = None  # global step of the state last written (None: none this fit)
+        self._due_after_validation: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
 
     def save(self, trainer: L.Trainer) -> None:
@@ -78,6 +84,14 @@ class LastCheckpoint(Checkpoint):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         step = trainer.global_step
         if self.every_n_steps and step % self.every_n_steps == 0 and step != self.saved_step:
+            if self.val_every_n_steps and step % self.val_every_n_steps == 0:
+                self._due_after_validation = step  # on_train_end / on_exception still save if it never comes
+                return
+            self.save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._due_after_validation == trainer.global_step and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._due_after_validation = None
             self.save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -24,7 +24,7 @@ from batchmix.eval.sets import eval_sets
 from batchmix.loggers import logger_builder
 from batchmix.losses import build_loss
 from batchmix.models.checks import check_model
-from batchmix.options import positive_number, select, switch
+from batchmix.options import positive_int, positive_number, select, switch
 from batchmix.ratio import Ratio
 from batchmix.selection import check_selection
 
@@ -47,6 +47,7 @@ def validate(cfg: DictConfig) -> Ratio:
     check_run(cfg)
     logger_builder(cfg)  # the logger's options (nothing is started)
     check_candidates(select(cfg, "eval.candidates"))
+    positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
     eval_sets(cfg, warn=False)  # eval.sets: keys, splits, no training questions, data roots
     check_selection(cfg)  # objective, pruning metric, best checkpoint: the val split only
     positive_number("optim.lr", select(cfg, "optim.lr"), "3e-5")
@@ -64,6 +65,7 @@ def validate_eval(cfg: DictConfig) -> None:
     """What `eval.py` can check before its model loads."""
     check_data_files(cfg)
     check_candidates(select(cfg, "eval.candidates"))
+    positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
     check_model(cfg)
     check_device(OmegaConf.select(cfg, "device", default="auto"), OmegaConf.select(cfg, "precision", default="32-true"))
 

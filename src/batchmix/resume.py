@@ -33,14 +33,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.errors import BatchmixError
-from batchmix.run_dir import CHECKPOINTS, FAILED, LAST_CHECKPOINT, METRICS, METRICS_BEFORE, RunDir, flatten, read_json
+from batchmix.run_dir import BEST_CHECKPOINT, CHECKPOINTS, FAILED, LAST_CHECKPOINT, METRICS, METRICS_BEFORE, VAL_HISTORY, RunDir, flatten, read_json
 from batchmix.sweep.objectives import select_objective
 
 log = logging.getLogger("batchmix")
 
 NOT_COMPARED = ("resume", "logger", "checkpoint")
 # What a previous run leaves that decides how a rerun continues (deleted on a fresh start).
-RUN_STATE_FILES = (f"{CHECKPOINTS}/{LAST_CHECKPOINT}", METRICS, METRICS_BEFORE, FAILED)
+RUN_STATE_FILES = (f"{CHECKPOINTS}/{LAST_CHECKPOINT}", f"{CHECKPOINTS}/{BEST_CHECKPOINT}", METRICS, METRICS_BEFORE, FAILED, VAL_HISTORY)
 # batchmix.io's temp files (`.<name>.<8 random chars>.tmp`, files or staging dirs) left by a killed writer.
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 

@@ -36,9 +36,10 @@ def shard_batches(lengths: list[int], batch_size: int, rank: int = 0, world: int
     if n == 0:
         return []
     count = max(math.ceil(n / batch_size), min(n, world))
-    size = math.ceil(n / count)
     order = sorted(range(n), key=lambda i: -lengths[i])
-    batches = [order[i : i + size] for i in range(0, n, size)]
+    # `count` batches as even as integers allow (sizes differ by at most one), so there are exactly
+    # `count` of them and every rank gets one when count >= world.
+    batches = [order[i * n // count : (i + 1) * n // count] for i in range(count)]
     return batches[rank::world]
 
 

@@ -51,7 +51,7 @@ class LAReQAValidation(L.Callback):
             curve: bool = True) -> dict[str, dict[str, float]]:
         """`trainer.validate` on `round_` (every rank calls it); returns {corpus key: metrics}.
         `curve=False`: its val point is not part of the curve (the weights of another step)."""
-        self.active, self.curve = round_, curve
+        self.active, self.curve, self.results = round_, curve, {}
         try:
             trainer.validate(module, datamodule=EvalDataModule(round_), ckpt_path=ckpt_path, verbose=False, weights_only=False)
         finally:
@@ -69,14 +69,19 @@ class LAReQAValidation(L.Callback):
         return round_
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:  # Lightning's sanity check runs a few batches: nothing to score
+            return
         self._start = time.perf_counter()
         self._round().reset(pl_module.device)
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._round().update(dataloader_idx, outputs["rows"], outputs["embeddings"])
+        if not trainer.sanity_checking:
+            self._round().update(dataloader_idx, outputs["rows"], outputs["embeddings"])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
         round_ = self._round()
         self.results = round_.compute()
         seconds = time.perf_counter() - self._start

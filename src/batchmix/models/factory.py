@@ -95,7 +95,9 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
             raise BatchmixError(f"{export} holds separate query/passage towers: evaluate its {CHECKPOINTS}/{LAST_CHECKPOINT} instead")
         module = build_dual_encoder(model_cfg)
     else:
-        ckpt = ckpt or run.last_checkpoint
+        # A run whose final evaluation read its best checkpoint (eval.final_from=best) is that model.
+        final_from_best = (cfg.get("eval") or {}).get("final_from") == "best" and run.best_checkpoint.is_file()
+        ckpt = ckpt or (run.best_checkpoint if final_from_best else run.last_checkpoint)
         if not ckpt.exists() or not cfg:
             raise BatchmixError(f"no model found at {path}: expected <run>/{MODEL}/{MODEL_INFO} or "
                                 f"<run>/{CHECKPOINTS}/{LAST_CHECKPOINT} with <run>/{CONFIG}")

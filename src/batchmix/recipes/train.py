@@ -127,7 +127,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     # 6. The trainer: checkpoints/last.ckpt every checkpoint.every_n_steps steps, at the end and on
     # SIGTERM (atomically); checkpoints/best.ckpt (checkpoint.best) at the best val objective.
     logger = build_logger(cfg, run_dir)
-    checkpoint = LastCheckpoint(run.checkpoints_dir, every_n_steps=cfg.checkpoint.every_n_steps)
+    checkpoint = LastCheckpoint(run.checkpoints_dir, every_n_steps=cfg.checkpoint.every_n_steps, val_every_n_steps=every)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         default_root_dir=str(run_dir),
