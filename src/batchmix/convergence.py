@@ -56,6 +56,7 @@ import pandas as pd
 
 from batchmix.batch_types import batch_type_names
 from batchmix.errors import BatchmixError
+from batchmix.eval.settings import VAL_SPLIT
 from batchmix.run_dir import RunDir
 
 ALL = "all"
@@ -64,7 +65,7 @@ DEFAULT_WINDOW = 20
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_MIN_SETTLED = 0.1
 LAST_N = 10
-VAL_METRIC = "val/map/multi"
+VAL_METRIC = f"{VAL_SPLIT}/map/multi"
 VAL_FRACTIONS = (0.9, 0.95)
 
 

@@ -17,11 +17,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.errors import BatchmixError
-from batchmix.eval.settings import VAL_CURVE_KEYS
+from batchmix.eval.settings import VAL_CURVE_KEYS, VAL_SPLIT
 from batchmix.options import switch
 from batchmix.sweep.objectives import check_objective, objective_names
 
-VAL_PREFIX = "val/"
+VAL_PREFIX = f"{VAL_SPLIT}/"
 FINAL_FROM = ("last", "best")
 _LOWER_IS_BETTER = ("bias/", "train/")  # rank distance, own-language share, losses
 

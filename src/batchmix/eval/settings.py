@@ -12,6 +12,9 @@ no evaluation setting, so report code that reads `map/<setting>` iterates over `
 from __future__ import annotations
 
 EVAL_SETTINGS: tuple[str, ...] = ("mono", "cross", "multi")
+# The split that chooses (objective, pruning, best checkpoint): its corpus key in an evaluation round
+# and the prefix of its metrics (`val/map/multi`).
+VAL_SPLIT = "val"
 # The order the printed metrics tables list them in: the multilingual pool (LAReQA's headline) first.
 HEADLINE_ORDER: tuple[str, ...] = ("multi", "mono", "cross")
 SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}

@@ -23,11 +23,11 @@ from typing import Any
 import lightning as L
 
 from batchmix.eval.rounds import EvalDataModule, EvalRound
-from batchmix.eval.settings import VAL_CURVE_KEYS
+from batchmix.eval.settings import VAL_CURVE_KEYS, VAL_SPLIT
 
 log = logging.getLogger("batchmix")
 
-VAL = "val"  # the key of the validation split in a round, and the prefix of its metrics
+VAL = VAL_SPLIT  # the key of the validation split in a round, and the prefix of its metrics
 
 
 def aggregate(metrics: dict[str, float]) -> dict[str, float]:

@@ -88,6 +88,13 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     return {"metrics": metrics, "out_dir": out_dir}
 
 
+def module_round(module: DualEncoder, corpora: Mapping[str, LAReQACorpus], eval_cfg: Mapping[str, Any]) -> EvalRound:
+    """The round that scores `corpora` with `module`'s tokenizer and width, as the `eval` config says
+    (batch_size, candidates): fit's periodic validation and every `evaluate_round` build it here."""
+    return EvalRound(corpora, tokenize=module.tokenize, batch_size=eval_cfg["batch_size"],
+                     candidates=eval_cfg["candidates"], width=module.embedding_dim)
+
+
 def evaluate_round(
     trainer: L.Trainer,
     validation: LAReQAValidation,
@@ -110,8 +117,7 @@ def evaluate_round(
     in the heatmaps and TREC runs; `tag` starts the log line ("final evaluation on ... took 41.0s").
     `ckpt_path`: score the weights of that checkpoint; `curve=False`: not a point of the val curve.
     """
-    round_ = EvalRound(corpora, tokenize=module.tokenize, batch_size=eval_cfg["batch_size"],
-                       candidates=eval_cfg["candidates"], width=module.embedding_dim)
+    round_ = module_round(module, corpora, eval_cfg)
     is_main = rank_zero_only.rank == 0
     if eval_cfg["trec"] and is_main:
         for metric in round_.metrics.values():

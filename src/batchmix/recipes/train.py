@@ -28,7 +28,6 @@ from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
 from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
-from batchmix.eval.rounds import EvalRound
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
 from batchmix.eval.validation import VAL, LAReQAValidation
 from batchmix.io import atomic_dir, write_json
@@ -37,7 +36,7 @@ from batchmix.models.factory import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.preflight import check_writable, offline_defaults, validate
-from batchmix.recipes.evaluate import evaluate_round
+from batchmix.recipes.evaluate import evaluate_round, module_round
 from batchmix.resume import plan_resume, sigterm_exit
 from batchmix.run_dir import BEST_CHECKPOINT, MODEL_INFO, RunDir
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
@@ -107,12 +106,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     )
     # 5. Evaluation as Lightning validation loops on the trainer's device (batchmix.eval.validation):
     # the val split every eval.val_every_n_steps steps (the val curve), and rounds before and after fit.
-    def make_round(corpora: dict) -> EvalRound:
-        return EvalRound(corpora, tokenize=module.tokenize, batch_size=cfg.eval.batch_size,
-                         candidates=cfg.eval.candidates, width=module.embedding_dim)
-
     every = cfg.eval.val_every_n_steps
-    validation = LAReQAValidation(make_round({VAL: val_corpus}) if every else None)
+    validation = LAReQAValidation(module_round(module, {VAL: val_corpus}, cfg.eval) if every else None)
     datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers, val_loaders=validation.val_dataloaders)
     corpora = {eval_split: eval_corpus, VAL: val_corpus, **extra_sets}
     title = f"{cfg.model.name_or_path} ({{}}, ratio {ratio.label()})"
