@@ -42,22 +42,36 @@ def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | Non
     return build_dual_encoder(cfg, {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})}).to(DEVICE)
 
 
-def make_batch(module: DualEncoder, n: int, offset: int = 0, ids: list[str] | None = None) -> dict[str, Any]:
+def make_batch(module: DualEncoder, n: int, offset: int = 0, ids: list[str] | None = None,
+               negatives: int = 0, negative_ids: list[str | None] | None = None) -> dict[str, Any]:
     """n query/passage pairs (texts cycled, with a distinguishing number so no two are equal);
-    `ids`: their parallel ids (a repeated id makes one row a translation of another's pair)."""
+    `ids`: their parallel ids (a repeated id makes one row a translation of another's pair);
+    `negatives`: hard negatives per query (query i's in rows i*N..), `negative_ids` the ids they answer."""
     queries = [f"{TEXTS[(2 * i + offset) % len(TEXTS)]} #{i + offset}" for i in range(n)]
     passages = [f"{TEXTS[(2 * i + 1 + offset) % len(TEXTS)]} ({i + offset})" for i in range(n)]
-    return {
+    batch = {
         "query": {k: v.to(module.device) for k, v in module.tokenize(queries, "query").items()},
         "positive": {k: v.to(module.device) for k, v in module.tokenize(passages, "passage").items()},
         "batch_type": "multi",
         **({"ids": list(ids)} if ids is not None else {}),
     }
+    if negatives:
+        texts = [f"{TEXTS[(3 * k + 2 + offset) % len(TEXTS)]} [{k + offset}]" for k in range(n * negatives)]
+        batch["negative"] = {k: v.to(module.device) for k, v in module.tokenize(texts, "passage").items()}
+        batch["negative_ids"] = list(negative_ids) if negative_ids is not None else [None] * len(texts)
+    return batch
 
 
 def slice_batch(batch: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
-    """Rows start..stop of a batch: what one DDP rank holds of the global batch."""
-    return {k: ({f: t[start:stop] for f, t in v.items()} if isinstance(v, dict) else v[start:stop] if isinstance(v, list) else v)
+    """Rows start..stop of a batch: what one DDP rank holds of the global batch (and those queries'
+    hard negatives)."""
+    per_query = len(batch["negative_ids"]) // len(batch["query"]["input_ids"]) if "negative_ids" in batch else 0
+
+    def rows(key: str, a: int, b: int) -> tuple[int, int]:
+        return (a * per_query, b * per_query) if key.startswith("negative") else (a, b)
+
+    return {k: ({f: t[slice(*rows(k, start, stop))] for f, t in v.items()} if isinstance(v, dict)
+                else v[slice(*rows(k, start, stop))] if isinstance(v, list) else v)
             for k, v in batch.items()}
 
 
@@ -85,7 +99,7 @@ class StepWrapper(torch.nn.Module):
 
 
 def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch: int, loss_cfg: dict[str, Any],
-               ids: list[str] | None = None) -> None:
+               ids: list[str] | None = None, negatives: int = 0, negative_ids: list[str | None] | None = None) -> None:
     """One rank: embed its slice of the global batch under DDP (gloo), back-propagate, save loss + grads."""
     import warnings
 
@@ -97,7 +111,7 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         module = tiny_encoder(loss=loss_cfg)  # same seed on every rank: identical weights
-        batch = make_batch(module, global_batch, ids=ids)
+        batch = make_batch(module, global_batch, ids=ids, negatives=negatives, negative_ids=negative_ids)
         local = global_batch // world
         shard = slice_batch(batch, rank * local, (rank + 1) * local)
         model = DistributedDataParallel(StepWrapper(module))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from jsonl_rows import write_training_jsonl
 
-from batchmix.data.corpus import Pair, TrainingGroups
+from batchmix.data.corpus import Negative, Pair, TrainingGroups
 from batchmix.data.jsonl import load_training_jsonl
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.split import split_by_article
@@ -31,8 +31,7 @@ def test_groups_by_sorted_id_with_variable_languages(tmp_path):
     groups = load_training_jsonl(path)
     assert groups.ids == ["7", "a", "b", "c"]
     assert [groups.langs_of(i) for i in range(len(groups))] == [["en"], ["de", "en"], ["en", "zh"], ["th"]]
-    assert groups.pairs[1]["en"] == Pair(query="en query a", positive="en answer a", context="ctx")
-    assert groups.pairs[1]["de"].context is None
+    assert groups.pairs[1]["en"] == Pair(query="en query a", positive="en answer a")  # `context` is not read
     assert groups.languages == ["de", "en", "th", "zh"]
 
 
@@ -40,8 +39,8 @@ def test_round_trip(tmp_path):
     groups = TrainingGroups(
         ids=["q1", "q2"],
         pairs=[
-            {"en": Pair("Who?", "Him.", "He did it. Him."), "zh": Pair("谁？", "他。")},
-            {"ar": Pair("متى؟", "أمس.\nline two", None)},
+            {"en": Pair("Who?", "Him.", (Negative("She.", "en"), Negative("Elle.", "fr", "q9"))), "zh": Pair("谁？", "他。")},
+            {"ar": Pair("متى؟", "أمس.\nline two")},
         ],
     )
     path = write_training_jsonl(groups, tmp_path / "out" / "train.jsonl")
@@ -52,7 +51,7 @@ def test_round_trip(tmp_path):
 
 def test_xquad_train_split_round_trip(tmp_path, xquad_root):
     train = split_by_article(load_lareqa(xquad_root, ["de", "en", "zh"]), seed=0)["train"]
-    groups = train.training_groups(with_context=True)
+    groups = train.training_groups()
     path = write_training_jsonl(groups, tmp_path / "xquad-train.jsonl")
     loaded = load_training_jsonl(path)
     assert loaded == groups
@@ -67,7 +66,9 @@ def test_xquad_train_split_round_trip(tmp_path, xquad_root):
         ([row("a", "en"), {"id": "b", "lang": "en", "query": "q?"}], r"train.jsonl:2: field 'positive' is missing"),
         ([{"id": "a", "lang": "en", "query": "  ", "positive": "p"}], r"train.jsonl:1: field 'query' is empty"),
         ([{"id": "a", "lang": None, "query": "q", "positive": "p"}], r"train.jsonl:1: field 'lang' is empty or not a string"),
-        ([row("a", "en", context=3)], r"train.jsonl:1: field 'context' must be a string"),
+        ([row("a", "en", negatives="x")], r"train.jsonl:1: field 'negatives' must be a list"),
+        ([row("a", "en", negatives=["ok", {"lang": "de"}])], r"train.jsonl:1: negatives\[1\] must be a non-empty text"),
+        ([row("a", "en", negatives=[{"text": "t", "id": [1]}])], r"train.jsonl:1: negatives\[0\] has lang='en' id=\[1\]"),
         ([row("a", "en"), row("b", "en"), "", row("a", "en")], r"train.jsonl:4: duplicate \(id, lang\) = \('a', 'en'\), first on line 1"),
         (["", "  "], r"train.jsonl has no rows"),
     ],

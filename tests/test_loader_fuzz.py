@@ -210,8 +210,8 @@ def assert_consistent_groups(groups: TrainingGroups) -> None:
         assert pairs and list(pairs) == sorted(pairs)
         for pair in pairs.values():
             assert isinstance(pair.query, str) and pair.query.strip() and isinstance(pair.positive, str) and pair.positive.strip()
-            assert pair.context is None or isinstance(pair.context, str)
-            assert_encodable(pair.query, pair.positive, pair.context or "")
+            assert all(isinstance(n.text, str) and n.text.strip() for n in pair.negatives)
+            assert_encodable(pair.query, pair.positive, *(n.text for n in pair.negatives))
 
 
 # ------------------------------------------------------------------------------------- properties

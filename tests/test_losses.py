@@ -141,8 +141,10 @@ def test_infonce_rejects_bad_shapes_and_temperature():
     q = random_unit_rows(4, 8, seed=16)
     with pytest.raises(ValueError, match=r"\(4, 8\) and \(3, 8\)"):
         info_nce(q, q[:3], 0.05)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"candidates \[B \+ M, D\]"):
         info_nce(q[0], q[0], 0.05)
+    with pytest.raises(ValueError, match=r"\(4, 8\) and \(6, 4\)"):
+        info_nce(q, random_unit_rows(6, 4, seed=1), 0.05)
     with pytest.raises(BatchmixError, match="temperature=0.0 must be > 0"):
         info_nce(q, q, 0.0)
 
@@ -177,7 +179,7 @@ def test_similarity_mse_gradient_and_dtypes():
     value_bf16 = similarity_mse(q.detach().bfloat16(), p.detach().bfloat16())
     assert value_bf16.shape == () and value_bf16.dtype == torch.float32
     assert value_bf16.item() == pytest.approx(similarity_mse(q.detach(), p.detach()).item(), rel=2e-2)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"candidates \[B \+ M, D\]"):
         similarity_mse(q, p[:, :4])
 
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from batchmix.data.lareqa import lareqa_files
 from batchmix.data.load import check_source
+from batchmix.data.negatives import check_negatives_options
 from batchmix.data.split import check_fractions
 from batchmix.errors import BatchmixError
 from batchmix.options import positive_int, select, switch
@@ -35,9 +36,16 @@ def check_num_workers(workers: Any) -> None:
 
 
 def check_loader(cfg: DictConfig) -> None:
-    """How batches are made: `data.pretokenize` and `data.num_workers`."""
+    """How batches are made: `data.pretokenize`, `data.num_workers`, the hard negatives (and that the
+    loss can use them)."""
     switch("data.pretokenize", OmegaConf.select(cfg, "data.pretokenize", default=False))
     check_num_workers(OmegaConf.select(cfg, "data.num_workers", default=0))
+    n, _ = check_negatives_options(OmegaConf.select(cfg, "data.hard_negatives", default=0),
+                                   OmegaConf.select(cfg, "data.negatives_lang", default="any"))
+    target = str(OmegaConf.select(cfg, "loss._target_", default=""))
+    if n and target.endswith("DistillMSELoss"):
+        raise BatchmixError(f"data.hard_negatives={n} has no use in loss=distill_mse (a per-example loss, no negatives); "
+                            f"set data.hard_negatives=0 or loss=infonce")
 
 
 def check_data(cfg: DictConfig) -> None:

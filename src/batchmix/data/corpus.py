@@ -70,24 +70,35 @@ class LAReQACorpus:
             languages={lang: ls.subset(groups) for lang, ls in self.languages.items()},
         )
 
-    def training_groups(self, with_context: bool = False) -> "TrainingGroups":
+    def training_groups(self) -> "TrainingGroups":
         """The training view: for every question id, its (question, answer sentence) per language."""
         by_id: dict[str, dict[str, Pair]] = {}
         for lang, ls in self.languages.items():
             for qid, q, a in zip(ls.question_ids, ls.questions, ls.answer_index):
-                ctx = ls.candidate_contexts[a] if with_context else None
-                by_id.setdefault(qid, {})[lang] = Pair(query=q, positive=ls.candidates[a], context=ctx)
+                by_id.setdefault(qid, {})[lang] = Pair(query=q, positive=ls.candidates[a])
         ids = sorted(by_id)
         return TrainingGroups(ids=ids, pairs=[by_id[i] for i in ids])
 
 
 @dataclass(frozen=True)
+class Negative:
+    """A hard negative passage: its text, its language, and (optional) the parallel id whose answer it
+    is, so a negative that is a translation of a query's own answer can be masked
+    (losses/translation_mask.py)."""
+
+    text: str
+    lang: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
 class Pair:
-    """A query and its positive passage in one language (`context`: the passage's paragraph)."""
+    """A query and its positive passage in one language, with the hard negatives given for them
+    (data/negatives.py chooses which join a batch)."""
 
     query: str
     positive: str
-    context: str | None = None
+    negatives: tuple[Negative, ...] = ()
 
 
 @dataclass

@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from batchmix.data.checks import check_num_workers
 from batchmix.data.corpus import TrainingGroups
+from batchmix.data.negatives import check_hard_negatives, check_negatives_options, pick_negatives
 from batchmix.data.pretokenize import PretokenizedPairs, pad, text_settings
 from batchmix.models.tokenize import tokenize
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler, PairRef
@@ -40,6 +41,11 @@ class PairCollator:
     With `pivot_lang` set (distillation) the batch also carries the id's query and positive in the
     pivot language (or, for an id without it, in the pair's own language).
 
+    With `hard_negatives=N` the batch also carries `negative`: N hard negatives per query, query i's
+    in rows i*N .. i*N+N-1 (chosen by `batchmix.data.negatives.pick_negatives` under `negatives_lang`),
+    tokenised as passages, with their `negative_ids` (the parallel id each answers, or None) and
+    `negative_langs`.
+
     With `pretokenized` (from `batchmix.data.pretokenize.pretokenize`, built from the same groups
     and settings) texts are not tokenised here: their cached ids are looked up, pivots included,
     and padded per batch, giving the very tensors on-the-fly tokenisation gives. The collator is
@@ -57,6 +63,8 @@ class PairCollator:
         passage_max_length: int = 128,
         pivot_lang: str | None = None,
         pretokenized: PretokenizedPairs | None = None,
+        hard_negatives: int = 0,
+        negatives_lang: str = "any",
     ) -> None:
         self.groups, self.tokenizer = groups, tokenizer
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
@@ -65,6 +73,8 @@ class PairCollator:
         if pretokenized is not None:
             pretokenized.check_compatible(groups, text_settings(query_prefix, passage_prefix, query_max_length, passage_max_length))
         self.pretokenized = pretokenized
+        self.hard_negatives, self.negatives_lang = check_negatives_options(hard_negatives, negatives_lang)
+        check_hard_negatives(groups, self.hard_negatives, self.negatives_lang)
 
     def _queries(self, keys: list[tuple[int, str]]) -> dict[str, Any]:
         if self.pretokenized is not None:
@@ -91,6 +101,12 @@ class PairCollator:
             "epoch": refs[0].epoch,
             "index": refs[0].index,
         }
+        if self.hard_negatives:
+            # Not pretokenised: negatives are chosen per (id, positive language) as batches are made.
+            negatives = [neg for r in refs for neg in pick_negatives(self.groups, r.group, r.positive_lang, self.hard_negatives, self.negatives_lang)]
+            batch["negative"] = tokenize(self.tokenizer, [n.text for n in negatives], self.passage_prefix, self.passage_max_length)
+            batch["negative_ids"] = [n.id for n in negatives]
+            batch["negative_langs"] = [n.lang for n in negatives]
         if self.pivot_lang is not None:
             pairs, pivot = self.groups.pairs, self.pivot_lang
             batch["pivot_query"] = self._queries([(r.group, pivot if pivot in pairs[r.group] else r.query_lang) for r in refs])

@@ -1,8 +1,14 @@
-"""The generic training format: one JSON object per line, `{id, lang, query, positive[, context]}`.
+"""The generic training format: one JSON object per line, `{id, lang, query, positive[, negatives]}`.
 
 Any parallel retrieval data (translated SQuAD, a LAReQA train split, in-house pairs) can be
 trained on once it is in this shape: rows that share an `id` are translations of one another and
 form one `TrainingGroups` group, which is what hybrid batching samples from.
+
+`negatives` (optional): hard negative passages for the row, best first, each a string (in the
+row's language) or `{"text": ..., "lang": ..., "id": ...}` (`lang` defaults to the row's language;
+`id` is the parallel id the passage answers, if any, so that a translation of a query's own answer
+is never scored as its negative). `python -m batchmix.mine` writes this format. Other fields (a
+paragraph `context`, say) are ignored: training pairs are (query, sentence) pairs.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import os
 import reprlib
 from pathlib import Path
 
-from batchmix.data.corpus import Pair, TrainingGroups
+from batchmix.data.corpus import Negative, Pair, TrainingGroups
 from batchmix.data.lareqa import check_text
 from batchmix.errors import BatchmixError
 
@@ -26,6 +32,27 @@ def _text(row: dict, key: str, where: str) -> str:
         raise BatchmixError(f"{where}: field {key!r} is {state}; every row needs {', '.join(REQUIRED_FIELDS)}")
     check_text(where, f"field {key!r}", str(value))
     return str(value)
+
+
+def parse_negatives(value: object, lang: str, where: str) -> tuple[Negative, ...]:
+    """A row's `negatives` field (absent or null: none); see the module docstring for the shapes."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise BatchmixError(f"{where}: field 'negatives' must be a list of texts or {{text, lang, id}} objects, got {reprlib.repr(value)}")
+    out = []
+    for k, item in enumerate(value):
+        field = f"negatives[{k}]"
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            raise BatchmixError(f"{where}: {field} must be a non-empty text or an object with a 'text' string, got {reprlib.repr(item)}")
+        neg_lang, neg_id = item.get("lang") or lang, item.get("id")
+        if not isinstance(neg_lang, str) or (neg_id is not None and (isinstance(neg_id, bool) or not isinstance(neg_id, (str, int)))):
+            raise BatchmixError(f"{where}: {field} has lang={reprlib.repr(neg_lang)} id={reprlib.repr(neg_id)}; lang is a code, id a string or absent")
+        check_text(where, field, item["text"])
+        out.append(Negative(text=item["text"], lang=neg_lang, id=None if neg_id is None else str(neg_id)))
+    return tuple(out)
 
 
 def load_training_jsonl(path: str | os.PathLike) -> TrainingGroups:
@@ -55,21 +82,40 @@ def load_training_jsonl(path: str | os.PathLike) -> TrainingGroups:
                 if not isinstance(row, dict):
                     raise BatchmixError(f"{where}: a JSON {type(row).__name__}, not an object; each line must be one row")
                 qid, lang, query, positive = (_text(row, key, where) for key in REQUIRED_FIELDS)
-                context = row.get("context")
-                if context is not None and not isinstance(context, str):
-                    raise BatchmixError(f"{where}: field 'context' must be a string or absent, got {reprlib.repr(context)}")
-                if context is not None:
-                    check_text(where, "field 'context'", context)
+                negatives = parse_negatives(row.get("negatives"), lang, where)
                 if (qid, lang) in first_line:
                     raise BatchmixError(
                         f"{where}: duplicate (id, lang) = ({qid!r}, {lang!r}), first on line "
                         f"{first_line[(qid, lang)]}; keep one row per id and language"
                     )
                 first_line[(qid, lang)] = line_no
-                by_id.setdefault(qid, {})[lang] = Pair(query=query, positive=positive, context=context)
+                by_id.setdefault(qid, {})[lang] = Pair(query=query, positive=positive, negatives=negatives)
         except UnicodeDecodeError as e:
             raise BatchmixError(f"{path} is not UTF-8 ({e.reason}) after line {line_no}; re-encode it as UTF-8") from None
     if not by_id:
         raise BatchmixError(f"training file {path} has no rows; it needs one JSON object per line")
     ids = sorted(by_id)
     return TrainingGroups(ids=ids, pairs=[{lang: by_id[i][lang] for lang in sorted(by_id[i])} for i in ids])
+
+
+def negative_row(negative: Negative) -> dict[str, str]:
+    row = {"text": negative.text, "lang": negative.lang}
+    return row if negative.id is None else {**row, "id": negative.id}
+
+
+def write_training_jsonl(groups: TrainingGroups, path: str | os.PathLike) -> Path:
+    """Write `groups` as training rows (by id, then language), `negatives` where a pair has some:
+    what `load_training_jsonl` reads back equal (the miner's output; an exported train split)."""
+    path = Path(str(path)).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for qid, pairs in zip(groups.ids, groups.pairs):
+            for lang in sorted(pairs):
+                pair = pairs[lang]
+                row: dict = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
+                if pair.negatives:
+                    row["negatives"] = [negative_row(n) for n in pair.negatives]
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)  # never a half-written file under the final name
+    return path

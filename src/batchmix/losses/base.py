@@ -2,7 +2,9 @@
 
 One interface, so `DualEncoder` and GradCache never ask which loss trains:
 
-    out = loss(q, p, batch)        # q, p: the batch's L2-normalised query / positive embeddings [B, D]
+    out = loss(q, p, batch)        # q: the batch's L2-normalised query embeddings [B, D]
+                                   # p: its candidates [B + M, D]: row i < B is query i's positive,
+                                   #    rows B.. the batch's M hard negatives (data.hard_negatives)
     out.loss                       # the scalar to back-propagate
     out.logs                       # the parts logged every step: {"mse": ...} and whatever the loss adds
 
@@ -15,6 +17,9 @@ every loss shares:
   a learned parameter `log_temperature`), and `train/temperature` is logged whatever loss trains.
 - `gather`: under DDP all-gather the embeddings so the global batch is the negative pool.
 - `cache_chunk`: GradCache chunk size (models/grad_cache.py), or null.
+- `mask_translations`: leave out of an in-batch loss every (query, candidate) pair whose candidate
+  shares the query's parallel id and is not its positive: a translation of its answer is not a
+  negative (losses/translation_mask.py; `candidate_mask`). False: the comparison run.
 
 A loss that scores every query against every positive of the batch is *in-batch* (`in_batch = True`):
 its embeddings are gathered under DDP and it works with GradCache. A per-example loss sets
@@ -36,14 +41,16 @@ import torch
 from torch import Tensor, nn
 
 from batchmix.errors import BatchmixError
+from batchmix.losses.translation_mask import translation_mask
 from batchmix.options import positive_number, switch
 
 
 def check_pair_shapes(q: Tensor, p: Tensor) -> None:
-    """Raise if q and p are not two equally shaped B×D matrices (row i of p pairs with row i of q)."""
-    if q.ndim != 2 or q.shape != p.shape:
+    """Raise unless q is B×D and p is C×D with C >= B (row i < B of p pairs with row i of q; the rest
+    are hard negatives)."""
+    if q.ndim != 2 or p.ndim != 2 or q.shape[1] != p.shape[1] or p.shape[0] < q.shape[0]:
         raise ValueError(
-            f"expected query and positive embeddings of the same shape [B, D], got {tuple(q.shape)} and {tuple(p.shape)}"
+            f"expected query embeddings [B, D] and candidates [B + M, D], got {tuple(q.shape)} and {tuple(p.shape)}"
         )
 
 
@@ -52,14 +59,16 @@ def at_least_float32(x: Tensor) -> Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def similarity_mse(q: Tensor, p: Tensor) -> Tensor:
-    """Mean over the B×B matrix of (q @ p.T - I)², as a scalar (at least float32): the formula and why
-    in losses/similarity_mse.py. Keeps the autograd graph (the `mse` loss uses it); detach the result
-    to log it as a metric."""
+def similarity_mse(q: Tensor, p: Tensor, masked: Tensor | None = None) -> Tensor:
+    """Mean over the B×C matrix of (q @ p.T - I)² (I: 1 at (i, i), 0 elsewhere, hard-negative columns
+    included), leaving out `masked` entries, as a scalar (at least float32): the formula and why in
+    losses/similarity_mse.py. Keeps the autograd graph (the `mse` loss uses it); detach the result to
+    log it as a metric."""
     check_pair_shapes(q, p)
     similarities = at_least_float32(q) @ at_least_float32(p).T
-    target = torch.eye(q.shape[0], dtype=similarities.dtype, device=similarities.device)
-    return (similarities - target).square().mean()
+    target = torch.eye(*similarities.shape, dtype=similarities.dtype, device=similarities.device)
+    errors = (similarities - target).square()
+    return errors.mean() if masked is None else errors[~masked].mean()
 
 
 class LossOutput(NamedTuple):
@@ -81,8 +90,9 @@ class BatchLoss(nn.Module):
     pivot_lang: str | None = None
 
     def __init__(self, temperature: float = 0.05, learn_temperature: bool = False, gather: bool = True,
-                 cache_chunk: int | None = None) -> None:
+                 cache_chunk: int | None = None, mask_translations: bool = True) -> None:
         super().__init__()
+        self.mask_translations = switch("loss.mask_translations", mask_translations)
         positive_number("loss.temperature", temperature, "0.05")
         self.gather = switch("loss.gather", gather)
         self.cache_chunk = check_cache_chunk(cache_chunk)
@@ -102,10 +112,22 @@ class BatchLoss(nn.Module):
     def bind(self, model: nn.Module) -> None:
         """Called once by the model that trains with this loss; the default needs nothing from it."""
 
+    def candidate_mask(self, batch: dict[str, Any]) -> Tensor | None:
+        """Bool [B, C]: the (query, candidate) pairs an in-batch loss leaves out, from the batch's
+        `parallel_keys` (queries = positives) and `negative_keys` (hard negatives); None when
+        `mask_translations` is off or the batch has no keys."""
+        keys = batch.get("parallel_keys") if self.mask_translations else None
+        if keys is None:
+            return None
+        negative_keys = batch.get("negative_keys")
+        return translation_mask(keys, keys if negative_keys is None else torch.cat([keys, negative_keys]))
+
     def forward(self, q: Tensor, p: Tensor, batch: dict[str, Any] | None = None) -> LossOutput:
         out = self.compute(q, p, batch or {})
         loss, logs = out if isinstance(out, LossOutput) else (out, {})
-        return LossOutput(loss, {"mse": similarity_mse(q.detach().float(), p.detach().float()), **logs})
+        # The logged metric stays the B×B in-batch matrix, so runs with and without hard negatives compare.
+        mse = similarity_mse(q.detach().float(), p[: q.shape[0]].detach().float())
+        return LossOutput(loss, {"mse": mse, **logs})
 
     def compute(self, q: Tensor, p: Tensor, batch: dict[str, Any]) -> Tensor | LossOutput:
         """The loss of one batch (a scalar, at least float32), or a `LossOutput` with extra logs."""

@@ -16,7 +16,10 @@ teacher's embeddings of the same ids' texts in `pivot_lang` (the batch's `pivot_
 `pivot_positive`). The teacher (`teacher`: a name or local path, or null for a frozen copy of the
 student as it was before training) is built when the loss is bound to its model, so building the
 loss in the pre-flight loads nothing. Per example, so not in-batch: nothing to gather under DDP,
-and GradCache does not apply.
+and GradCache does not apply. Hard negatives have no teacher target here (distillation regresses
+each text onto its pivot translation; there is nothing to push away), so a run with
+`data.hard_negatives > 0` and this loss is refused before anything loads rather than encoding them
+for nothing.
 """
 
 from __future__ import annotations
@@ -73,4 +76,4 @@ class DistillMSELoss(BatchLoss):
         with torch.no_grad():
             tq = self._encode(batch["pivot_query"], model=self.teacher)
             tp = self._encode(batch["pivot_positive"], model=self.teacher)
-        return distill_mse(torch.cat([q, p]), torch.cat([tq, tp]))
+        return distill_mse(torch.cat([q, p[: q.shape[0]]]), torch.cat([tq, tp]))

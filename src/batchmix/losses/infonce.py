@@ -8,9 +8,15 @@ negatives loss of arXiv 2408.10536):
     L = -1/B Σ_i log( exp(S_ii) / Σ_j exp(S_ij) )  = cross_entropy(S, arange(B))
 
 (van den Oord et al. 2018, "Representation Learning with Contrastive Predictive Coding").
-`symmetric=True` averages this with the passage→query direction cross_entropy(S.T, arange(B)).
+Hard negatives (`data.hard_negatives=N`) are M = B·N more columns of S (p is [B + M, D]): each
+joins the denominator of its own query and, as in-batch negatives do, of every other query of the
+(DDP-gathered) batch (as in sentence-transformers' MNRL with (anchor, positive, negative) triplets and
+Tevatron); the label of query i stays column i.
+`symmetric=True` averages this with the passage→query direction cross_entropy(S[:, :B].T, arange(B))
+(positives only: a hard negative has no query of its own).
 With `mask_translations=True` (default) a candidate j that shares query i's parallel id (a
-translation of its positive, losses/translation_mask.py) leaves the sum over j: S_ij = -inf.
+translation of its positive, losses/translation_mask.py, hard negatives included) leaves the sum
+over j: S_ij = -inf.
 This equals sentence-transformers' MultipleNegativesRankingLoss (and its symmetric variant)
 with scale = 1/τ; it is rewritten here only because that class takes raw text features
 through a SentenceTransformer, while batchmix hands losses ready-made embeddings and a
@@ -27,7 +33,6 @@ from torch import Tensor
 
 from batchmix.errors import BatchmixError
 from batchmix.losses.base import BatchLoss, at_least_float32, check_pair_shapes
-from batchmix.losses.translation_mask import translation_mask
 from batchmix.options import switch
 
 
@@ -38,8 +43,9 @@ def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool 
     cosine (8-bit mantissa, error up to ~0.004) would put up to ~0.08 of noise on every logit.
     At B = 1 there are no negatives and the loss is exactly 0. A number `temperature` must be > 0;
     a tensor one (exp of a learned log-scale, so positive) is not inspected, because reading its
-    value would force a device sync every step. `masked` (bool [B, B]): logits left out of the
-    softmax (never the diagonal), e.g. `translation_mask`.
+    value would force a device sync every step. `p` may have more rows than `q` (hard negatives after
+    the B positives). `masked` (bool [B, C]): logits left out of the softmax (never the diagonal),
+    e.g. `translation_mask`.
     """
     check_pair_shapes(q, p)
     if not isinstance(temperature, Tensor) and not temperature > 0:
@@ -50,22 +56,19 @@ def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool 
     labels = torch.arange(q.shape[0], device=q.device)
     loss = F.cross_entropy(logits, labels)
     if symmetric:
-        loss = (loss + F.cross_entropy(logits.T, labels)) / 2
+        loss = (loss + F.cross_entropy(logits[:, : q.shape[0]].T, labels)) / 2
     return loss
 
 
 class InfoNCELoss(BatchLoss):
     """Cross-entropy over in-batch similarities at the loss's temperature; see the module docstring."""
 
-    def __init__(self, symmetric: bool = False, mask_translations: bool = True, **common: Any) -> None:
+    def __init__(self, symmetric: bool = False, **common: Any) -> None:
         super().__init__(**common)
         self.symmetric = switch("loss.symmetric", symmetric)
-        self.mask_translations = switch("loss.mask_translations", mask_translations)
 
     def compute(self, q: Tensor, p: Tensor, batch: dict[str, Any]) -> Tensor:
-        keys = batch.get("parallel_keys") if self.mask_translations else None
-        masked = translation_mask(keys, keys) if keys is not None else None
-        return info_nce(q, p, self.temperature, self.symmetric, masked)
+        return info_nce(q, p, self.temperature, self.symmetric, self.candidate_mask(batch))
 
     def extra_repr(self) -> str:
         return f"symmetric={self.symmetric}, mask_translations={self.mask_translations}"

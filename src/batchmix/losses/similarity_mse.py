@@ -11,6 +11,11 @@ whatever loss trains: `similarity_mse` (losses/base.py, which logs it for every 
 metric, `SimilarityMSELoss` the same number as a loss module. There is no library implementation
 of this exact target (sentence-transformers' MSELoss regresses embeddings, CosineSimilarityLoss
 only labelled pairs), hence written here.
+
+Hard negatives: as a loss, each is one more column with target 0 (the B×(B+M) matrix), and with
+`mask_translations` the (query, translation of its positive) entries leave the mean (their target
+would be 1, not 0). The metric logged as `train/mse` stays the B×B in-batch matrix, unmasked, so it
+compares across runs with and without hard negatives.
 """
 
 from __future__ import annotations
@@ -30,4 +35,4 @@ class SimilarityMSELoss(BatchLoss):
     """
 
     def compute(self, q: Tensor, p: Tensor, batch: dict[str, Any]) -> Tensor:
-        return similarity_mse(q, p)
+        return similarity_mse(q, p, self.candidate_mask(batch))

@@ -145,14 +145,29 @@ class DualEncoder(L.LightningModule):
         return gather_with_grad(x) if self.loss_fn.in_batch and self.loss_fn.gather else x
 
     def with_parallel_keys(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The batch plus `parallel_keys`: int64 keys of its parallel ids, one per row of the embeddings
-        the loss sees (all-gathered with them under DDP), so a loss can mask translations of a
-        query's positive (losses/translation_mask.py). A batch without `ids` is returned as it is."""
+        """The batch plus `parallel_keys` (int64 keys of its parallel ids, one per query / positive row)
+        and, with hard negatives, `negative_keys` (the ids the negatives answer; a negative without
+        one gets a key no query has), all-gathered like the embeddings under DDP, so a loss can mask
+        translations of a query's positive (losses/translation_mask.py). A batch without `ids` is
+        returned as it is."""
         if "ids" not in batch:
             return batch
-        keys = parallel_id_keys(batch["ids"], device=self.device)
         gathered = self.loss_fn.in_batch and self.loss_fn.gather
-        return {**batch, "parallel_keys": gather_tensor(keys) if gathered else keys}
+
+        def keys(ids: list[str]) -> torch.Tensor:
+            k = parallel_id_keys(ids, device=self.device)
+            return gather_tensor(k) if gathered else k
+
+        out = {**batch, "parallel_keys": keys(batch["ids"])}
+        if "negative_ids" in batch:
+            out["negative_keys"] = keys([i if i is not None else f"\0no parallel id {j}" for j, i in enumerate(batch["negative_ids"])])
+        return out
+
+    def candidates(self, positives: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
+        """What the loss scores each query against: the (gathered) positives, then the (gathered) hard
+        negatives, in the order of `with_parallel_keys`."""
+        p = self.gather_embeddings(positives)
+        return p if negatives is None else torch.cat([p, self.gather_embeddings(negatives)])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = self.with_parallel_keys(batch)
@@ -160,8 +175,8 @@ class DualEncoder(L.LightningModule):
             out = grad_cached_loss(self, batch, self.loss_fn.cache_chunk)
         else:
             q = self.gather_embeddings(self.encode(batch["query"], "query"))  # under DDP: the global batch's negatives
-            p = self.gather_embeddings(self.encode(batch["positive"], "passage"))
-            out = self.loss_fn(q, p, batch)
+            n = self.encode(batch["negative"], "passage") if "negative" in batch else None
+            out = self.loss_fn(q, self.candidates(self.encode(batch["positive"], "passage"), n), batch)
         self._log_step(batch, out)
         return out.loss
 

@@ -6,7 +6,7 @@ Tevatron). The loss L(q, p) depends on the encoder only through the embeddings, 
 
     dL/dθ = Σ_chunks  Σ_i (dL/d emb_i) · (d emb_i / dθ)
 
-1. embed every chunk without a graph (remembering each chunk's RNG state, so dropout replays);
+1. embed every chunk (queries, positives, hard negatives) without a graph (remembering each chunk's RNG state, so dropout replays);
 2. compute the loss on those embeddings (all-gathered across ranks under DDP, unless
    loss.gather=false) and cache dL/d emb;
 3. when Lightning calls `backward()` on the returned loss, a hook re-embeds one chunk at a time
@@ -19,7 +19,7 @@ model and trainer; this one works on a `DualEncoder` inside Lightning's automati
 - the hook's `grad_output` carries Lightning's scaling (AMP loss scale, 1/accumulate_grad_batches);
 - the re-embedding runs under the autocast state of the forward pass;
 - all chunks but the last are back-propagated with `torch.autograd.grad` and added to `.grad`
-  (as DDP's `no_sync` accumulates), and the last query chunk and last passage chunk together with
+  (as DDP's `no_sync` accumulates), and the last chunk of each set of texts together with
   a normal `backward()`, so under DDP every parameter's gradient hook fires exactly once per step
   and the reducer all-reduces the total.
 """
@@ -56,6 +56,10 @@ class RandContext:
         self._fork.__exit__(*exc)
 
 
+# The encoder tower of each set of texts in a batch.
+TOWER = {"query": "query", "passage": "passage", "negative": "passage"}
+
+
 def _chunk(features: dict[str, Tensor], start: int, stop: int) -> dict[str, Tensor]:
     return {k: v[start:stop] for k, v in features.items()}
 
@@ -64,28 +68,28 @@ def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int
     """The loss's output for the whole batch; its `loss` is a leaf whose backward runs the cached
     chunk passes. Works for any in-batch loss: the gradients of the loss's own learned parameters
     (e.g. a learned temperature) are cached with those of the embeddings."""
+    # Hard negatives (batch["negative"]) are a third set of chunks, embedded by the passage tower.
+    features = {"query": batch["query"], "passage": batch["positive"], **({"negative": batch["negative"]} if "negative" in batch else {})}
     pieces = [
-        (tower, start, min(start + chunk_size, n))
-        for tower, n in (("query", len(batch["query"]["input_ids"])), ("passage", len(batch["positive"]["input_ids"])))
-        for start in range(0, n, chunk_size)
+        (name, start, min(start + chunk_size, len(feats["input_ids"])))
+        for name, feats in features.items()
+        for start in range(0, len(feats["input_ids"]), chunk_size)
     ]
-    features = {"query": batch["query"], "passage": batch["positive"]}
-    rng_states, reps = [], {"query": [], "passage": []}
+    rng_states, reps = [], {name: [] for name in features}
     with torch.no_grad():
-        for tower, start, stop in pieces:
-            feats = _chunk(features[tower], start, stop)
+        for name, start, stop in pieces:
+            feats = _chunk(features[name], start, stop)
             rng_states.append(RandContext(feats["input_ids"]))
-            reps[tower].append(module.encode(feats, tower))
-    q = torch.cat(reps["query"]).detach().requires_grad_()
-    p = torch.cat(reps["passage"]).detach().requires_grad_()
+            reps[name].append(module.encode(feats, TOWER[name]))
+    leaves = {name: torch.cat(chunks).detach().requires_grad_() for name, chunks in reps.items()}
     with torch.enable_grad():
-        q_all, p_all = module.gather_embeddings(q), module.gather_embeddings(p)
-        out = module.loss_fn(q_all, p_all, batch)
+        q_all = module.gather_embeddings(leaves["query"])
+        out = module.loss_fn(q_all, module.candidates(leaves["passage"], leaves.get("negative")), batch)
         learned = [param for param in module.loss_fn.parameters() if param.requires_grad]
-        grads = torch.autograd.grad(out.loss, [q, p, *learned])
-    device = q.device.type
+        grads = torch.autograd.grad(out.loss, [*leaves.values(), *learned])
+    device = leaves["query"].device.type
     autocast = {"device_type": device, "enabled": torch.is_autocast_enabled(device), "dtype": torch.get_autocast_dtype(device)}
-    cache = {"query": grads[0], "passage": grads[1], "loss": list(zip(learned, grads[2:]))}
+    cache = {**dict(zip(leaves, grads)), "loss": list(zip(learned, grads[len(leaves):]))}
     loss = out.loss.detach().requires_grad_()
     loss.register_hook(partial(_backward_hook, module, features, pieces, rng_states, cache, autocast))
     return LossOutput(loss, out.logs)
@@ -93,13 +97,13 @@ def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int
 
 def _backward_hook(module: DualEncoder, features, pieces, rng_states, cache, autocast, grad_output: Tensor) -> None:
     params = [param for param in module.parameters() if param.requires_grad]
-    last = {max(i for i, piece in enumerate(pieces) if piece[0] == tower) for tower in ("query", "passage")}
+    last = {max(i for i, piece in enumerate(pieces) if piece[0] == name) for name in features}
 
     def surrogate(i: int) -> Tensor:
-        tower, start, stop = pieces[i]
+        name, start, stop = pieces[i]
         with rng_states[i], torch.autocast(**autocast):
-            rep = module.encode(_chunk(features[tower], start, stop), tower)
-        return (rep.float() * (cache[tower][start:stop] * grad_output).float()).sum()
+            rep = module.encode(_chunk(features[name], start, stop), TOWER[name])
+        return (rep.float() * (cache[name][start:stop] * grad_output).float()).sum()
 
     with torch.enable_grad():
         for i in range(len(pieces)):

@@ -26,6 +26,7 @@ from batchmix.convergence import write_convergence
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.load import load_splits
+from batchmix.data.negatives import check_hard_negatives, check_negatives_options
 from batchmix.data.pretokenize import pretokenize
 from batchmix.errors import BatchmixError
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
@@ -69,6 +70,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     # 2. Data: training pairs and held-out article splits: val chooses, the reported split (test) and
     # eval.sets are scored, never used to choose (batchmix.selection).
     groups, splits = load_splits(cfg.data)
+    hard_negatives = check_negatives_options(cfg.data.get("hard_negatives", 0), cfg.data.get("negatives_lang", "any"))
+    check_hard_negatives(groups, *hard_negatives)  # every pair has enough, before the model loads
     eval_split = cfg.eval.split
     eval_corpus = _nonempty(splits, eval_split, "eval.split")
     val_corpus = _nonempty(splits, VAL, "data.split.val") if eval_split != VAL else eval_corpus
@@ -103,6 +106,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         pivot_lang=module.loss_fn.pivot_lang,  # a loss that needs pivot-language texts in the batch names the language
         # data.pretokenize: tokenise every pair once into the on-disk cache (same batches, faster)
         pretokenized=pretokenize(groups, tokenizer, **text_settings) if cfg.data.get("pretokenize", False) else None,
+        hard_negatives=hard_negatives[0],  # data.hard_negatives per query, chosen by data.negatives_lang
+        negatives_lang=hard_negatives[1],
     )
     # 5. Evaluation as Lightning validation loops on the trainer's device (batchmix.eval.validation):
     # the val split every eval.val_every_n_steps steps (the val curve), and rounds before and after fit.
