@@ -32,6 +32,7 @@ Data, rejected while the data loads (before the model):
   answer_outside_context     answer_start=9999                     -> file, question id, 9999
   empty_split_too_few_articles  2 articles for 3 splits            -> 2 article group(s), data.split.val=0
   jsonl_malformed_row        data.train_file with a broken line 2  -> pairs.jsonl:2, one JSON row
+  too_few_hard_negatives     data.hard_negatives=2, pairs with 1   -> data.hard_negatives=2, the pair, mine more
   cross_with_one_language    data.languages=[en], ratio 0.5/0.5/0  -> cross=0.5 is impossible, ratio.cross=0
   batch_larger_than_ids      data.batch_size=500 (12 training ids) -> batch_size=500, distinct training ids
 Model:
@@ -128,6 +129,12 @@ def jsonl_with_broken_line(root: Path) -> None:
     (root.parent / "pairs.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
+def jsonl_with_one_negative(root: Path) -> None:
+    rows = [json.dumps({"id": f"p{i}", "lang": lang, "query": f"q{i} {lang}", "positive": f"p{i} {lang}", "negatives": [f"n{i} {lang}"]})
+            for i in range(4) for lang in LANGS]
+    (root.parent / "negatives.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
 def file_in_the_way(root: Path) -> None:
     (root.parent / "a_file").write_text("not a folder")
 
@@ -185,6 +192,9 @@ CASES = [
          stage="data", prepare=two_articles),
     Case("jsonl_malformed_row", ("data.train_file={tmp}/pairs.jsonl",), ("pairs.jsonl:2", "each line must be one JSON row"),
          stage="data", prepare=jsonl_with_broken_line),
+    Case("too_few_hard_negatives", ("data.train_file={tmp}/negatives.jsonl", "data.hard_negatives=2", "data.batch_size=4"),
+         ("data.hard_negatives=2 (data.negatives_lang=any)", "pairs have fewer", "python -m batchmix.mine"),
+         stage="data", prepare=jsonl_with_one_negative),
     Case("cross_with_one_language", ("data.languages=[en]",), ("cross=0.5 is impossible", "ratio.cross=0"), stage="data"),
     Case("batch_larger_than_ids", ("data.batch_size=500",), ("batch_size=500", "distinct training ids (12)"), stage="data"),
     Case("unknown_model_offline", ("model.name_or_path=nobody/no-such-encoder",),
