@@ -12,7 +12,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.data.lareqa import lareqa_files
-from batchmix.data.load import check_source
+from batchmix.data.hf import check_hf_options
+from batchmix.data.load import check_hf_source, check_source
 from batchmix.data.negatives import check_negatives_options
 from batchmix.data.split import check_fractions
 from batchmix.errors import BatchmixError
@@ -57,12 +58,15 @@ def check_data(cfg: DictConfig) -> None:
     fractions = check_fractions(OmegaConf.to_container(split, resolve=True) if isinstance(split, DictConfig) else split)
     shares = ", ".join(f"{k}={v:g}" for k, v in fractions.items())
     eval_split, train_file = OmegaConf.select(cfg, "eval.split", default="test"), select(cfg, "data.train_file")
+    from_hf = OmegaConf.select(cfg, "data.source", default="local") == "hf"
+    if from_hf:
+        check_hf_source({"train_file": train_file})
     if fractions.get(str(eval_split), 0.0) <= 0:
         raise BatchmixError(
             f"eval.split={eval_split!r} would be empty: data.split has {shares}; give it a share "
             f"(e.g. data.split.{eval_split}=0.1) or evaluate on a split that has one (eval.split=val)"
         )
-    if not train_file and fractions.get("train", 0.0) <= 0:
+    if not train_file and not from_hf and fractions.get("train", 0.0) <= 0:
         raise BatchmixError(f"the training split would be empty: data.split has {shares}; set data.split.train=0.8 or give data.train_file=<pairs.jsonl>")
     if train_file and not Path(str(train_file)).expanduser().is_file():
         raise BatchmixError(f"data.train_file={str(train_file)!r} is not a file; give the path of a JSONL file of {{id, lang, query, positive}} rows")
@@ -70,6 +74,11 @@ def check_data(cfg: DictConfig) -> None:
 
 
 def check_data_files(cfg: DictConfig) -> None:
-    """`data.source`, `data.root` and one `<lang>.json` per language of `data.languages`; reads no file."""
-    if check_source(OmegaConf.select(cfg, "data.source", default="local")) == "local":
+    """`data.source`, `data.root` and one `<lang>.json` per language of `data.languages`, and with
+    `data.source=hf` the `data.hf` options; reads no file."""
+    source = check_source(OmegaConf.select(cfg, "data.source", default="local"))
+    if source == "hf":  # training pairs from data.hf; evaluation still reads the local LAReQA files
+        check_hf_source({"train_file": OmegaConf.select(cfg, "data.train_file", default=None)})
+        check_hf_options(OmegaConf.select(cfg, "data.hf", default=None))
+    if source in ("local", "hf"):
         lareqa_files(select(cfg, "data.root"), select(cfg, "data.languages"), select(cfg, "data.name"))

@@ -105,7 +105,8 @@ class Pair:
 class TrainingGroups:
     """Parallel training pairs grouped by id: `pairs[i][lang]` is id `ids[i]` in language `lang`.
 
-    A group may exist in any subset of languages (XQuAD-R: all 11; MLQA-R: 2-4).
+    A group may exist in any subset of languages (XQuAD-R: all 11; MLQA-R: 2-4). `pairs` may be a
+    read-only sequence of mappings instead of a list (data/hf.py: texts read from Arrow on access).
     """
 
     ids: list[str]

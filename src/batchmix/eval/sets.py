@@ -75,7 +75,8 @@ def eval_sets(cfg: Mapping[str, Any], warn: bool = True, trained_on_data: bool =
         required = spec.get("required", True)
         if not isinstance(required, bool):
             raise BatchmixError(f"eval.sets.{key}.required={required!r} must be true or false")
-        if trained_on_data and dataset == data.get("name") and not data.get("train_file") and split in ("all", "train"):
+        own_pairs = data.get("train_file") or data.get("source") == "hf"  # then no LAReQA article is trained on
+        if trained_on_data and dataset == data.get("name") and not own_pairs and split in ("all", "train"):
             raise BatchmixError(
                 f"eval.sets.{key} scores {dataset} split={split}, which holds the articles this run trains on; "
                 f"use eval.sets.{key}.split=test (held-out articles) or another dataset"
