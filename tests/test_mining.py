@@ -150,7 +150,7 @@ def test_bad_options_are_one_line(options, message):
 @pytest.mark.slow
 def test_mine_cli_writes_training_jsonl_that_training_reads(tmp_path, xquad_root):
     """The user's command on a tiny random model: the JSONL round-trips into training groups whose
-    negatives are never an answer of their own id, and a bad option is one line."""
+    negatives are never an answer of their own id."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     out = tmp_path / "neg.jsonl"
     cmd = [sys.executable, "-m", "batchmix.mine", "model=tiny", f"data.root={xquad_root}", "data.languages=[en,de]",
@@ -167,7 +167,19 @@ def test_mine_cli_writes_training_jsonl_that_training_reads(tmp_path, xquad_root
     for qid, pairs in zip(groups.ids, groups.pairs):
         for pair in pairs.values():
             assert len(pair.negatives) == 2 and not {n.text for n in pair.negatives} & answers[qid]
-    bad = subprocess.run(cmd[:-1] + ["mine.range_min=99", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "batchmix: error: mine.range_min=99 must be an integer in [0, mine.range_max=50)"]
+
+
+def test_a_bad_mine_option_stops_before_any_model_loads(tmp_path, xquad_root, monkeypatch):
+    """Through the CLI's own `run`, composed from conf/mine.yaml: one line, and no model was built."""
+    from hydra import compose, initialize_config_dir
+
+    import batchmix.models.factory as factory
+    from batchmix.config import CONF_DIR
+    from batchmix.mine import run
+
+    monkeypatch.setattr(factory, "build_dual_encoder", lambda *a, **k: pytest.fail("a model was built"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("mine", overrides=["model=tiny", f"data.root={xquad_root}", "mine.range_min=99"])
+    with pytest.raises(BatchmixError) as error:
+        run(cfg, tmp_path)
+    assert str(error.value) == "mine.range_min=99 must be an integer in [0, mine.range_max=50)"
