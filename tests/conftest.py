@@ -24,3 +24,16 @@ def xquad_root() -> Path:
         return resolve_data_root(None, "xquad-r")
     except BatchmixError as err:
         pytest.skip(f"XQuAD-R not available: {err}")
+
+
+@pytest.fixture
+def datasets_offline(monkeypatch, tmp_path):
+    """`datasets` with no network and its cache under the test's folder. It reads the offline
+    switches at import time, so its config is patched as well as the environment."""
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")

@@ -27,13 +27,8 @@ LANGS = ("de", "en", "es")
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, and `datasets`' and batchmix's caches under the test's folder."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+def offline(datasets_offline, monkeypatch, tmp_path):
+    """No network (tests/conftest.py), and batchmix's cache under the test's folder too."""
     monkeypatch.setenv("BATCHMIX_CACHE", str(tmp_path / "batchmix-cache"))
 
 

@@ -13,14 +13,7 @@ from batchmix.data.lareqa import load_lareqa  # noqa: E402
 from batchmix.errors import BatchmixError  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """`datasets` reads these at import time, so patch its config as well as the environment."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+pytestmark = pytest.mark.usefixtures("datasets_offline")  # tests/conftest.py
 
 
 def test_urls():

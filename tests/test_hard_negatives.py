@@ -20,7 +20,7 @@ from batchmix.losses import InfoNCELoss, SimilarityMSELoss
 from batchmix.losses.translation_mask import parallel_id_keys
 from batchmix.models.loading import load_tokenizer
 from batchmix.sampling.hybrid_batch_sampler import PairRef
-from scale_helpers import ddp_worker, loss_and_grads, make_batch, tiny_encoder
+from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, tiny_encoder
 
 # --- which negatives ---------------------------------------------------------------------------
 
@@ -144,8 +144,7 @@ def test_training_step_with_hard_negatives_and_gradcache_agrees():
     assert unmasked != pytest.approx(loss, abs=1e-5)
     cached_loss, cached_grads = loss_and_grads(tiny_encoder(loss={"cache_chunk": 3}), batch)
     assert cached_loss == pytest.approx(loss, abs=1e-5)
-    for name, grad in grads.items():
-        torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=1e-6)
+    assert_same_grads(cached_grads, grads, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from batchmix.losses import InfoNCELoss
 from batchmix.losses.translation_mask import parallel_id_keys, translation_mask
-from scale_helpers import ddp_worker, loss_and_grads, make_batch, tiny_encoder
+from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, tiny_encoder
 
 # Three unit vectors in 2-D; rows 0 and 2 share the id "a": row 2's pair is a translation of row 0's.
 Q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
@@ -71,8 +71,7 @@ def test_training_step_masks_translations_and_gradcache_agrees():
     assert loss_and_grads(tiny_encoder(), no_ids)[0] == pytest.approx(unmasked_loss, abs=1e-6)
     cached_loss, cached_grads = loss_and_grads(tiny_encoder(loss={"cache_chunk": 2}), batch)
     assert cached_loss == pytest.approx(masked_loss, abs=1e-5)
-    for name, grad in masked_grads.items():
-        torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=1e-6)
+    assert_same_grads(cached_grads, masked_grads, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
