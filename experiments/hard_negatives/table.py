@@ -28,13 +28,13 @@ def table(out: Path) -> str:
         raise SystemExit(f"no negatives_<N> run under {out}")
     lines = ["| run | " + " | ".join(h for h, _ in COLUMNS) + " | run wall s |", "|---" * (len(COLUMNS) + 2) + "|"]
     before = RunDir(runs[0]).read_metrics_before()
-    lines.append("| untrained | " + " | ".join(_fmt(before.get(k)) for _, k in COLUMNS) + " | |")
+    lines.append("| untrained | " + " | ".join(_fmt(before.get(k), _digits(k)) for _, k in COLUMNS) + " | |")
     for run in runs:
         metrics = RunDir(run).read_metrics()
         n = run.name.split("_")[1]
         wall = run / "wall_seconds.txt"
         seconds = int(wall.read_text()) if wall.exists() else None
-        lines.append(f"| hard_negatives={n} | " + " | ".join(_fmt(metrics.get(k)) for _, k in COLUMNS) + f" | {_fmt(seconds, 0)} |")
+        lines.append(f"| hard_negatives={n} | " + " | ".join(_fmt(metrics.get(k), _digits(k)) for _, k in COLUMNS) + f" | {_fmt(seconds, 0)} |")
     stats = json.loads((out / "mine" / "mine_stats.json").read_text()) if (out / "mine" / "mine_stats.json").exists() else None
     note = ""
     if stats:
@@ -42,6 +42,10 @@ def table(out: Path) -> str:
                 f"({stats['pairs_short']} pairs short), {stats['texts_encoded'] / stats['encode_seconds']:.0f} texts/s encoding "
                 f"on {stats['device']} ({stats['model']}).\n")
     return "\n".join(lines) + "\n" + note
+
+
+def _digits(key: str) -> int:
+    return 1 if key.endswith("rank_distance") else 4
 
 
 def _fmt(value, digits: int = 4) -> str:
