@@ -104,6 +104,16 @@ def main() -> int:
     for row in theirs:
         by_anchor.setdefault(row["anchor"], set()).update(row[c] for c in neg_cols)
     overlap = [len(ours[r] & by_anchor.get(groups.pairs[r[0]][r[1]].query, set())) / 3 for r in rows]
+    # How often a negative answers the query's own id (a translation of its answer, or a shared answer
+    # sentence): the false negatives batchmix's miner exists to avoid.
+    answers: dict[str, set[str]] = {}
+    for text, ids in zip(pool.texts, pool.answers):
+        for qid in ids:
+            answers.setdefault(qid, set()).add(text)
+    def own(found: dict) -> float:
+        hits = [len(found[r] & answers[groups.ids[r[0]]]) for r in rows]
+        return sum(hits) / (3 * len(rows))
+    own_rate = {"batchmix": own(ours), "st": own({r: by_anchor.get(groups.pairs[r[0]][r[1]].query, set()) for r in rows})}
     rate = {k: texts / v for k, v in best.items()}
     print(f"mining: XQuAD-R train split {'+'.join(args.langs)}: {len(rows)} queries, pool {len(pool)} passages, "
           f"{texts} texts; top 3 of top 50, search {'faiss' if use_faiss else 'torch'}; {args.threads} threads; "
@@ -113,6 +123,8 @@ def main() -> int:
     print(f"  ratio batchmix / ST texts/s: {rate['batchmix'] / rate['st']:.2f}")
     print(f"  negatives in common per query: {sum(overlap) / len(overlap):.2f} of 3 "
           f"(batchmix also skips translations of the answer)")
+    print(f"  negatives that answer the query's own id (false negatives): batchmix {own_rate['batchmix']:.1%}, "
+          f"ST {own_rate['st']:.1%}")
     bench_common.print_provenance(load_before, shlex.join([os.path.relpath(sys.executable), os.path.relpath(sys.argv[0])] + sys.argv[1:]))
     return 0
 
