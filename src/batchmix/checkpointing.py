@@ -40,7 +40,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from batchmix.preflight import check_every_n_steps
 from batchmix.io import atomic_open
-from batchmix.run_dir import LAST_CHECKPOINT
+from batchmix.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 log = logging.getLogger("batchmix")
 
@@ -139,3 +139,20 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
+
+
+def resolve_keep(keep: str, multirun: bool, exported: bool) -> str:
+    """`auto`: a point of a sweep (`-m`) that exported `model/` keeps no checkpoint (eval.py reads
+    `model/`; a finished point is not resumed), a single run keeps all (resume, `eval.py checkpoint=`)."""
+    if keep != "auto":
+        return keep
+    return "none" if multirun and exported else "all"
+
+
+def drop_checkpoints(checkpoints: Path, keep: str) -> list[Path]:
+    """Delete the checkpoint files a finished run does not keep; returns them."""
+    wanted = {"all": {LAST_CHECKPOINT, BEST_CHECKPOINT}, "last": {LAST_CHECKPOINT}, "best": {BEST_CHECKPOINT}, "none": set()}[keep]
+    dropped = [p for p in (checkpoints / LAST_CHECKPOINT, checkpoints / BEST_CHECKPOINT) if p.name not in wanted and p.exists()]
+    for path in dropped:
+        path.unlink()
+    return dropped

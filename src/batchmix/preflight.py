@@ -90,6 +90,17 @@ def check_device(device: Any, precision: Any) -> None:
 def check_run(cfg: DictConfig) -> None:
     switch("resume", OmegaConf.select(cfg, "resume", default=False))
     check_every_n_steps(OmegaConf.select(cfg, "checkpoint.every_n_steps", default=50))
+    check_keep(OmegaConf.select(cfg, "checkpoint.keep", default="auto"))
+
+
+KEEP = ("auto", "all", "last", "best", "none")
+
+
+def check_keep(keep: Any) -> str:
+    """`checkpoint.keep`: which checkpoint files a finished run keeps (batchmix.checkpointing.resolve_keep)."""
+    if keep not in KEEP:
+        raise BatchmixError(f"checkpoint.keep={keep!r} is not one of {list(KEEP)}: e.g. checkpoint.keep=none in a sweep")
+    return keep
 
 
 def check_every_n_steps(value: Any) -> int:

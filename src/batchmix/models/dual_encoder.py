@@ -32,6 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 from batchmix.distributed import gather_tensor, gather_with_grad, world_size
 from batchmix.losses import BatchLoss, LossOutput
 from batchmix.losses.translation_mask import parallel_id_keys
+from batchmix.models.frozen_weights import restore_frozen, strip_frozen
 from batchmix.models.grad_cache import grad_cached_loss
 from batchmix.models.pooling import Pooling
 from batchmix.models.tokenize import tokenize
@@ -245,10 +246,14 @@ class DualEncoder(L.LightningModule):
     # ------------------------------------------------------------------ checkpoint extras
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["batchmix_history"] = self.history
+        # Frozen weights (word embeddings, a distillation teacher) are not stored, only their hashes
+        # (models/frozen_weights.py); hashed once per module, as they never change.
+        self._frozen_hashes = strip_frozen(checkpoint, self, getattr(self, "_frozen_hashes", None))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = list(checkpoint.get("batchmix_history", []))
         upgrade_state_dict(checkpoint["state_dict"])  # Lightning loads the state dict after this hook
+        restore_frozen(checkpoint, self)  # ... complete again: the frozen weights from this module's base model
 
 
 def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:

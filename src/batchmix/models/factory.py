@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from batchmix.errors import BatchmixError
 from batchmix.losses import build_loss
 from batchmix.models.dual_encoder import DualEncoder, upgrade_state_dict
+from batchmix.models.frozen_weights import restore_frozen
 from batchmix.models.loading import load_encoder, load_tokenizer
 from batchmix.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
 
@@ -105,7 +106,9 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
         module = build_dual_encoder(  # the encoder and the temperature: no teacher, no GradCache
             {**cfg["model"], "compile": False, "gradient_checkpointing": False}, {**_DEFAULT_LOSS, **loss}
         )
-        state = upgrade_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = upgrade_state_dict(checkpoint["state_dict"])
+        restore_frozen(checkpoint, module, source=str(ckpt))  # the frozen weights it does not store
         # The encoder(s) and the temperature; whatever else the training loss held (a teacher, its own
         # parameters) is not needed to encode.
         state = {k: v for k, v in state.items() if not k.startswith("loss_fn.") or k == "loss_fn.log_temperature"}

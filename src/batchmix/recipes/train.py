@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from batchmix.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from batchmix.checkpointing import AtomicCheckpointIO, LastCheckpoint, drop_checkpoints, resolve_keep
 from batchmix.convergence import write_convergence
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.data.datamodule import HybridDataModule, PairCollator
@@ -178,12 +178,24 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if cfg.save_model:
         with atomic_dir(run.model_dir) as staging:  # all of model/ or none of it
             _export(module, staging)
+    # checkpoint.keep: what a finished run keeps of checkpoints/ (auto: nothing in a sweep that exported model/).
+    keep = resolve_keep(cfg.checkpoint.get("keep", "auto"), multirun=_in_multirun(), exported=bool(cfg.save_model))
+    for path in drop_checkpoints(run.checkpoints_dir, keep):
+        log.info("checkpoint.keep=%s: removed %s", keep, path)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio {'/'.join(ratio.names())} = {ratio.label()}",
                         keys=HEADLINE + headline_keys([VAL, *extra_sets])))  # val/...: the val curve's last point
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
+
+
+def _in_multirun() -> bool:
+    """Is this run one point of a Hydra multirun (`-m`: a sweep, an Optuna study)?"""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _nonempty(splits: dict[str, LAReQACorpus], name: str, what: str) -> LAReQACorpus:
