@@ -32,7 +32,7 @@ Data, rejected while the data loads (before the model):
   answer_outside_context     answer_start=9999                     -> file, question id, 9999
   empty_split_too_few_articles  2 articles for 3 splits            -> 2 article group(s), data.split.val=0
   jsonl_malformed_row        data.train_file with a broken line 2  -> pairs.jsonl:2, one JSON row
-  too_few_hard_negatives     data.hard_negatives=2, pairs with 1   -> data.hard_negatives=2, the pair, mine more
+  too_few_hard_negatives     data.hard_negatives=4, ids with 3     -> data.hard_negatives=4, the pair, mine more
   cross_with_one_language    data.languages=[en], ratio 0.5/0.5/0  -> cross=0.5 is impossible, ratio.cross=0
   batch_larger_than_ids      data.batch_size=500 (12 training ids) -> batch_size=500, distinct training ids
 Model:
@@ -192,8 +192,9 @@ CASES = [
          stage="data", prepare=two_articles),
     Case("jsonl_malformed_row", ("data.train_file={tmp}/pairs.jsonl",), ("pairs.jsonl:2", "each line must be one JSON row"),
          stage="data", prepare=jsonl_with_broken_line),
-    Case("too_few_hard_negatives", ("data.train_file={tmp}/negatives.jsonl", "data.hard_negatives=2", "data.batch_size=4"),
-         ("data.hard_negatives=2 (data.negatives_lang=any)", "pairs have fewer", "python -m batchmix.mine"),
+    # one negative per row, three languages per id: 3 per query (its own row's first, then the id's other rows)
+    Case("too_few_hard_negatives", ("data.train_file={tmp}/negatives.jsonl", "data.hard_negatives=4", "data.batch_size=4"),
+         ("data.hard_negatives=4 (data.negatives_lang=any)", "pairs have fewer", "python -m batchmix.mine"),
          stage="data", prepare=jsonl_with_one_negative),
     Case("cross_with_one_language", ("data.languages=[en]",), ("cross=0.5 is impossible", "ratio.cross=0"), stage="data"),
     Case("batch_larger_than_ids", ("data.batch_size=500",), ("batch_size=500", "distinct training ids (12)"), stage="data"),

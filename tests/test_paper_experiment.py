@@ -52,12 +52,13 @@ def test_run_sh_regenerates_the_study_block_on_a_tiny_model(tmp_path, xquad_root
     env = {**os.environ, "SWEEP_DIR": str(tmp_path / "sweep"), "STUDY_README": str(readme),
            "EVAL_ARGS": "model=tiny data.languages=[en,de,es]", "PY": str(Path(os.sys.executable))}
     res = subprocess.run(["bash", str(REPO / "experiments" / "paper_ratio_sweep" / "run.sh"), "model=tiny",
-                          "data.languages=[en,de,es]", "data.batch_size=4", "data.batches_per_epoch=3", "logger=none"],
+                          "data.languages=[en,de,es]", "data.batch_size=4", "data.batches_per_epoch=3", "logger=none",
+                          "seed=0,1"],  # 2 of the study's 3 seeds (a command-line sweep wins over the config's): CI time
                          env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     text = readme.read_text()
     assert text.startswith("# study\n\nregenerate: make paper-study\n\n") and text.endswith("why it looks like this\n")
-    assert "from 12 complete runs (4 ratios × seeds 0, 1, 2)" in text
+    assert "from 8 complete runs (4 ratios × seeds 0, 1)" in text
     for row in ("| none (zero-shot) |", "| mono only |", "| cross only |", "| hybrid |", "| thirds |"):
         assert row in text
     assert "`mlqa-r` (MLQA-R)" in text or "MLQA-R (test articles, zero-shot)" in text  # named either way
