@@ -41,6 +41,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from batchmix.cache import cache_root
 from batchmix.data.corpus import Pair, TrainingGroups
 from batchmix.data.jsonl import parse_negatives
 from batchmix.errors import BatchmixError
@@ -317,14 +318,6 @@ def _cache_key(o: HFOptions, plan: _Plan) -> str:
     return Hasher.hash([CACHE_FORMAT, o, plan.columns(), plan.languages if plan.layout == "wide" else o.languages, stats])
 
 
-def _cache_root() -> Path:
-    """`batchmix.models.embedded_e5.cache_root()` (same rule), without importing transformers (seconds)."""
-    if os.environ.get("BATCHMIX_CACHE"):
-        return Path(os.environ["BATCHMIX_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "batchmix"
-
-
 def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> Any:
     """Stream the first `max_rows` rows (mapped columns, kept languages) once into a cached Arrow file."""
     import pyarrow as pa
@@ -333,7 +326,7 @@ def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> Any:
 
     from batchmix.data.hub import _network_errors
 
-    path = _cache_root() / "hf" / f"{_cache_key(o, plan)}.arrow"
+    path = cache_root() / "hf" / f"{_cache_key(o, plan)}.arrow"
     if path.is_file():
         return Dataset.from_file(str(path))
     path.parent.mkdir(parents=True, exist_ok=True)

