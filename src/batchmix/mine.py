@@ -23,15 +23,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Mine and write; returns the statistics (also written as mine_stats.json beside the JSONL)."""
     from batchmix.data.checks import check_data_files
     from batchmix.mining import MiningOptions
+    from batchmix.options import positive_int
+    from batchmix.preflight import check_device
 
     options = MiningOptions(**{k: v for k, v in OmegaConf.to_container(cfg.mine, resolve=True).items() if k not in ("out", "batch_size")})
     check_data_files(cfg)
-    batch_size = cfg.mine.batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise BatchmixError(f"mine.batch_size={batch_size!r} must be a positive integer (e.g. 64)")
+    batch_size = positive_int("mine.batch_size", cfg.mine.batch_size)
     device = cfg.get("device", "auto")
-    if device not in ("auto", "cpu", "cuda"):
-        raise BatchmixError(f"device={device!r} is not one of auto, cpu, cuda")
+    check_device(device, "32-true")  # eval.py's check: one of auto|cpu|cuda, and cuda only with a GPU
     out = Path(str(cfg.mine.out)) if cfg.mine.out else Path(run_dir) / "train_negatives.jsonl"
 
     import torch
@@ -46,8 +45,6 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     pool = build_pool(groups, None if cfg.data.get("train_file") or cfg.data.get("source") == "hf" else splits.get("train"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BatchmixError("device=cuda but no GPU is visible; use device=auto or device=cpu")
     module = build_dual_encoder(cfg.model).to(device)
     log.info("mining %d pairs against a pool of %d passages (%s pools) with %s on %s",
              sum(len(p) for p in groups.pairs), len(pool), options.pool, cfg.model.name_or_path, device)

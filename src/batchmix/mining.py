@@ -36,6 +36,7 @@ import torch
 
 from batchmix.data.corpus import LAReQACorpus, Negative, Pair, TrainingGroups
 from batchmix.errors import BatchmixError
+from batchmix.options import positive_int
 
 POOLS = ("language", "all")
 SEARCH = ("auto", "faiss", "torch")
@@ -53,9 +54,7 @@ class MiningOptions:
 
     def __post_init__(self) -> None:
         for key in ("num_negatives", "range_max"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise BatchmixError(f"mine.{key}={value!r} must be a positive integer")
+            positive_int(f"mine.{key}", getattr(self, key))
         if isinstance(self.range_min, bool) or not isinstance(self.range_min, int) or not 0 <= self.range_min < self.range_max:
             raise BatchmixError(f"mine.range_min={self.range_min!r} must be an integer in [0, mine.range_max={self.range_max})")
         for key in ("margin", "relative_margin"):
