@@ -9,6 +9,7 @@ once and read one way (the layout a README or a notebook can rely on):
     <run>/history.csv            one row per optimizer step (step, batch_type, loss, mse, ...)
     <run>/val_history.csv        one row per validation (step, seconds, pool size, val/map/multi, ...)
     <run>/convergence.json       `batchmix.convergence` figures (NaN written as null)
+    <run>/trunk_cache.json       the frozen-trunk cache (model.train_top_layers): texts, disk MB, build seconds, hits
     <run>/failed.json            why a run stopped (a non-finite loss), for whoever finds it later
     <run>/checkpoints/last.ckpt  the Lightning checkpoint a killed run resumes from
     <run>/checkpoints/best.ckpt  the weights with the best validation objective (checkpoint.best=true)
@@ -43,6 +44,7 @@ HISTORY = "history.csv"
 VAL_HISTORY = "val_history.csv"
 CONVERGENCE = "convergence.json"
 FAILED = "failed.json"
+TRUNK_CACHE = "trunk_cache.json"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"

@@ -10,6 +10,9 @@ from batchmix.errors import BatchmixError
 from batchmix.models.pooling import Pooling
 from batchmix.options import select, switch
 
+# model.trunk_cache (models/trunk_cache.py): where the frozen trunk's states of train_top_layers are kept.
+TRUNK_CACHE_MODES = ("disk", "memory", "off")
+
 
 def check_model(cfg: DictConfig) -> None:
     for key in ("model.gradient_checkpointing", "model.compile"):
@@ -24,3 +27,12 @@ def check_model(cfg: DictConfig) -> None:
                 f"model.compile_backend={backend!r} is not a torch.compile backend; "
                 f"use one of {torch._dynamo.list_backends()} (e.g. model.compile_backend=inductor)"
             )
+    top = OmegaConf.select(cfg, "model.train_top_layers", default=None)
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise BatchmixError(f"model.train_top_layers={top!r} must be a positive number of layers (null: train every layer)")
+    mode = OmegaConf.select(cfg, "model.trunk_cache", default="disk")
+    if mode not in TRUNK_CACHE_MODES:
+        raise BatchmixError(f"model.trunk_cache={mode!r} is not one of {'|'.join(TRUNK_CACHE_MODES)}")
+    if top is not None and mode != "off" and OmegaConf.select(cfg, "model.compile", default=False):
+        raise BatchmixError("model.compile=true does not reach the cached top layers of model.train_top_layers: "
+                            "set model.compile=false, or model.trunk_cache=off")

@@ -35,6 +35,7 @@ from batchmix.losses.translation_mask import parallel_id_keys
 from batchmix.models.frozen_weights import restore_frozen, strip_frozen
 from batchmix.models.grad_cache import grad_cached_loss
 from batchmix.models.pooling import Pooling
+from batchmix.models.trunk_cache import TrunkStore, freeze_trunk, top_states, trunk_modules
 from batchmix.models.tokenize import tokenize
 
 
@@ -53,6 +54,8 @@ class DualEncoder(L.LightningModule):
         query_max_length: int = 64,
         passage_max_length: int = 128,
         freeze_embeddings: bool = False,
+        train_top_layers: int | None = None,
+        trunk_cache: str = "disk",
         lr: float = 2e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
@@ -76,6 +79,15 @@ class DualEncoder(L.LightningModule):
             # CPU steps fast and AdamW state small, and barely changes retrieval quality.
             for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
                 enc.get_input_embeddings().weight.requires_grad_(False)
+        # train_top_layers=K: only the top K layers train; the frozen trunk below runs without dropout
+        # and its output is cached per text (models/trunk_cache.py; trunk_cache=off: plain forward).
+        self.train_top_layers = train_top_layers
+        self.trunk_start: int | None = None
+        self.trunk_store: TrunkStore | None = None
+        if train_top_layers is not None:
+            for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
+                self.trunk_start = freeze_trunk(enc, train_top_layers)
+            self.trunk_store = None if trunk_cache == "off" else TrunkStore(trunk_cache)
         # The loss (its temperature, and a distillation teacher built in `bind`) is a submodule: it
         # moves with the model, and its state is in the checkpoints (`loss_fn.log_temperature`).
         self.loss_fn = loss
@@ -94,7 +106,11 @@ class DualEncoder(L.LightningModule):
 
     def encode(self, features: dict[str, torch.Tensor], tower: str = "query", model: nn.Module | None = None) -> torch.Tensor:
         encoder = model or (self.query_encoder if tower == "query" else self.passage_encoder)
-        hidden = encoder(input_ids=features["input_ids"], attention_mask=features["attention_mask"]).last_hidden_state
+        if model is None and self.trunk_store is not None:  # the frozen trunk's states from the cache, then the top layers
+            ids, mask = features["input_ids"], features["attention_mask"]
+            hidden = top_states(encoder, self.trunk_store.states(encoder, self.trunk_start, ids, mask), mask, self.trunk_start)
+        else:
+            hidden = encoder(input_ids=features["input_ids"], attention_mask=features["attention_mask"]).last_hidden_state
         emb = self.pooler(hidden, features["attention_mask"])
         return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
 
@@ -118,6 +134,7 @@ class DualEncoder(L.LightningModule):
             feats = {k: v.to(self.device) for k, v in self.tokenize(chunk, tower).items()}
             out.append(self.encode(feats, tower).float().cpu())
         self.train(was_training)
+        self.flush_trunk_cache()
         if not out:
             return torch.empty(0, self.query_encoder.config.hidden_size)
         emb = torch.cat(out)
@@ -205,12 +222,37 @@ class DualEncoder(L.LightningModule):
             }
         )
 
+    def train(self, mode: bool = True) -> "DualEncoder":
+        """Lightning's / torch's train(); a frozen trunk (train_top_layers) stays in eval mode, without
+        dropout, so its output depends on the text alone and can be cached."""
+        super().train(mode)
+        self._trunk_eval()
+        return self
+
+    def _trunk_eval(self) -> None:
+        if self.trunk_start is not None:
+            for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
+                for module in trunk_modules(enc, self.trunk_start):
+                    module.eval()
+
+    def flush_trunk_cache(self) -> None:
+        """Write the trunk states computed since the last flush to the disk cache (every run of a sweep reads them)."""
+        if self.trunk_store is not None:
+            self.trunk_store.flush()
+
+    def on_validation_end(self) -> None:
+        self.flush_trunk_cache()
+
+    def on_train_epoch_end(self) -> None:
+        self.flush_trunk_cache()
+
     def on_fit_start(self) -> None:
         # `from_pretrained` returns encoders in eval mode and Lightning (>= 2.2) keeps submodule
         # modes, so without this a pretrained model would fine-tune with dropout off (HF's Trainer
         # and sentence-transformers train with it on). The distillation teacher stays frozen in eval.
         self.query_encoder.train()
         self.passage_encoder.train()
+        self._trunk_eval()  # ... except a frozen trunk
 
     def configure_optimizers(self):
         decay, no_decay = [], []

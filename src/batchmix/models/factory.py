@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from batchmix.errors import BatchmixError
 from batchmix.losses import build_loss
 from batchmix.models.dual_encoder import DualEncoder, upgrade_state_dict
+from batchmix.models.export import BASE, is_delta, load_delta
 from batchmix.models.frozen_weights import restore_frozen
 from batchmix.models.loading import load_encoder, load_tokenizer
 from batchmix.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
@@ -41,6 +42,8 @@ def build_dual_encoder(model: Mapping[str, Any], loss: Mapping[str, Any] | None 
         query_max_length=model.get("query_max_length", 64),
         passage_max_length=model.get("passage_max_length", 128),
         freeze_embeddings=model.get("freeze_embeddings", False),
+        train_top_layers=model.get("train_top_layers"),
+        trunk_cache=model.get("trunk_cache", "disk"),
         lr=optim["lr"],
         weight_decay=optim["weight_decay"],
         warmup_ratio=optim["warmup_ratio"],
@@ -89,7 +92,15 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
         run, ckpt = RunDir(path), None
     cfg = OmegaConf.to_container(run.load_config(), resolve=True) if run.config_file.exists() else {}
     export = path if (path / MODEL_INFO).exists() else run.model_dir
-    if ckpt is None and (export / MODEL_INFO).exists():
+    # The seed training built the model under: a random-init base (model.architecture) is rebuilt equal.
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    if ckpt is None and (export / MODEL_INFO).exists() and is_delta(info := read_json(export / MODEL_INFO)):
+        # model/ holds what training changed (models/export.py): rebuild the base, check it, load over it.
+        fields = {k: info[k] for k in ("pooling", "normalize", "query_prefix", "passage_prefix", "shared", "train_top_layers") if k in info}
+        module = build_dual_encoder({**cfg.get("model", {}), **fields, "name_or_path": info[BASE], "compile": False,
+                                     "gradient_checkpointing": False})
+        load_delta(module, export, info)
+    elif ckpt is None and (export / MODEL_INFO).exists():
         info = read_json(export / MODEL_INFO)
         model_cfg = {**cfg.get("model", {}), **info, "name_or_path": str(export), "architecture": None, "freeze_embeddings": False}
         if not info.get("shared", True):
