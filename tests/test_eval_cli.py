@@ -18,13 +18,27 @@ def _cfg(name, overrides):
         return compose(name, overrides=overrides)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, xquad_root):
+# full: every weight trains, model/ is a standalone HF folder; top: model.train_top_layers=1 (cached
+# trunk), model/ holds the trained layer only and refers to the base (models/export.py).
+VARIANTS = {"full": [], "top": ["model.train_top_layers=1", "model.trunk_cache=memory"]}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def tiny_run(tmp_path_factory, xquad_root, request):
     from batchmix.recipes.train import train
 
     run = tmp_path_factory.mktemp("run")
-    cfg = _cfg("train", ["model=tiny", LANGS, "data.batch_size=8", "data.batches_per_epoch=4", "eval.before=false", "save_model=true", "ratio.mono=0.5", "ratio.multi=0.5"])
+    cfg = _cfg("train", ["model=tiny", LANGS, "data.batch_size=8", "data.batches_per_epoch=4", "eval.before=false", "save_model=true",
+                         "ratio.mono=0.5", "ratio.multi=0.5", *VARIANTS[request.param]])
     train(cfg, run)
+    exported = {p.name for p in (run / "model").iterdir()}
+    if request.param == "top":
+        assert exported == {"batchmix.json", "trained.safetensors"}
+        info = json.loads((run / "model" / "batchmix.json").read_text())
+        assert info["base"] == "embedded:xlmr-tokenizer" and info["train_top_layers"] == 1
+        assert any("word_embeddings" in k for k in info["frozen"])
+    else:
+        assert {"config.json", "model.safetensors", "tokenizer.json"} <= exported
     return run
 
 

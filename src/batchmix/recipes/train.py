@@ -33,13 +33,13 @@ from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
 from batchmix.eval.validation import VAL, LAReQAValidation
 from batchmix.io import atomic_dir, write_json
 from batchmix.loggers import build_logger, log_final_results
+from batchmix.models.export import export_model
 from batchmix.models.factory import build_dual_encoder
-from batchmix.models.dual_encoder import DualEncoder
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.preflight import check_writable, offline_defaults, validate
 from batchmix.recipes.evaluate import evaluate_round, module_round
 from batchmix.resume import plan_resume, sigterm_exit
-from batchmix.run_dir import BEST_CHECKPOINT, MODEL_INFO, RunDir
+from batchmix.run_dir import BEST_CHECKPOINT, TRUNK_CACHE, RunDir
 from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
 from batchmix.selection import monitor
 from batchmix.sweep.objectives import select_objective
@@ -156,6 +156,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         with warnings.catch_warnings():
             # eval.val_every_n_steps=0: no periodic validation, so fit gets no val loaders (on purpose)
             warnings.filterwarnings("ignore", message="Total length of .* across ranks is zero")
+            # model.train_top_layers: the frozen trunk is in eval mode on purpose (no dropout: cacheable)
+            warnings.filterwarnings("ignore", message="Found .* module\\(s\\) in eval mode at the start of training")
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=False)  # our own checkpoint
     except SIGTERMException:
         raise sigterm_exit(run_dir, trainer.global_step) from None
@@ -175,9 +177,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     convergence = write_convergence(run_dir, history, val_history=val_history)  # loss/MSE and val-curve figures
     metrics.update(_training_summary(history, convergence))
     run.write_metrics(metrics)
+    if module.trunk_store is not None:  # model.train_top_layers: what the shared trunk cache holds and cost
+        module.flush_trunk_cache()
+        write_json(run_dir / TRUNK_CACHE, module.trunk_store.report())
+        for fp, r in module.trunk_store.report().items():
+            log.info("trunk cache %s: %d texts, %.1f MB on disk, built %d of them in %.1f s, %d hits",
+                     fp, r["texts"], r["disk_mb"], r["computed"], r["compute_s"], r["hits"])
     if cfg.save_model:
         with atomic_dir(run.model_dir) as staging:  # all of model/ or none of it
-            _export(module, staging)
+            # what training changed over the base model (export_full=true: a standalone HF folder)
+            export_model(module, staging, base=str(cfg.model.name_or_path), full=bool(cfg.get("export_full", False)))
     # checkpoint.keep: what a finished run keeps of checkpoints/ (auto: nothing in a sweep that exported model/).
     keep = resolve_keep(cfg.checkpoint.get("keep", "auto"), multirun=_in_multirun(), exported=bool(cfg.save_model))
     for path in drop_checkpoints(run.checkpoints_dir, keep):
@@ -227,16 +236,3 @@ def _training_summary(history: pd.DataFrame, convergence: dict[str, float]) -> d
         out[f"train/{btype}/loss_final"] = convergence[f"conv/{btype}/loss/final"]
         out[f"train/{btype}/mse_final"] = convergence[f"conv/{btype}/mse/final"]
     return out
-
-
-def _export(module: DualEncoder, out: Path) -> None:
-    """HF-style export (encoder + tokenizer + how to pool), loadable by eval.py or any HF tool."""
-    module.query_encoder.save_pretrained(out)
-    module.tokenizer.save_pretrained(out)
-    write_json(
-        out / MODEL_INFO,
-        {"pooling": module.pooling, "normalize": module.normalize, "query_prefix": module.query_prefix,
-         "passage_prefix": module.passage_prefix, "shared": module.passage_encoder is module.query_encoder},
-    )
-    if module.passage_encoder is not module.query_encoder:
-        module.passage_encoder.save_pretrained(out / "passage_encoder")
