@@ -7,7 +7,7 @@ L2 normalisation; `LAReQAMetric` gathers, `eval/scoring.py` scores every LAReQA 
 implementation measured on the same weights: map/mono 0.800, map/cross 0.640, map/multi 0.298,
 rank distance 1214 (macro over languages / pairs); batchmix must agree within +-0.005.
 
-    .venv/bin/python benchmarks/zero_shot_me5_xquad_r.py [--languages en de] [--out metrics.json]
+    .venv/bin/python benchmarks/zero_shot_me5_xquad_r.py [--languages en de] [--out metrics.json] [--precision bf16-mixed]
 
 About 26k texts: several minutes on a 2-core CPU.
 """
@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--languages", nargs="*", default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default=None, help="write all metrics to this JSON file")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                        help="the trainer's precision (bf16-mixed: CPU bf16 autocast, the drift check of benchmarks/RESULTS.md)")
     args = parser.parse_args()
 
     corpus = load_lareqa(args.root, args.languages)
@@ -51,7 +53,7 @@ def main() -> int:
     start = time.perf_counter()
     round_ = EvalRound({"all": corpus}, tokenize=model.tokenize, batch_size=args.batch_size, width=model.embedding_dim)
     validation = LAReQAValidation()
-    trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", logger=False, callbacks=[validation],
+    trainer = L.Trainer(accelerator="cpu", devices=1, precision=args.precision, logger=False, callbacks=[validation],
                         enable_progress_bar=False, enable_model_summary=False)
     metrics = validation.run(trainer, model, round_)["all"]
     seconds = time.perf_counter() - start
@@ -60,7 +62,7 @@ def main() -> int:
             json.dump(metrics, f, indent=1, sort_keys=True)
 
     full = args.languages is None
-    print(f"multilingual-e5-small (embedded), zero-shot, {corpus.name}, {len(corpus.langs)} languages, {seconds:.0f}s")
+    print(f"multilingual-e5-small (embedded), zero-shot, {corpus.name}, {len(corpus.langs)} languages, {args.precision}, {seconds:.0f}s")
     print(f"{'metric':<20} {'batchmix':>10} {'reference':>10} {'diff':>8}")
     ok = True
     for key, ref in REFERENCE.items():
