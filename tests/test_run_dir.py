@@ -159,3 +159,14 @@ def test_a_types_final_loss_is_the_last_smoothed_value(tmp_path):
     # the study table's "last 10" stays the raw mean of the type's last 10 batches
     assert mean_of_last(history)["conv/mono/loss/last10"] == pytest.approx(float(mono[-10:].mean()))
     assert "conv/multi/loss/last10" not in mean_of_last(history)
+
+
+def test_a_config_saved_before_a_key_existed_resumes_when_the_key_keeps_its_default():
+    from batchmix.resume import ADDED_KEYS
+
+    old = {**CFG, "model": {"name_or_path": "m"}}
+    same = {**old, "model": {"name_or_path": "m", "train_top_layers": None, "trunk_cache": "disk"}, "export_full": False}
+    assert set(ADDED_KEYS) == {"model.train_top_layers", "model.trunk_cache", "export_full"}
+    assert config_differences(OmegaConf.create(old), OmegaConf.create(same)) == []
+    changed = {**same, "model": {**same["model"], "train_top_layers": 2}}
+    assert config_differences(OmegaConf.create(old), OmegaConf.create(changed)) == ["model.train_top_layers: None -> 2"]

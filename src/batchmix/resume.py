@@ -39,6 +39,9 @@ from batchmix.sweep.objectives import select_objective
 log = logging.getLogger("batchmix")
 
 NOT_COMPARED = ("resume", "logger", "checkpoint")
+# Keys added after a run may have been written, with the value that does what that run did: a saved
+# config without the key, rerun with this value, is the same run (it resumes instead of refusing).
+ADDED_KEYS = {"model.train_top_layers": None, "model.trunk_cache": "disk", "export_full": False}
 # What a previous run leaves that decides how a rerun continues (deleted on a fresh start).
 RUN_STATE_FILES = (f"{CHECKPOINTS}/{LAST_CHECKPOINT}", f"{CHECKPOINTS}/{BEST_CHECKPOINT}", METRICS, METRICS_BEFORE, FAILED, VAL_HISTORY)
 # batchmix.io's temp files (`.<name>.<8 random chars>.tmp`, files or staging dirs) left by a killed writer.
@@ -92,6 +95,7 @@ def config_differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
     old_flat, new_flat = flatten(OmegaConf.to_container(saved)), flatten(OmegaConf.to_container(now))
     keys = sorted(k for k in old_flat.keys() | new_flat.keys() if k.split(".")[0] not in NOT_COMPARED)
     missing = "<unset>"
+    old_flat = {**{k: v for k, v in ADDED_KEYS.items() if k in new_flat}, **old_flat}
     return [f"{k}: {old_flat.get(k, missing)} -> {new_flat.get(k, missing)}" for k in keys if old_flat.get(k, missing) != new_flat.get(k, missing)]
 
 
