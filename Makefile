@@ -29,7 +29,8 @@ test-fast: install
 # The benchmarks (the [bench] extra, installed on first use), each printing its ratio against a
 # named peer measured side by side in one run: evaluation speed and training throughput vs
 # sentence-transformers, sampler overhead, GradCache memory, hard-negative mining (texts/s vs ST's
-# mine_hard_negatives), encoding all of XQuAD-R (texts/s vs ST's encode, fp32 and bf16; ~10 min). Options: BENCH_ARGS="--threads 1" (all).
+# mine_hard_negatives), encoding all of XQuAD-R (texts/s vs ST's encode, fp32 and bf16; ~10 min), a 4-point ratio sweep (wall time vs 4 ST fits + IR evaluator;
+# ~17 min; takes no BENCH_ARGS). Options: BENCH_ARGS="--threads 1" (all).
 # benchmarks/zero_shot_me5_xquad_r.py (the embedded model's fixed point) encodes ~26k texts -
 # minutes on a CPU - so it is run by hand, not here.
 bench: install
@@ -39,6 +40,7 @@ bench: install
 	$(OFFLINE) $(PY) benchmarks/gradcache_memory.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/mining_speed.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/encode_speed.py $(BENCH_ARGS)
+	$(OFFLINE) $(PY) benchmarks/sweep_speed.py
 
 # The paper ratio study at CPU scale (experiments/paper_ratio_sweep/): zero-shot baseline, 4 ratios x
 # 3 seeds of experiment=paper_cpu, then the README tables and figures regenerated from the runs.
