@@ -89,6 +89,7 @@ def st_sweep(args: argparse.Namespace) -> float:
 
     from batchmix.data.load import load_splits
     from batchmix.models.loading import resolve_name
+    from batchmix.preflight import validate
     from eval_speed import st_inputs
     from train_speed import BatchmixSetup, _in_order_batches, build_st_model, compose_config, st_dataset
 
@@ -98,8 +99,6 @@ def st_sweep(args: argparse.Namespace) -> float:
         ns = argparse.Namespace(batch_size=16, max_length=MAX_LENGTH, unfreeze=False, seed=0, device="cpu", precision="32-true",
                                 workers=0, model_dir=None, override=[f"ratio={ratio}", f"data.batches_per_epoch={args.steps}"])
         cfg = compose_config(ns)
-        from batchmix.preflight import validate
-
         groups, splits = load_splits(cfg.data)
         setup = BatchmixSetup(cfg, groups, validate(cfg))
         dataset = st_dataset(setup, args.steps)

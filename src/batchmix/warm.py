@@ -44,7 +44,6 @@ def warm(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from batchmix.eval.scoring import candidate_texts
     from batchmix.eval.sets import eval_sets, load_eval_set
     from batchmix.eval.validation import VAL
-    from batchmix.io import write_json
     from batchmix.models.factory import build_dual_encoder
     from batchmix.run_dir import TRUNK_CACHE
 
@@ -66,11 +65,8 @@ def warm(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         module.encode_texts(sorted(queries), "query", cfg.eval.batch_size, desc="warm queries")
         module.encode_texts(sorted(passages), "passage", cfg.eval.batch_size, desc="warm passages")
-    report = module.trunk_store.report()
-    write_json(Path(run_dir) / TRUNK_CACHE, report)
-    for fp, r in report.items():
-        log.info("trunk cache %s: %d texts, %.1f MB on disk, %d computed in %.1f s (%.0f s in all)",
-                 fp, r["texts"], r["disk_mb"], r["computed"], r["compute_s"], time.perf_counter() - start)
+    report = module.trunk_store.write_report(Path(run_dir) / TRUNK_CACHE)
+    log.info("warm: %.0f s in all", time.perf_counter() - start)
     return report
 
 

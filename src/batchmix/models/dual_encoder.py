@@ -77,7 +77,7 @@ class DualEncoder(L.LightningModule):
         if freeze_embeddings:
             # The 250k-row XLM-R vocabulary is most of a small model's weights; freezing it keeps
             # CPU steps fast and AdamW state small, and barely changes retrieval quality.
-            for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
+            for enc in self.distinct_encoders():
                 enc.get_input_embeddings().weight.requires_grad_(False)
         # train_top_layers=K: only the top K layers train; the frozen trunk below runs without dropout
         # and its output is cached per text (models/trunk_cache.py; trunk_cache=off: plain forward).
@@ -85,7 +85,7 @@ class DualEncoder(L.LightningModule):
         self.trunk_start: int | None = None
         self.trunk_store: TrunkStore | None = None
         if train_top_layers is not None:
-            for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
+            for enc in self.distinct_encoders():
                 self.trunk_start = freeze_trunk(enc, train_top_layers)
             self.trunk_store = None if trunk_cache == "off" else TrunkStore(trunk_cache)
         # The loss (its temperature, and a distillation teacher built in `bind`) is a submodule: it
@@ -95,6 +95,10 @@ class DualEncoder(L.LightningModule):
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ encoding
+    def distinct_encoders(self) -> list[PreTrainedModel]:
+        """The query encoder, and the passage encoder when it is not the same one (`shared=False`)."""
+        return list({id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values())
+
     @property
     def pooling(self) -> str:
         """`cls` or `mean`: what `model.pooling` set and `model/batchmix.json` records."""
@@ -231,7 +235,7 @@ class DualEncoder(L.LightningModule):
 
     def _trunk_eval(self) -> None:
         if self.trunk_start is not None:
-            for enc in {id(self.query_encoder): self.query_encoder, id(self.passage_encoder): self.passage_encoder}.values():
+            for enc in self.distinct_encoders():
                 for module in trunk_modules(enc, self.trunk_start):
                     module.eval()
 

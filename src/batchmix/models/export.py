@@ -28,6 +28,8 @@ from batchmix.run_dir import MODEL_INFO
 
 TRAINED_WEIGHTS = "trained.safetensors"
 BASE, FROZEN_HASHES = "base", "frozen"  # the batchmix.json entries of a delta export
+# The batchmix.json entries that say how the model encodes (both export kinds); a delta adds train_top_layers.
+ENCODING_FIELDS = ("pooling", "normalize", "query_prefix", "passage_prefix", "shared", "train_top_layers")
 
 
 def export_model(module: Any, out: Path, base: str, full: bool = False) -> None:
@@ -44,7 +46,7 @@ def export_model(module: Any, out: Path, base: str, full: bool = False) -> None:
         write_json(out / MODEL_INFO, info)
         return
     state = encoder.state_dict()
-    trained = {k: v.detach().cpu().contiguous() for k, p in encoder.named_parameters() if p.requires_grad for v in [state[k]]}
+    trained = {k: state[k].detach().cpu().contiguous() for k, p in encoder.named_parameters() if p.requires_grad}
     save_file(trained, str(out / TRAINED_WEIGHTS))
     hashes = {k: content_hash(v) for k, v in state.items() if k not in trained}  # frozen weights and buffers
     write_json(out / MODEL_INFO, {**info, "train_top_layers": module.train_top_layers, BASE: base, FROZEN_HASHES: hashes})

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from batchmix.errors import BatchmixError
 from batchmix.losses import build_loss
 from batchmix.models.dual_encoder import DualEncoder, upgrade_state_dict
-from batchmix.models.export import BASE, is_delta, load_delta
+from batchmix.models.export import BASE, ENCODING_FIELDS, is_delta, load_delta
 from batchmix.models.frozen_weights import restore_frozen
 from batchmix.models.loading import load_encoder, load_tokenizer
 from batchmix.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
@@ -54,7 +54,7 @@ def build_dual_encoder(model: Mapping[str, Any], loss: Mapping[str, Any] | None 
         # the model is built, so a distillation teacher (a copy of the student) keeps it off.
         # transformers >= 5.24 names it activation checkpointing (the old name warns); older releases
         # have only the old name.
-        for enc in _encoders(module):
+        for enc in module.distinct_encoders():
             if hasattr(enc, "activation_checkpointing_enable"):
                 enc.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
@@ -64,15 +64,10 @@ def build_dual_encoder(model: Mapping[str, Any], loss: Mapping[str, Any] | None 
     return module
 
 
-def _encoders(module: DualEncoder) -> list:
-    """The query encoder, and the passage encoder when it is not the same one."""
-    return list({id(module.query_encoder): module.query_encoder, id(module.passage_encoder): module.passage_encoder}.values())
-
-
 def _compile(module: DualEncoder, backend: str) -> None:
     """torch.compile the encoder(s) in place (`nn.Module.compile`: state-dict keys, checkpoints and
     exports are unchanged). dynamic=True: padded lengths change from batch to batch."""
-    for encoder in _encoders(module):
+    for encoder in module.distinct_encoders():
         encoder.compile(backend=backend, dynamic=True)
 
 
@@ -94,14 +89,14 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
     export = path if (path / MODEL_INFO).exists() else run.model_dir
     # The seed training built the model under: a random-init base (model.architecture) is rebuilt equal.
     torch.manual_seed(int(cfg.get("seed", 0)))
-    if ckpt is None and (export / MODEL_INFO).exists() and is_delta(info := read_json(export / MODEL_INFO)):
+    info = read_json(export / MODEL_INFO) if ckpt is None and (export / MODEL_INFO).exists() else None
+    if info is not None and is_delta(info):
         # model/ holds what training changed (models/export.py): rebuild the base, check it, load over it.
-        fields = {k: info[k] for k in ("pooling", "normalize", "query_prefix", "passage_prefix", "shared", "train_top_layers") if k in info}
+        fields = {k: info[k] for k in ENCODING_FIELDS if k in info}
         module = build_dual_encoder({**cfg.get("model", {}), **fields, "name_or_path": info[BASE], "compile": False,
                                      "gradient_checkpointing": False})
         load_delta(module, export, info)
-    elif ckpt is None and (export / MODEL_INFO).exists():
-        info = read_json(export / MODEL_INFO)
+    elif info is not None:
         model_cfg = {**cfg.get("model", {}), **info, "name_or_path": str(export), "architecture": None, "freeze_embeddings": False}
         if not info.get("shared", True):
             raise BatchmixError(f"{export} holds separate query/passage towers: evaluate its {CHECKPOINTS}/{LAST_CHECKPOINT} instead")

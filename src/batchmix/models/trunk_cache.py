@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from batchmix.errors import BatchmixError
@@ -157,12 +158,9 @@ class TrunkCache:
                 path.unlink(missing_ok=True)
 
     def _load(self, path: Path) -> None:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "pt") as f:  # one open: the metadata (checksum) and the three tensors
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
-        keys, offsets, states = tensors["keys"], tensors["offsets"], tensors["states"]
+            keys, offsets, states = (f.get_tensor(name) for name in ("keys", "offsets", "states"))
         n = keys.shape[0]
         if (keys.shape != (n, 16) or offsets.shape != (n + 1,) or int(offsets[0]) != 0 or int(offsets[-1]) != states.shape[0]
                 or states.ndim != 2 or bool((offsets[1:] < offsets[:-1]).any())):
@@ -274,3 +272,15 @@ class TrunkStore:
         return {fp: {"dir": str(c.dir) if c.dir else None, "texts": len(c.entries), "disk_mb": round(c.disk_bytes() / 2**20, 1),
                      **{k: round(v, 2) if isinstance(v, float) else v for k, v in c.stats.items()}}
                 for fp, c in self.caches.items()}
+
+    def write_report(self, path: Path) -> dict[str, Any]:
+        """Flush, write `report()` to `path` (a run's or the warm step's `trunk_cache.json`), log one line per cache."""
+        from batchmix.io import write_json
+
+        self.flush()
+        report = self.report()
+        write_json(path, report)
+        for fp, r in report.items():
+            log.info("trunk cache %s: %d texts, %.1f MB on disk, %d of them computed here in %.1f s, %d hits",
+                     fp, r["texts"], r["disk_mb"], r["computed"], r["compute_s"], r["hits"])
+        return report

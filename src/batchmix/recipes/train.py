@@ -178,11 +178,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     metrics.update(_training_summary(history, convergence))
     run.write_metrics(metrics)
     if module.trunk_store is not None:  # model.train_top_layers: what the shared trunk cache holds and cost
-        module.flush_trunk_cache()
-        write_json(run_dir / TRUNK_CACHE, module.trunk_store.report())
-        for fp, r in module.trunk_store.report().items():
-            log.info("trunk cache %s: %d texts, %.1f MB on disk, built %d of them in %.1f s, %d hits",
-                     fp, r["texts"], r["disk_mb"], r["computed"], r["compute_s"], r["hits"])
+        module.trunk_store.write_report(run_dir / TRUNK_CACHE)
     if cfg.save_model:
         with atomic_dir(run.model_dir) as staging:  # all of model/ or none of it
             # what training changed over the base model (export_full=true: a standalone HF folder)
