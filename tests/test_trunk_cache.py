@@ -204,3 +204,13 @@ def test_warm_needs_train_top_layers(tmp_path):
 
     with pytest.raises(BatchmixError, match="model.train_top_layers=K"):
         warm(compose_cfg(TINY), tmp_path)
+
+
+@pytest.mark.parametrize("key", ["export_full", "save_model"])
+def test_export_switches_take_true_or_false_only(key):
+    from batchmix.preflight import validate
+    from test_train import TINY, compose_cfg
+
+    with pytest.raises(BatchmixError) as error:
+        validate(compose_cfg([*TINY, f"{key}=ture"]))
+    assert str(error.value) == f"{key}='ture' must be true or false"

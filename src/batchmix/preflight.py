@@ -89,6 +89,8 @@ def check_device(device: Any, precision: Any) -> None:
 
 def check_run(cfg: DictConfig) -> None:
     switch("resume", OmegaConf.select(cfg, "resume", default=False))
+    for key in ("save_model", "export_full"):  # a typo such as export_full=ture would count as true
+        switch(key, OmegaConf.select(cfg, key, default=False))
     check_every_n_steps(OmegaConf.select(cfg, "checkpoint.every_n_steps", default=50))
     check_keep(OmegaConf.select(cfg, "checkpoint.keep", default="auto"))
 
