@@ -191,8 +191,27 @@ def test_warm_fills_what_a_run_then_reads(tmp_path, monkeypatch, xquad_root):
 
     monkeypatch.setenv("BATCHMIX_CACHE", str(tmp_path / "cache"))
     overrides = [*TINY, "model.train_top_layers=1", "model.trunk_cache=disk", "eval.before=false", "seed=3"]  # the seed of tiny's random base
+    import torch.nn as nn
+
+    top_calls = []  # warm computes the frozen trunk only: the trained top layer never runs
+    original = nn.Module.__call__
+    def counting_call(self, *args, **kwargs):
+        if getattr(self, "_top_layer", False):
+            top_calls.append(1)
+        return original(self, *args, **kwargs)
+    from batchmix.models import factory
+    build = factory.build_dual_encoder
+    def build_marked(model_cfg):
+        module = build(model_cfg)
+        for enc in module.distinct_encoders():
+            enc.encoder.layer[-1]._top_layer = True
+        return module
+    monkeypatch.setattr(factory, "build_dual_encoder", build_marked)
+    monkeypatch.setattr(nn.Module, "__call__", counting_call)
     report = next(iter(warm(compose_cfg(overrides), tmp_path / "warm").values()))
-    assert report["computed"] == report["texts"] > 0 and report["disk_mb"] > 0
+    monkeypatch.undo()
+    monkeypatch.setenv("BATCHMIX_CACHE", str(tmp_path / "cache"))
+    assert report["computed"] == report["texts"] > 0 and report["disk_mb"] > 0 and not top_calls
     train(compose_cfg([*overrides, "ratio.mono=0.5", "ratio.cross=0.5"]), tmp_path / "run")
     run = next(iter(json.loads((tmp_path / "run" / "trunk_cache.json").read_text()).values()))
     assert run["computed"] == 0 and run["hits"] > 0 and run["shards_read"] >= 1

@@ -63,8 +63,8 @@ def warm(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     start = time.perf_counter()
     log.info("warming the trunk cache: %d queries, %d passages (%s, %s)", len(queries), len(passages), device, "bf16" if bf16 else "fp32")
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-        module.encode_texts(sorted(queries), "query", cfg.eval.batch_size, desc="warm queries")
-        module.encode_texts(sorted(passages), "passage", cfg.eval.batch_size, desc="warm passages")
+        module.fill_trunk_cache(sorted(queries), "query", cfg.eval.batch_size, desc="warm queries")
+        module.fill_trunk_cache(sorted(passages), "passage", cfg.eval.batch_size, desc="warm passages")
     report = module.trunk_store.write_report(Path(run_dir) / TRUNK_CACHE)
     log.info("warm: %.0f s in all", time.perf_counter() - start)
     return report

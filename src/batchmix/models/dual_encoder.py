@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from batchmix.distributed import gather_tensor, gather_with_grad, world_size
+from batchmix.errors import BatchmixError
 from batchmix.losses import BatchLoss, LossOutput
 from batchmix.losses.translation_mask import parallel_id_keys
 from batchmix.models.frozen_weights import restore_frozen, strip_frozen
@@ -145,6 +146,20 @@ class DualEncoder(L.LightningModule):
         result = torch.empty_like(emb)
         result[torch.tensor(order)] = emb
         return result
+
+    @torch.inference_mode()
+    def fill_trunk_cache(self, texts: list[str], tower: str = "query", batch_size: int = 64, desc: str | None = None) -> None:
+        """Compute and cache the frozen-trunk states of `texts` without running the trained top layers
+        (what `batchmix.warm` needs: the runs compute the top layers themselves)."""
+        if self.trunk_store is None or self.trunk_start is None:
+            raise BatchmixError("fill_trunk_cache needs model.train_top_layers=K with a trunk cache (model.trunk_cache=disk or memory)")
+        encoder = self.query_encoder if tower == "query" else self.passage_encoder
+        ordered = sorted(texts, key=len)  # little padding per batch, as in encode_texts
+        for start in tqdm(range(0, len(ordered), batch_size), desc=desc or f"trunk {tower}", unit="batch", leave=False,
+                          disable=None):  # a bar on a terminal only
+            feats = {k: v.to(self.device) for k, v in self.tokenize(ordered[start : start + batch_size], tower).items()}
+            self.trunk_store.states(encoder, self.trunk_start, feats["input_ids"], feats["attention_mask"])
+        self.flush_trunk_cache()
 
     @property
     def embedding_dim(self) -> int:
