@@ -16,10 +16,15 @@ max length 128 for queries and passages on both sides.
   same lr / warm-up / weight decay / clipping) on those batches in that order, then one
   `InformationRetrievalEvaluator` per held-out split (test, val) over its multilingual pool.
 
+Between the two, each switch is turned off alone (`--skip-ablation` skips these), so the gain of
+each one is visible, and the launcher question is answered on the same sweep: two parallel points
+with one thread each against one point at a time with both threads.
+
 Every side runs in this process's wall clock, whole: start-up, model loads, training, evaluation.
+Every batchmix side starts from an empty trunk cache.
 Printed: seconds per side and the ratios batchmix / ST (goal: <= 1/3 with the switches on).
 
-    .venv/bin/python benchmarks/sweep_speed.py [--steps 30] [--top 2] [--skip-off]
+    .venv/bin/python benchmarks/sweep_speed.py [--steps 30] [--top 2] [--skip-off] [--skip-ablation]
 """
 
 from __future__ import annotations
@@ -66,6 +71,16 @@ def batchmix_sweep(args: argparse.Namespace, extra: list[str], env: dict[str, st
     return seconds
 
 
+# The sides: (label, overrides). "on" is every switch; each ablation turns one off; "off" is all off.
+ON = ["trainer.precision=bf16-mixed", "hydra/launcher=local_parallel"]
+ABLATIONS = [
+    ("switches on but no trunk cache (model.trunk_cache=off)", [*ON, "model.trunk_cache=off"]),
+    ("switches on but fp32", ["hydra/launcher=local_parallel"]),
+    ("switches on but one point at a time, 2 threads (basic launcher)", ["trainer.precision=bf16-mixed"]),
+]
+OFF = ["model.trunk_cache=off"]
+
+
 def fresh_cache(tmp: Path) -> dict[str, str]:
     """An environment whose $BATCHMIX_CACHE is empty of trunk states but holds the converted model."""
     from batchmix.cache import cache_root
@@ -73,7 +88,7 @@ def fresh_cache(tmp: Path) -> dict[str, str]:
 
     model = ensure_embedded_model()
     root = tmp / "cache"
-    root.mkdir()
+    root.mkdir(parents=True)
     (root / model.name).symlink_to(model)
     assert cache_root() != root
     return {**os.environ, "BATCHMIX_CACHE": str(root)}
@@ -135,25 +150,26 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30, help="training steps per point (batch 16)")
     parser.add_argument("--top", type=int, default=2, help="trained top layers on every side")
     parser.add_argument("--skip-off", action="store_true", help="skip batchmix with every switch off")
+    parser.add_argument("--skip-ablation", action="store_true", help="skip the sides that turn one switch off")
     args = parser.parse_args()
     load_before = os.getloadavg()
     print(f"4-point sweep ({', '.join(RATIOS)}), {args.steps} steps of batch 16 each, top {args.top} of 12 layers trained, "
           f"final evaluation on the test and val articles; {os.cpu_count()} cores")
-    seconds = {}
+    sides = [("switches on (trunk cache from empty, bf16, 2 parallel workers of 1 thread)", ON)]
+    sides += [] if args.skip_ablation else ABLATIONS
+    sides += [] if args.skip_off else [("every switch off (no cache, fp32, one point at a time)", OFF)]
+    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-        tmp = Path(tmp)
-        env = fresh_cache(tmp)
-        seconds["on"] = batchmix_sweep(args, ["trainer.precision=bf16-mixed", "hydra/launcher=local_parallel"], env, tmp / "on")
-        print(f"  batchmix, switches on (trunk cache from empty, bf16, 2 parallel workers): {seconds['on']:.0f} s", flush=True)
-        if not args.skip_off:
-            seconds["off"] = batchmix_sweep(args, ["model.trunk_cache=off"], env, tmp / "off")
-            print(f"  batchmix, switches off (no cache, fp32, one point at a time): {seconds['off']:.0f} s", flush=True)
-    seconds["st"] = st_sweep(args)
-    print(f"  sentence-transformers, 4 fits + IR evaluator, one after another: {seconds['st']:.0f} s")
-    line = f"sweep wall time batchmix / sentence-transformers: switches on {seconds['on'] / seconds['st']:.2f}"
-    if "off" in seconds:
-        line += f", every switch off {seconds['off'] / seconds['st']:.2f}"
-    print(line + " (goal <= 0.33 with the switches on)")
+        for n, (label, overrides) in enumerate(sides):
+            side = Path(tmp) / str(n)
+            seconds[label] = batchmix_sweep(args, overrides, fresh_cache(side), side / "runs")
+            print(f"  batchmix, {label}: {seconds[label]:.0f} s", flush=True)
+    st = st_sweep(args)
+    print(f"  sentence-transformers, 4 fits + IR evaluator, one after another: {st:.0f} s")
+    print("sweep wall time batchmix / sentence-transformers:")
+    for label, sec in seconds.items():
+        print(f"  {label}: {sec / st:.2f}")
+    print("(goal <= 0.33 with the switches on)")
     bench_common.print_provenance(load_before, "python " + " ".join(shlex.quote(a) for a in sys.argv))
     return 0
 
