@@ -30,8 +30,8 @@ test-fast: install
 # named peer measured side by side in one run: evaluation speed and training throughput vs
 # sentence-transformers, sampler overhead, GradCache memory, hard-negative mining (texts/s vs ST's
 # mine_hard_negatives), encoding all of XQuAD-R (texts/s vs ST's encode, fp32 and bf16; ~10 min), a 4-point ratio sweep (wall time vs 4 ST fits + IR evaluator;
-# ~17 min; takes no BENCH_ARGS). Options: BENCH_ARGS="--threads 1" (all).
-# benchmarks/zero_shot_me5.py (the embedded model's fixed point) encodes ~26k texts -
+# ~29 min with each switch turned off alone; takes no BENCH_ARGS). Options: BENCH_ARGS="--threads 1" (all).
+# benchmarks/zero_shot_me5.py --corpus xquad-r|mlqa-r (the embedded model's fixed points) encodes ~25k texts -
 # minutes on a CPU - so it is run by hand, not here.
 bench: install
 	$(PY) -c "import sentence_transformers, accelerate" 2>/dev/null || $(PY) -m pip install -q -e ".[dev,bench]"
