@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import ranx
 import torch
+from scipy import stats
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.errors import BatchmixError
@@ -92,6 +93,22 @@ def reference_metrics(corpus: LAReQACorpus, q_emb: dict, c_emb: dict) -> dict[st
         out[f"bias/own_lang_first/{x}"] = float(np.mean(own_first[x]))
     out["bias/rank_distance"] = float(np.mean([out[f"bias/rank_distance/{x}"] for x in biased]))
     out["bias/own_lang_first"] = float(np.mean([out[f"bias/own_lang_first/{x}"] for x in biased]))
+    # Mean rank correlation (Yang, Jiang and Baldwin 2025): per id asked in >= 2 languages, scipy's
+    # Spearman between the pool scores of its parallel questions, averaged over the other languages.
+    rc = {lang: [] for lang in langs}
+    ids = sorted({qid for ls in corpus.languages.values() for qid in ls.question_ids})
+    for qid in ids:
+        members = [(x, corpus.languages[x].question_ids.index(qid)) for x in langs if qid in corpus.languages[x].question_ids]
+        if len(members) < 2:
+            continue
+        scores = np.stack([pool_emb @ q_emb[x][n].double().numpy() for x, n in members])
+        for a, (x, _) in enumerate(members):
+            rc[x].append(np.mean([stats.spearmanr(scores[a], scores[b]).statistic for b in range(len(members)) if b != a]))
+    parallel = [x for x in langs if rc[x]]
+    for x in parallel:
+        out[f"bias/mrc/{x}"] = float(np.mean(rc[x]))
+    if parallel:
+        out["bias/mrc"] = float(np.mean([out[f"bias/mrc/{x}"] for x in parallel]))
     return out
 
 
@@ -196,7 +213,7 @@ def test_key_set():
     suffixes += [f"cross/{x}-{y}" for x in langs for y in langs if x != y]
     expected = {f"{m}/{s}" for m in METRIC_NAMES for s in suffixes}
     expected |= {f"n_skipped/cross/{x}-{y}" for x in langs for y in langs if x != y} | {"n_skipped/cross"}
-    expected |= {f"bias/{b}{s}" for b in ("rank_distance", "own_lang_first") for s in ["", "/ar", "/de", "/en"]}
+    expected |= {f"bias/{b}{s}" for b in ("rank_distance", "own_lang_first", "mrc") for s in ["", "/ar", "/de", "/en"]}
     assert set(out) == expected
     assert all(isinstance(v, float) for v in out.values())
 

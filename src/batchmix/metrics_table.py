@@ -9,7 +9,7 @@ from batchmix.eval.settings import HEADLINE_ORDER
 HEADLINE = (
     *(f"map/{setting}" for setting in HEADLINE_ORDER),
     "map@20/multi", "mrr/multi", "recall@10/multi", "ndcg@10/multi",
-    "bias/rank_distance", "bias/own_lang_first",
+    "bias/rank_distance", "bias/own_lang_first", "bias/mrc",
 )
 
 

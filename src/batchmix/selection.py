@@ -24,6 +24,7 @@ from batchmix.sweep.objectives import check_objective, objective_names
 VAL_PREFIX = f"{VAL_SPLIT}/"
 FINAL_FROM = ("last", "best")
 _LOWER_IS_BETTER = ("bias/", "train/")  # rank distance, own-language share, losses
+_HIGHER_IS_BETTER_BIAS = ("bias/mrc",)  # a rank correlation: 1 = every translation ranks the pool alike
 
 
 def reads_test(name: str) -> bool:
@@ -39,7 +40,7 @@ def selection_split(objective: Any) -> str:
 def mode(name: str) -> str:
     """`max` or `min`: which way `name` improves (for the best checkpoint and pruning)."""
     bare = name.removeprefix(VAL_PREFIX)
-    return "min" if bare.startswith(_LOWER_IS_BETTER) else "max"
+    return "min" if bare.startswith(_LOWER_IS_BETTER) and not bare.startswith(_HIGHER_IS_BETTER_BIAS) else "max"
 
 
 def check_val_every_n_steps(value: Any) -> int:

@@ -29,8 +29,12 @@ over questions with answers in >= 2 languages:
   biased; a perfect, language-agnostic ranking still scores R - 1 (the R answers fill ranks 1..R).
 - `bias/own_lang_first` = macro_L share of L's questions whose own-language answer ranks strictly
   above all their other-language answers. Lower = less own-language preference.
-Per-language values: `bias/rank_distance/<L>`, `bias/own_lang_first/<L>`. Keys whose mean would
-be over nothing (no cross pairs, no multi-language ids) are left out, never NaN.
+- `bias/mrc` = mean rank correlation (Yang, Jiang and Baldwin 2025, arXiv 2509.06195): Spearman's
+  correlation between the rankings of the whole multilingual pool by the parallel questions of one
+  id, macro over languages (`batchmix.eval.rank_correlation`). Higher = less biased; 1 = every
+  translation ranks the pool alike.
+Per-language values: `bias/rank_distance/<L>`, `bias/own_lang_first/<L>`, `bias/mrc/<L>`. Keys whose
+mean would be over nothing (no cross pairs, no multi-language ids) are left out, never NaN.
 
 All 1 + L + L(L-1) settings come from one matrix product per query chunk against the whole pool:
 counting, per language block, the candidates scoring >= each relevant answer gives the rank
@@ -51,6 +55,7 @@ from tqdm.auto import tqdm
 from batchmix.data.corpus import LAReQACorpus, LanguageSet
 from batchmix.errors import BatchmixError
 from batchmix.eval.metrics import METRIC_NAMES, count_scoring_at_least, per_query_metrics
+from batchmix.eval.rank_correlation import mean_rank_correlation
 from batchmix.eval.trec import RunCollector
 
 CandidateMode = Literal["sentence", "context"]
@@ -58,7 +63,7 @@ CANDIDATE_MODES: tuple[str, ...] = ("sentence", "context")
 # The key layout of the metrics (module docstring), which `sweep.objectives` accepts as objectives:
 # `<m>/<setting>[/<lang>|/<X>-<Y>]` for m in metrics.METRIC_NAMES and the settings of
 # `eval.settings.EVAL_SETTINGS`, and `bias/<name>[/<lang>]`.
-BIAS_NAMES: tuple[str, ...] = ("rank_distance", "own_lang_first")
+BIAS_NAMES: tuple[str, ...] = ("rank_distance", "own_lang_first", "mrc")
 
 _QUERY_CHUNK = 512
 
@@ -273,6 +278,7 @@ def evaluate_embeddings(
     if distance:
         out["bias/rank_distance"] = sum(distance.values()) / len(distance)
         out["bias/own_lang_first"] = sum(own_first.values()) / len(own_first)
+    out.update(mean_rank_correlation(corpus, q_emb, pool))
     return out
 
 

@@ -9,7 +9,7 @@ The CSV is what `study.trials_dataframe(multi_index=False)` writes: `number`, `s
 `mono` / ...; a single missing share is the complement. Objective
 directions and the study name come from the study itself (storage), else from `optuna_study.json`
 (`{"study_name": ..., "directions": [...], "metric_names": [...]}`) or the `hydra.sweeper` node of the
-sweep's `multirun.yaml` (`study_name`, `direction`); failing those, a name rule: `bias/*`, `*loss*`, `*mse*`
+sweep's `multirun.yaml` (`study_name`, `direction`); failing those, a name rule: `bias/*` (but `bias/mrc`), `*loss*`, `*mse*`
 are minimised, everything else maximised.
 """
 
@@ -54,8 +54,10 @@ class StudyTable:
 
 
 def guess_direction(metric: str) -> str:
+    from batchmix.selection import mode
+
     name = metric.lower()
-    return "minimize" if name.startswith("bias/") or "loss" in name or "mse" in name else "maximize"
+    return "minimize" if mode(name) == "min" or "loss" in name or "mse" in name else "maximize"
 
 
 def _state(value: object) -> str:

@@ -92,7 +92,8 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
     first_cfg = RunDir(complete["run_dir"].iloc[0]).read_config()
     sets, missing = eval_sets_of(complete, first_cfg)
     metric_cols = [f"{es.prefix}{m}" for es in sets for m in
-                   (*(f"map/{s}" for s in SETTINGS), "bias/rank_distance", "bias/own_lang_first", "recall@10/multi", "ndcg@10/multi")]
+                   (*(f"map/{s}" for s in SETTINGS), "bias/rank_distance", "bias/own_lang_first", "bias/mrc", "recall@10/multi",
+                    "ndcg@10/multi")]
     types = batch_type_names()  # training batch types (the columns above are evaluation settings)
     # "last 10": `convergence.mean_of_last`, from each run's history.csv (not in load_runs: runs.csv stays as it was)
     last = [mean_of_last(h) if (h := RunDir(d).read_history()) is not None else {} for d in complete["run_dir"]]
@@ -128,17 +129,23 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
                 "(`required: false`; rerun the study once the data exists).", ""]
 
     # Language bias.
-    header = ["batches", "ratio"] + [f"{es.label} {m}" for es in sets for m in ("rank distance", "own-language first")]
+    with_mrc = any(f"{es.prefix}bias/mrc" in complete for es in sets)  # runs scored before MRC existed have none
+    bias_names = ("rank distance", "own-language first", *(("MRC",) if with_mrc else ()))
+    header = ["batches", "ratio"] + [f"{es.label} {m}" for es in sets for m in bias_names]
     rows = []
     if zs is not None:
-        rows.append(["none (zero-shot)", "–"] + [v for es in sets for v in (fmt_mean_std(zs.get(f"{es.prefix}bias/rank_distance", math.nan), math.nan, 1, 1),
-                                                                             fmt_mean_std(zs.get(f"{es.prefix}bias/own_lang_first", math.nan), math.nan, 1))])
+        rows.append(["none (zero-shot)", "–"] + [v for es in sets for v in (
+            fmt_mean_std(zs.get(f"{es.prefix}bias/rank_distance", math.nan), math.nan, 1, 1),
+            fmt_mean_std(zs.get(f"{es.prefix}bias/own_lang_first", math.nan), math.nan, 1),
+            *((fmt_mean_std(zs.get(f"{es.prefix}bias/mrc", math.nan), math.nan, 1),) if with_mrc else ()))])
     for _, r in table.iterrows():
         rows.append([r["schedule"], r["ratio"]] + [v for es in sets for v in (
-            cell(r, f"{es.prefix}bias/rank_distance", 1), cell(r, f"{es.prefix}bias/own_lang_first"))])
+            cell(r, f"{es.prefix}bias/rank_distance", 1), cell(r, f"{es.prefix}bias/own_lang_first"),
+            *((cell(r, f"{es.prefix}bias/mrc"),) if with_mrc else ()))])
     out += ["### Language bias (rank distance: per multilingual query, worst minus best rank of its answers across "
             "languages, lower = less biased; own-language first: share of queries whose same-language answer ranks first "
-            "among its answers)", "", md_table(header, rows), "",
+            "among its answers" + ("; MRC: mean Spearman correlation between the rankings of the pool by a question's "
+            "translations, Yang, Jiang and Baldwin 2025, higher = less biased" if with_mrc else "") + ")", "", md_table(header, rows), "",
             "Paper, XQuAD-R rank distance, XLM-R: "
             + ", ".join(f"{schedule} {value}" for (_, schedule), value in PAPER_RANK_DISTANCE.items())
             + " (a candidate pool of all "
