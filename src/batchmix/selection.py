@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.errors import BatchmixError
+from batchmix.eval.scoring import BIAS_HIGHER_IS_BETTER
 from batchmix.eval.settings import VAL_CURVE_KEYS, VAL_SPLIT
 from batchmix.options import switch
 from batchmix.sweep.objectives import check_objective, objective_names
@@ -24,7 +25,7 @@ from batchmix.sweep.objectives import check_objective, objective_names
 VAL_PREFIX = f"{VAL_SPLIT}/"
 FINAL_FROM = ("last", "best")
 _LOWER_IS_BETTER = ("bias/", "train/")  # rank distance, own-language share, losses
-_HIGHER_IS_BETTER_BIAS = ("bias/mrc",)  # a rank correlation: 1 = every translation ranks the pool alike
+_HIGHER_IS_BETTER_BIAS = tuple(f"bias/{name}" for name in BIAS_HIGHER_IS_BETTER)  # mean rank correlation
 
 
 def reads_test(name: str) -> bool:

