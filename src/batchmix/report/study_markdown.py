@@ -186,7 +186,11 @@ def write_study_markdown(sweep: str | os.PathLike, readme: str | os.PathLike, ze
                          command: str | None = None, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE) -> Path:
     """Regenerate the marked block of `readme` (created if missing; markers appended if absent)."""
     readme = Path(readme)
-    block = study_markdown(sweep, readme.parent / "figures", "figures", zero_shot, command, window, tolerance)
+    return replace_block(readme, study_markdown(sweep, readme.parent / "figures", "figures", zero_shot, command, window, tolerance))
+
+
+def replace_block(readme: Path, block: str) -> Path:
+    """Put `block` between the markers of `readme` (created if missing; markers appended if absent)."""
     text = readme.read_text() if readme.is_file() else ""
     if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
         head, rest = text.split(BEGIN, 1)
