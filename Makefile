@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # No hub here: never let an unreachable hub stall a run (each failed call costs ~48 s).
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-fast bench paper-study clean
+.PHONY: install demo test test-fast bench study study-report paper-study clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,16 @@ bench: install
 	$(OFFLINE) $(PY) benchmarks/mining_speed.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/encode_speed.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/sweep_speed.py
+
+# The ratio study (experiments/ratio_study/): the trunk cache, the zero-shot row, 15 ratios of the simplex x 3
+# seeds, an Optuna TPE search of 15 trials, then results.csv / curves.csv and the README's tables, figures and
+# fits. Resumable: run it again after a kill. ~104 min on 2 cores (experiments/ratio_study/README.md). `make study-report` redoes only the README from
+# the committed CSVs.
+study: install
+	bash experiments/ratio_study/run.sh
+
+study-report: install
+	$(PY) -m batchmix.report --from-results experiments/ratio_study --markdown experiments/ratio_study/README.md
 
 # The paper ratio study at CPU scale (experiments/paper_ratio_sweep/): zero-shot baseline, 4 ratios x
 # 3 seeds of experiment=paper_cpu, then the README tables and figures regenerated from the runs.
