@@ -128,3 +128,18 @@ def test_collect_without_a_grid_is_one_line(tmp_path, capsys):
     assert collect_main(["collect", "--grid", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no complete grid run under" in err and "run.sh" in err
+
+
+def test_the_committed_csvs_reproduce_the_committed_readme_block(tmp_path):
+    """experiments/ratio_study/README.md's block is what its results.csv + curves.csv give (the date aside)."""
+    from pathlib import Path
+
+    from batchmix.report.study_markdown import BEGIN, END
+
+    here = Path(__file__).resolve().parents[1] / "experiments" / "ratio_study"
+    committed = (here / "README.md").read_text().split(BEGIN, 1)[1].split(END, 1)[0]
+    block = study_block(here, tmp_path / "figures",
+                        command="python -m batchmix.report --from-results experiments/ratio_study --markdown experiments/ratio_study/README.md")
+    strip_date = lambda text: text.strip().split("\n", 1)[1]  # noqa: E731 - the first line says when it was generated
+    assert strip_date(block) == strip_date(committed)
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {p.name for p in (here / "figures").iterdir()}
