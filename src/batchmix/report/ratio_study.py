@@ -40,7 +40,8 @@ from batchmix.report.aggregate import by_ratio, ratio_label
 from batchmix.report.mixture_model import MixtureFit, fit_mixture
 from batchmix.report.model import fmt_mean_std
 from batchmix.report.paper_claims import PAPER_MAP, EvalSetInfo, direction_checks, schedule_name
-from batchmix.report.results_csv import CURVES, RESULTS, curves_table, read_results, results_table
+from batchmix.report.study_markdown import md_table, replace_block
+from batchmix.report.results_csv import CURVES, RESULTS, read_results, sweep_tables
 
 SOURCE = "source"  # which part of the study a row of results.csv comes from
 GRID, OPTUNA, ZERO_SHOT = "grid", "optuna", "zero_shot"
@@ -100,19 +101,14 @@ def read_timing(log: str | os.PathLike) -> pd.DataFrame:
 def collect(grid: str | os.PathLike, optuna: str | os.PathLike | None, zero_shot: str | os.PathLike | None,
             out: str | os.PathLike, timing: str | os.PathLike | None = None) -> list[Path]:
     """Write results.csv, curves.csv (and timing.csv) of the study's run folders into `out`."""
-    from batchmix.report.aggregate import load_histories, load_runs, load_val_histories
     from batchmix.run_dir import RunDir
 
     tables, curves = [], []
     for source, path in ((GRID, grid), (OPTUNA, optuna)):
-        if path is None or not Path(path).is_dir():
+        found = sweep_tables(path) if path is not None and Path(path).is_dir() else None
+        if found is None:
             continue
-        runs = load_runs(path)
-        if runs.empty or not (runs["status"] == "complete").any():
-            continue
-        table = results_table(runs)
-        part = curves_table(load_histories(path), load_val_histories(path))
-        part = part[part["run"].isin(table["run"])]
+        table, part = found
         table["run"] = source + "/" + table["run"]
         part["run"] = source + "/" + part["run"]
         tables.append(table.assign(**{SOURCE: source}))
@@ -144,30 +140,27 @@ def shares(runs: pd.DataFrame) -> list[str]:
     return [f"ratio_{t}" for t in batch_type_names() if f"ratio_{t}" in runs.columns]
 
 
-def with_labels(runs: pd.DataFrame) -> pd.DataFrame:
-    """`ratio` label and the paper's schedule name of each run (as load_runs gives them)."""
-    cols = shares(runs)
-    runs = runs.copy()
-    runs["ratio"] = [ratio_label(*r) for r in runs[cols].itertuples(index=False)]
-    runs["schedule"] = [schedule_name(*r) for r in runs[cols].itertuples(index=False)]
-    return runs
+def with_ratio_label(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's `ratio` label (as load_runs gives it; results.csv keeps only the shares)."""
+    return runs.assign(ratio=[ratio_label(*r) for r in runs[shares(runs)].itertuples(index=False)])
+
+
+def val_curves(curves: pd.DataFrame):
+    """(run, steps, values) of each run's val map/multi curve, in step order."""
+    for run, part in curves[curves["curve"] == CHOOSE_ON].groupby("run", sort=False):
+        part = part.sort_values("step")
+        yield run, part["step"].to_numpy(float), part["value"].to_numpy(float)
 
 
 def flattening(curves: pd.DataFrame, runs: pd.DataFrame, fraction: float = FLAT_FRACTION) -> pd.DataFrame:
-    """Per run: the val map/multi gain over the last `fraction` of its steps (last point minus the
-    point at or before (1 - fraction) x last step) and whether it is below FLAT_GAIN."""
-    val = curves[curves["curve"] == CHOOSE_ON]
-    rows = []
-    for run, part in val.groupby("run", sort=False):
-        part = part.sort_values("step")
-        last = part["step"].iloc[-1]
-        before = part[part["step"] <= (1 - fraction) * last + 1e-9]
-        if before.empty:
-            continue
-        gain = float(part["value"].iloc[-1] - before["value"].iloc[-1])
-        rows.append({"run": run, "flat/gain": gain, "flat/from_step": float(before["step"].iloc[-1]), "flat/to_step": float(last)})
-    flat = pd.DataFrame(rows, columns=["run", "flat/gain", "flat/from_step", "flat/to_step"])
-    return runs.merge(flat, on="run", how="left")
+    """`runs` with `flat/gain`: the val map/multi gain over the last `fraction` of its steps (last point
+    minus the point at or before (1 - fraction) x last step; NaN without such a point)."""
+    gains = {}
+    for run, steps, values in val_curves(curves):
+        before = np.flatnonzero(steps <= (1 - fraction) * steps[-1] + 1e-9)
+        if len(before):
+            gains[run] = float(values[-1] - values[before[-1]])
+    return runs.assign(**{"flat/gain": runs["run"].map(gains)})
 
 
 def steps_to_fraction(steps: np.ndarray, values: np.ndarray, fraction: float = 0.95) -> float:
@@ -184,9 +177,7 @@ def steps_to_fraction(steps: np.ndarray, values: np.ndarray, fraction: float = 0
 def interpolated_speed(curves: pd.DataFrame, runs: pd.DataFrame, start: float | None = None) -> pd.DataFrame:
     """`runs` with STEPS_TO_95_INTERP from each run's val map/multi curve (`start`: the value at step 0)."""
     speeds = {}
-    for run, part in curves[curves["curve"] == CHOOSE_ON].groupby("run", sort=False):
-        part = part.sort_values("step")
-        steps, values = part["step"].to_numpy(float), part["value"].to_numpy(float)
+    for run, steps, values in val_curves(curves):
         if start is not None and not math.isnan(start) and steps[0] > 0:
             steps, values = np.r_[0.0, steps], np.r_[start, values]
         speeds[run] = steps_to_fraction(steps, values)
@@ -212,10 +203,9 @@ def mix_label(x: np.ndarray) -> str:
 # ------------------------------------------------------------------------------------ markdown
 
 
-def md_table(header: list[str], rows: list[list]) -> str:
-    from batchmix.report.study_markdown import md_table as table
-
-    return table(header, rows)
+def _paper_name(schedule: str) -> str:
+    """The paper's name of a ratio row (`schedule_name`), blank for a ratio it has no name for."""
+    return "" if schedule[0].isdigit() else schedule
 
 
 def _ci(mean: float, low: float, high: float, digits: int = 3) -> str:
@@ -235,7 +225,7 @@ def study_block(results_dir: str | os.PathLike, figures_dir: Path, figures_link:
 
     results_dir = Path(results_dir)
     all_runs, curves = read_results(results_dir)
-    all_runs = with_labels(all_runs)
+    all_runs = with_ratio_label(all_runs)
     grid = all_runs[all_runs[SOURCE] == GRID].copy()
     optuna = all_runs[all_runs[SOURCE] == OPTUNA].copy()
     zs = all_runs[all_runs[SOURCE] == ZERO_SHOT]
@@ -285,7 +275,7 @@ def study_block(results_dir: str | os.PathLike, figures_dir: Path, figures_link:
         rows.append(["none (zero-shot)", "–", "–"] + [fmt_mean_std(zs.get(f"{es.prefix}map/{s}", math.nan), math.nan, 1)
                                                      for es in SETS for s in SETTINGS] + [fmt_mean_std(zs.get(CHOOSE_ON, math.nan), math.nan, 1)])
     for _, r in table.iterrows():
-        rows.append([r["schedule"] if not r["schedule"][0].isdigit() else "", r["ratio"], int(r["n"])]
+        rows.append([_paper_name(r["schedule"]), r["ratio"], int(r["n"])]
                     + [_cell(table, r, f"{es.prefix}map/{s}") for es in SETS for s in SETTINGS] + [_cell(table, r, CHOOSE_ON)])
     for (model, sched), values in PAPER_MAP.items():
         if model == "XLM-R":
@@ -351,7 +341,7 @@ def study_block(results_dir: str | os.PathLike, figures_dir: Path, figures_link:
     if zs is not None:
         rows.append(["none (zero-shot)", "–"] + [fmt_mean_std(zs.get(f"{es.prefix}{k}", math.nan), math.nan, 1, d) for es in SETS for k, _, d in bias_cols])
     for _, r in table.iterrows():
-        rows.append([r["schedule"] if not r["schedule"][0].isdigit() else "", r["ratio"]]
+        rows.append([_paper_name(r["schedule"]), r["ratio"]]
                     + [_cell(table, r, f"{es.prefix}{k}", d) for es in SETS for k, _, d in bias_cols])
     out += ["### Language bias (rank distance: worst minus best rank of a question's answers across languages, lower = "
             "less biased; own-language first: share of questions whose same-language answer ranks first; MRC: mean "
@@ -419,8 +409,6 @@ def study_block(results_dir: str | os.PathLike, figures_dir: Path, figures_link:
 
 def write_study_readme(results_dir: str | os.PathLike, readme: str | os.PathLike, command: str | None = None) -> Path:
     """Regenerate the marked block of `readme` from the CSVs in `results_dir` (prose outside the markers is kept)."""
-    from batchmix.report.study_markdown import replace_block
-
     readme = Path(readme)
     return replace_block(readme, study_block(results_dir, readme.parent / "figures", "figures", command))
 

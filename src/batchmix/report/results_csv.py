@@ -78,16 +78,24 @@ def curves_table(histories: pd.DataFrame, val_histories: pd.DataFrame, points: i
     return pd.concat(frames, ignore_index=True)
 
 
-def write_results(sweep: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write `results.csv` and `curves.csv` of the runs under `sweep` into `out_dir`."""
+def sweep_tables(sweep: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(results, curves) of the complete runs under `sweep`, as the two files hold them; None without one."""
     from batchmix.report.aggregate import load_histories, load_runs, load_val_histories
 
     runs = load_runs(sweep)
     if runs.empty or not (runs["status"] == "complete").any():
-        raise BatchmixError(f"no complete run (config.yaml + metrics.json) under {sweep}; run the study first")
+        return None
     table = results_table(runs)
     curves = curves_table(load_histories(sweep), load_val_histories(sweep))
-    curves = curves[curves["run"].isin(table["run"])]
+    return table, curves[curves["run"].isin(table["run"])]
+
+
+def write_results(sweep: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write `results.csv` and `curves.csv` of the runs under `sweep` into `out_dir`."""
+    tables = sweep_tables(sweep)
+    if tables is None:
+        raise BatchmixError(f"no complete run (config.yaml + metrics.json) under {sweep}; run the study first")
+    table, curves = tables
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / RESULTS, index=False, float_format="%.6g")
