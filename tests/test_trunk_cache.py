@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from batchmix.errors import BatchmixError
-from batchmix.models.trunk_cache import SHARD_GLOB, TRUNK_DIR
+from batchmix.models.trunk_cache import SHARD_GLOB, TRUNK_DIR, check_attention, top_states, trunk_states
 from scale_helpers import TEXTS, assert_same_grads, loss_and_grads, make_batch, tiny_encoder
 
 XLMR = {"model_type": "xlm-roberta", "vocab_size": 250037, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
@@ -43,6 +43,34 @@ def test_cached_step_gives_the_loss_and_gradients_of_the_plain_forward(arch):
     # Only the top layer (and the temperature) trains; nothing below it has a gradient.
     top = len(plain.query_encoder.encoder.layer) - 1
     assert grads and all(f"encoder.layer.{top}." in name or name == "loss_fn.log_temperature" for name in grads)
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("arch", [None, XLMR], ids=["bert", "xlm-roberta"])
+def test_the_split_forward_equals_the_models_own_forward(arch, impl):
+    """Trunk then top layers, with batchmix's own attention mask, give Hugging Face's own forward
+    (its own mask) on a padded batch, under both attention implementations the cache supports."""
+    module = tiny_encoder(train_top_layers=1, trunk_cache="off", **({"architecture": arch} if arch else {}))
+    enc = module.query_encoder.eval()
+    enc.set_attn_implementation(impl)  # transformers' public switch
+    assert check_attention(enc) == impl
+    feats = module.tokenize(TEXTS, "query")
+    tokens = feats["attention_mask"].bool()
+    assert not tokens.all()  # texts of different lengths: padding is masked
+    with torch.no_grad():
+        own = enc(**feats).last_hidden_state
+        split = top_states(enc, trunk_states(enc, feats["input_ids"], feats["attention_mask"], 1), feats["attention_mask"], 1)
+    torch.testing.assert_close(split[tokens], own[tokens], rtol=1e-5, atol=1e-5)
+
+
+def test_an_attention_implementation_without_an_additive_mask_is_refused_in_one_line():
+    module = tiny_encoder(trunk_cache="off")
+    enc = module.query_encoder
+    enc.set_attn_implementation("flex_attention")  # wants a block mask, not an additive one
+    feats = module.tokenize(TEXTS, "query")
+    with pytest.raises(BatchmixError, match=r"^model.train_top_layers supports attention implementations eager\|sdpa, "
+                       r"not 'flex_attention' of BertModel; .*model.train_top_layers=null$"):
+        trunk_states(enc, feats["input_ids"], feats["attention_mask"], 1)
 
 
 def test_the_frozen_trunk_runs_without_dropout_and_the_top_with_it():

@@ -33,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from batchmix.compat import attention_implementation
 from batchmix.errors import BatchmixError
 from batchmix.models.checks import TRUNK_CACHE_MODES
 from batchmix.models.frozen_weights import content_hash
@@ -43,6 +44,8 @@ TRUNK_DIR = "trunk"           # under the cache root
 SHARD_GLOB = "shard-*.safetensors"
 CACHE_VERSION = 1             # bump when what a shard holds changes: older shards are not read
 FLUSH_ROWS = 4096             # pending texts that trigger writing a shard
+# The attention implementations whose layers take `additive_mask` (flex attention wants a block mask).
+MASKED_ATTENTION = ("eager", "sdpa")
 # Config fields that cannot change a frozen trunk's output (names, dropout: the trunk runs in eval mode).
 _IGNORED_CONFIG = ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype",
                    "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
@@ -53,10 +56,21 @@ _IGNORED_CONFIG = ("_name_or_path", "transformers_version", "architectures", "dt
 def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
     """The encoder's transformer blocks (BERT / XLM-R / mE5 / LaBSE: `encoder.layer`)."""
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or not hasattr(encoder, "embeddings") or not hasattr(encoder, "_create_attention_masks"):
+    if not isinstance(layers, nn.ModuleList) or not hasattr(encoder, "embeddings"):
         raise BatchmixError(f"model.train_top_layers needs a BERT-style encoder (embeddings + encoder.layer); "
                             f"{type(encoder).__name__} is not one: set model.train_top_layers=null")
+    check_attention(encoder)
     return layers
+
+
+def check_attention(encoder: nn.Module) -> str:
+    """The encoder's attention implementation, if `additive_mask` below builds the mask it wants."""
+    impl = attention_implementation(encoder.config)
+    if impl not in MASKED_ATTENTION:
+        raise BatchmixError(f"model.train_top_layers supports attention implementations {'|'.join(MASKED_ATTENTION)}, "
+                            f"not {impl!r} of {type(encoder).__name__}; load the model with attn_implementation='sdpa' "
+                            f"or set model.train_top_layers=null")
+    return impl
 
 
 def check_train_top_layers(k: Any, num_layers: int) -> int:
@@ -79,18 +93,23 @@ def freeze_trunk(encoder: nn.Module, train_top_layers: int) -> int:
     return start
 
 
-def _mask(encoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-    # The model's own mask builder (eager / sdpa / flex masks as its attention implementation wants).
-    mask, _ = encoder._create_attention_masks(attention_mask=attention_mask, encoder_attention_mask=None,
-                                              embedding_output=hidden, encoder_hidden_states=None, cache=None)
-    return mask
+def additive_mask(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The additive mask [B, 1, 1, T] a bidirectional encoder layer takes: 0 on tokens, the dtype's
+    minimum on padding, so a padded key gets no attention weight.
+
+    Built here rather than by the model's mask helper, which is private and changed its signature
+    between transformers releases. Both implementations in MASKED_ATTENTION add it to the scores
+    (eager adds it; sdpa passes a float mask to torch's scaled_dot_product_attention, which adds it).
+    """
+    keep = attention_mask[:, None, None, :].to(hidden.dtype)
+    return (1.0 - keep) * torch.finfo(hidden.dtype).min
 
 
 @torch.no_grad()
 def trunk_states(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
     """The hidden states entering layer `start` [B, T, H], as the model's forward computes them."""
     hidden = encoder.embeddings(input_ids=input_ids)
-    mask = _mask(encoder, hidden, attention_mask)
+    mask = additive_mask(hidden, attention_mask)
     for layer in transformer_layers(encoder)[:start]:
         hidden = layer(hidden, mask)
     return hidden
@@ -98,7 +117,7 @@ def trunk_states(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: to
 
 def top_states(encoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
     """The last hidden states from the states entering layer `start`: the trained layers only."""
-    mask = _mask(encoder, hidden, attention_mask)
+    mask = additive_mask(hidden, attention_mask)
     for layer in transformer_layers(encoder)[start:]:
         hidden = layer(hidden, mask)
     return hidden
