@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from importlib.metadata import version
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -44,17 +46,30 @@ def tiny_run(tmp_path_factory, xquad_root, request):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["run_dir", "export", "ckpt"])
-def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target):
+def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target, caplog):
     from batchmix.recipes.evaluate import evaluate
 
     path = {"run_dir": tiny_run, "export": tiny_run / "model", "ckpt": tiny_run / "checkpoints" / "last.ckpt"}[target]
+    versions = tiny_run / "versions.json"
+    recorded = json.loads(versions.read_text())
+    assert recorded["transformers"] == version("transformers") and recorded["torch"] == version("torch")
+    # The run as if trained under another transformers minor release: eval.py says so in one line.
+    old = "4.44.2" if target == "export" else recorded["transformers"]
+    versions.write_text(json.dumps({**recorded, "transformers": old}))
     if target == "run_dir":
         (tiny_run / "model").rename(tiny_run / "model.hidden")  # force the checkpoint path
     try:
-        out = evaluate(_cfg("eval", [f"checkpoint={path}", LANGS]), tmp_path)
+        with caplog.at_level(logging.WARNING, logger="batchmix"):
+            out = evaluate(_cfg("eval", [f"checkpoint={path}", LANGS]), tmp_path)
     finally:
+        versions.write_text(json.dumps(recorded))
         if target == "run_dir":
             (tiny_run / "model.hidden").rename(tiny_run / "model")
+    drift = [r.getMessage() for r in caplog.records if "other releases" in r.getMessage()]
+    if target == "export":
+        assert len(drift) == 1 and "\n" not in drift[0] and f"transformers 4.44.2 -> {version('transformers')}" in drift[0]
+    else:
+        assert drift == []
     trained = json.loads((tiny_run / "metrics.json").read_text())
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == out["metrics"]

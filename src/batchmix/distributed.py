@@ -11,6 +11,8 @@ parameters receive exactly the gradient of a single process on the concatenated 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
@@ -24,19 +26,34 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather in forward; in backward, each rank's slice of the gradient summed over ranks.
+
+    Hand-written with the public collectives: torch >= 2.13 deprecates the autograd all-gather of
+    `torch.distributed.nn.functional` in favour of a private module (`_functional_collectives`).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.rows = x.shape[0]
+        out = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(out, x)
+        return torch.cat(out, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)  # reduced in place: not autograd's tensor
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # every rank's copy of every slice, summed
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
-    """Concatenate `x` [b, ...] from every rank in rank order ([world*b, ...]); identity on one process."""
+    """Concatenate `x` [b, ...] from every rank in rank order ([world*b, ...]); identity on one process.
+    Every rank must pass the same shape (the hybrid sampler gives each rank an equal slice)."""
     if world_size() == 1:
         return x
-    # torch >= 2.13 deprecates torch.distributed.nn.functional.all_gather for the functional
-    # collectives; both sum each rank's gradient back onto its owner in backward.
-    from torch.distributed import _functional_collectives as collectives
-
-    if hasattr(collectives, "all_gather_single_autograd"):
-        return collectives.all_gather_single_autograd(x.contiguous(), 0, dist.group.WORLD)
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    return _GatherWithGrad.apply(x.contiguous())
 
 
 def gather_tensor(x: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ Train, resume, `eval.py`, the sweeper and the report all go through `RunDir`, so
 once and read one way (the layout a README or a notebook can rely on):
 
     <run>/config.yaml            the resolved config the run trained with
+    <run>/versions.json          Python, library versions and git commit it started with (`batchmix.versions`)
     <run>/metrics.json           flat metrics of the trained model (present = the run finished)
     <run>/metrics_before.json    the same for the untrained model
     <run>/history.csv            one row per optimizer step (step, batch_type, loss, mse, ...)
@@ -38,6 +39,7 @@ from batchmix.errors import BatchmixError
 from batchmix.io import atomic_write_text, write_json
 
 CONFIG = "config.yaml"
+VERSIONS = "versions.json"
 METRICS = "metrics.json"
 METRICS_BEFORE = "metrics_before.json"
 HISTORY = "history.csv"
@@ -102,6 +104,14 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+    @classmethod
+    def of_model(cls, path: str | os.PathLike) -> "RunDir":
+        """The run folder of what `checkpoint=` may name: the run dir, its model/ export, or a .ckpt in it."""
+        path = Path(path)
+        if path.is_file():
+            return cls(path.parent.parent)  # <run>/checkpoints/<name>.ckpt
+        return cls(path.parent) if (path / MODEL_INFO).exists() else cls(path)
 
     # ------------------------------------------------------------------ paths
     @property
@@ -177,6 +187,18 @@ class RunDir:
 
     def write_config(self, cfg: DictConfig) -> Path:
         return atomic_write_text(self.config_file, OmegaConf.to_yaml(cfg, resolve=True))
+
+    # ------------------------------------------------------------------ versions
+    @property
+    def versions_file(self) -> Path:
+        return self.path / VERSIONS
+
+    def read_versions(self) -> dict[str, Any]:
+        """versions.json ({} for a run made before it existed)."""
+        return read_json(self.versions_file)
+
+    def write_versions(self, versions: Mapping[str, Any]) -> Path:
+        return write_json(self.versions_file, dict(versions))
 
     # ------------------------------------------------------------------ metrics
     def read_metrics(self) -> dict[str, Any]:

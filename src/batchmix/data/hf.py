@@ -42,6 +42,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from batchmix.cache import cache_root
+from batchmix.compat import has_indices_mapping
 from batchmix.data.corpus import Pair, TrainingGroups
 from batchmix.data.jsonl import parse_negatives
 from batchmix.errors import BatchmixError
@@ -619,7 +620,7 @@ def load_hf_training(hf: Mapping[str, Any]) -> TrainingGroups:
     table = ds.data.table
     plan = _plan(o, table.column_names, table.schema)
     ds = ds.select_columns(plan.columns())
-    if ds._indices is not None:  # not from our own select (contiguous), but a folder may carry one
+    if has_indices_mapping(ds):  # not from our own select (contiguous), but a folder may carry one
         ds = ds.flatten_indices()
     table = ds.data.table
     if plan.negatives is not None:

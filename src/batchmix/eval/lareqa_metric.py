@@ -74,14 +74,14 @@ class LAReQAMetric(Metric):
         getattr(self, f"{tower}_rows").append(rows.to(device=self.device, dtype=torch.long))
         getattr(self, f"{tower}_emb").append(embeddings.detach().to(device=self.device, dtype=torch.float32))
 
-    def _sync_dist(self, *args: Any, **kwargs: Any) -> None:
+    def sync(self, *args: Any, **kwargs: Any) -> None:
         # A rank with no rows would send torchmetrics' default empty 1-D float state, which cannot be
         # concatenated with the others' [n, width] embeddings: give it empty states of the right shape.
         for tower in TOWERS:
             if not getattr(self, f"{tower}_rows"):
                 getattr(self, f"{tower}_rows").append(torch.empty(0, dtype=torch.long, device=self.device))
                 getattr(self, f"{tower}_emb").append(torch.empty(0, self.width, device=self.device))
-        super()._sync_dist(*args, **kwargs)
+        super().sync(*args, **kwargs)
 
     def _assemble(self, tower: str) -> dict[str, Tensor]:
         rows_state, emb_state = getattr(self, f"{tower}_rows"), getattr(self, f"{tower}_emb")

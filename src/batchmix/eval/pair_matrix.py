@@ -123,5 +123,5 @@ def _colormap():
 
 def _save_atomically(fig, path: Path) -> Path:
     with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
+        fig.savefig(f, format="png", metadata={"Software": None})  # no matplotlib version in the file: same bytes across releases
     return path

@@ -20,12 +20,12 @@ def check_model(cfg: DictConfig) -> None:
     Pooling(select(cfg, "model.pooling"))
     backend = OmegaConf.select(cfg, "model.compile_backend", default="inductor")
     if OmegaConf.select(cfg, "model.compile", default=False):
-        import torch._dynamo  # only when compiling: the import costs ~1 s
+        import torch.compiler  # only when compiling: listing the backends imports dynamo (~1 s)
 
-        if backend not in torch._dynamo.list_backends(exclude_tags=()):
+        if backend not in torch.compiler.list_backends(exclude_tags=()):
             raise BatchmixError(
                 f"model.compile_backend={backend!r} is not a torch.compile backend; "
-                f"use one of {torch._dynamo.list_backends()} (e.g. model.compile_backend=inductor)"
+                f"use one of {torch.compiler.list_backends()} (e.g. model.compile_backend=inductor)"
             )
     top = OmegaConf.select(cfg, "model.train_top_layers", default=None)
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):

@@ -236,10 +236,17 @@ class DualEncoder(L.LightningModule):
                 "batch_type": btype,
                 "loss": float(loss),
                 **{k: float(v) for k, v in logs.items()},
-                "lr": float(self.optimizers().param_groups[0]["lr"]) if self._trainer is not None else float("nan"),
+                "lr": float(self.optimizers().param_groups[0]["lr"]) if self.attached_trainer() is not None else float("nan"),
                 "temperature": float(self.temperature.detach()),
             }
         )
+
+    def attached_trainer(self) -> L.Trainer | None:
+        """The Trainer running this module, or None outside `fit` (Lightning's `trainer` raises then)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
     def train(self, mode: bool = True) -> "DualEncoder":
         """Lightning's / torch's train(); a frozen trunk (train_top_layers) stays in eval mode, without
@@ -283,7 +290,8 @@ class DualEncoder(L.LightningModule):
         # a CPU, the whole throughput gap to sentence-transformers (benchmarks/RESULTS.md). Not under
         # 16-mixed: a fused optimizer unscales the loss-scaled gradients inside its step, after
         # clipping would have seen them scaled; there the multi-tensor `foreach` kernels are used.
-        scaled = self._trainer is not None and str(self.trainer.precision) == "16-mixed"
+        trainer = self.attached_trainer()
+        scaled = trainer is not None and str(trainer.precision) == "16-mixed"
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.lr, **({"foreach": True} if scaled else {"fused": True}),

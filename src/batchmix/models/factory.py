@@ -79,12 +79,7 @@ def load_trained(path: str | Path) -> tuple[DualEncoder, dict[str, Any]]:
     path = Path(path).expanduser()
     if not path.exists():
         raise BatchmixError(f"checkpoint={str(path)!r} does not exist: give a batchmix run dir, its model/ folder, or a .ckpt file")
-    if path.is_file():
-        run, ckpt = RunDir(path.parent.parent), path
-    elif (path / MODEL_INFO).exists():
-        run, ckpt = RunDir(path.parent), None
-    else:
-        run, ckpt = RunDir(path), None
+    run, ckpt = RunDir.of_model(path), (path if path.is_file() else None)
     cfg = OmegaConf.to_container(run.load_config(), resolve=True) if run.config_file.exists() else {}
     export = path if (path / MODEL_INFO).exists() else run.model_dir
     # The seed training built the model under: a random-init base (model.architecture) is rebuilt equal.

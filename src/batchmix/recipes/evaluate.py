@@ -40,6 +40,7 @@ from batchmix.models.dual_encoder import DualEncoder
 from batchmix.models.factory import build_dual_encoder, load_trained
 from batchmix.preflight import check_writable, offline_defaults, validate_eval
 from batchmix.run_dir import RunDir
+from batchmix.versions import warn_drift
 
 
 log = logging.getLogger("batchmix")
@@ -57,6 +58,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
     if cfg.checkpoint:
         module, run_cfg = load_trained(cfg.checkpoint)
+        warn_drift(RunDir.of_model(cfg.checkpoint).read_versions(), f"batchmix run {cfg.checkpoint}")
         data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
         if run_cfg.get("data", {}).get("name") == data_cfg.get("name"):
             # Same dataset as in training: take its split so the held-out articles are the same.

@@ -45,6 +45,7 @@ from batchmix.selection import monitor
 from batchmix.sweep.objectives import select_objective
 from batchmix.sweep.pruning import pruning_callbacks
 from batchmix.training_guards import NonFiniteLossGuard
+from batchmix.versions import environment, warn_drift
 
 log = logging.getLogger("batchmix")
 
@@ -66,6 +67,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         # plan_resume could delete another rank's temp config.yaml mid-write (seen as a rank dying
         # with FileNotFoundError, its peer left waiting at the DDP rendezvous).
         run.write_config(cfg)
+        if run.versions_file.exists():  # a resumed run keeps the versions it started with
+            warn_drift(run.read_versions(), f"run {run_dir}")
+        else:
+            run.write_versions(environment())
 
     # 2. Data: training pairs and held-out article splits: val chooses, the reported split (test) and
     # eval.sets are scored, never used to choose (batchmix.selection).

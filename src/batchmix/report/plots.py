@@ -36,7 +36,7 @@ SQRT3_2 = math.sqrt(3) / 2
 
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})  # no matplotlib version in the file: same bytes across releases
     return buf.getvalue()
 
 

@@ -114,10 +114,11 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) 
         started = trial.datetime_start
         if BEATING in trial.system_attrs or started is None or datetime.now() - started <= grace:
             continue
+        key = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), trial.number)
         try:
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            if not storage.set_trial_state_values(key, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another sweeper got there first
-        requeue(study, storage.get_trial(trial._trial_id),
+        requeue(study, storage.get_trial(key),
                 f"was left RUNNING since {started:%Y-%m-%d %H:%M:%S} by a sweeper without heartbeat")

@@ -26,6 +26,8 @@ study's counts `_study`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
 import warnings
@@ -51,7 +53,19 @@ from ._results import write_results
 from ._saved_result import result_from_run_dir
 from ._signals import SweepInterrupted, interrupt_signals
 from ._storage import StorageError, hide_password, open_storage, retrying
-from ._study import StudyState, SweeperError, _finished, _n_trials, _sampler
+from ._study import StudyState, SweeperError, _finished, _n_trials, _sampler, trial_id
+
+
+def job_error(ret: JobReturn) -> BaseException:
+    """The exception a failed job raised. Hydra's public `return_value` re-raises it, after writing
+    an \"Error executing job\" line to stderr that the sweeper's own log line replaces."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            ret.return_value
+    except BaseException as err:  # noqa: BLE001 - whatever the job raised is the trial's error
+        return err
+    return RuntimeError(f"job ended {ret.status.name} without an error")
+
 
 log = logging.getLogger(__name__)
 DIRECTIONS = ("minimize", "maximize")
@@ -216,8 +230,7 @@ class OptunaSweeperImpl(Sweeper):
         for key, value in derived.items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("overrides", overrides)
-        # The storage's own trial id (Optuna keeps it private; `number` is only unique per study).
-        env = trial_env(storage, study_name, trial._trial_id)
+        env = trial_env(storage, study_name, trial_id(trial))
         # `++`: add the key, or replace it if the user's config already sets it.
         return overrides + [f"++hydra.job.env_set.{k}={_quote(v)}" for k, v in env.items()]
 
@@ -257,8 +270,7 @@ class OptunaSweeperImpl(Sweeper):
                 return self._tell_values(study, trial, value)
             error: BaseException = RuntimeError(f"no job result ({missing})" if missing else "no job result")
         elif ret.status != JobStatus.COMPLETED:
-            # A failed JobReturn holds the exception; reading `return_value` would re-raise it.
-            error = ret._return_value
+            error = job_error(ret)
         else:
             return self._tell_values(study, trial, ret.return_value)
         if isinstance(error, optuna.TrialPruned):

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from ._heartbeat import Heartbeat, fail_stale_trials, requeue
 from ._params import SearchSpace
-from ._study import FINISHED, StudyState, SweeperError, _finished
+from ._study import FINISHED, StudyState, SweeperError, _finished, trial_id
 
 if TYPE_CHECKING:
     from ._impl import OptunaSweeperImpl
@@ -51,6 +51,7 @@ class _Run:
         self.heartbeat: Heartbeat
         self.returns: List[Sequence[JobReturn]] = []
         self.launched = self.failed = self.told = 0
+        self.ids: dict[int, int] = {}  # trial number -> the storage's trial id, for the heartbeat
 
     def loop(self) -> None:
         waiting_for: List[int] = []
@@ -81,7 +82,8 @@ class _Run:
                 # Optuna warns that its heartbeat thread only runs in `optimize`; this sweeper beats itself.
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = self.study.ask()
-            self.heartbeat.add(trial._trial_id)
+            self.ids[trial.number] = trial_id(trial)  # looked up once: the storage may be gone when it is removed
+            self.heartbeat.add(self.ids[trial.number])
             trials.append(trial)
         return trials
 
@@ -91,13 +93,13 @@ class _Run:
         before it leave room; the others are FAIL with user attr `surplus`, before any parameter."""
         frozen = self.study.get_trials(deepcopy=False)
         finished = sum(t.state in FINISHED for t in frozen)
-        running = [t._trial_id for t in frozen if t.state == TrialState.RUNNING]
+        running = [t.number for t in frozen if t.state == TrialState.RUNNING]  # numbers follow the order of asking
         admitted = []
         for trial in trials:
-            if finished + sum(i < trial._trial_id for i in running) < self.target:
+            if finished + sum(i < trial.number for i in running) < self.target:
                 admitted.append(trial)
                 continue
-            self.heartbeat.remove([trial._trial_id])
+            self.heartbeat.remove([self.ids[trial.number]])
             trial.set_user_attr("surplus", f"the study reached hydra.sweeper.n_trials={self.target} in another sweeper")
             self.study.tell(trial, state=TrialState.FAIL)
             log.info("trial %d not run: the study's other trials fill hydra.sweeper.n_trials=%d", trial.number, self.target)
@@ -109,7 +111,7 @@ class _Run:
         try:
             return self.sweeper._job_overrides(self.space, trial, self.storage, self.study.study_name)
         except ValueError as err:
-            self.heartbeat.remove([trial._trial_id])
+            self.heartbeat.remove([self.ids[trial.number]])
             self.launched += 1
             trial.set_user_attr("error", str(err)[:500])
             self.study.tell(trial, state=TrialState.FAIL)
@@ -142,7 +144,7 @@ class _Run:
             self._settle(trials, results, stop)
             raise
         finally:
-            self.heartbeat.remove(t._trial_id for t in trials)
+            self.heartbeat.remove([self.ids[t.number] for t in trials])
         self.returns.append([r for r in results if r is not None])
         for trial, ret in zip(trials, results):
             self.told += 1
@@ -162,4 +164,4 @@ class _Run:
             if _finished(trial):
                 continue  # failed as stale by another sweeper, which queued it again
             self.study.tell(trial, state=TrialState.FAIL)
-            requeue(self.study, self.rdb.get_trial(trial._trial_id), why)
+            requeue(self.study, self.rdb.get_trial(self.ids[trial.number]), why)

@@ -38,9 +38,16 @@ def _sampler(spec: Any, n_existing: int) -> optuna.samplers.BaseSampler:
     return instantiate(cfg)
 
 
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage's key of a trial, which its storage methods take (`number` is only unique per
+    study). Optuna keeps it private on the trial; its public storage API looks it up."""
+    storage = trial.storage
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(trial.study.study_name), trial.number)
+
+
 def _finished(trial: optuna.Trial) -> bool:
     """Whether the storage already holds `trial` as finished (another sweeper failed it as stale)."""
-    return trial.storage.get_trial(trial._trial_id).state.is_finished()
+    return trial.storage.get_trial(trial_id(trial)).state.is_finished()
 
 
 @dataclass
