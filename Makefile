@@ -1,21 +1,38 @@
 # batchmix: `make demo` trains + evaluates on the embedded default; `make test` runs the test suite.
-# Both install what they need first (a local .venv; torch==2.13.0 before anything that depends on it).
+# Both install what they need first: a local .venv with the versions the suite passed with
+# (requirements/lock.txt: pip, then torch before anything that depends on it, then the rest).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LOCK := requirements/lock.txt
+locked = $(shell sed -n 's/^$(1)==\([^ ]*\).*/\1/p' $(LOCK))
+PIP_VERSION := $(call locked,pip)
+TORCH_VERSION := $(call locked,torch)
+PIP_TOOLS ?= pip-tools==7.7.0
+LATEST_VENV ?= .venv-latest
 # No hub here: never let an unreachable hub stall a run (each failed call costs ~48 s).
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-fast bench study study-report paper-study clean
+.PHONY: install lock demo test test-fast test-latest bench study study-report paper-study clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q pip==$(PIP_VERSION)
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -c $(LOCK) -e ".[dev]"
 	touch $@
+
+# Regenerate the lock: the newest versions pyproject.toml allows (pip-tools' pip-compile, every extra,
+# torch and pip from requirements/pins.in), for this Python on a CPU. Then run `make test` on it
+# before committing it. The torch pin drops its local label (+cpu), so a CUDA build of the same release
+# satisfies it too.
+lock: install
+	$(PY) -m pip install -q $(PIP_TOOLS)
+	$(VENV)/bin/pip-compile -q --upgrade --extra dev --extra bench --extra mine --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml requirements/pins.in
+	sed -i -E 's/^torch==([^ +]+)\+[a-z0-9.]+/torch==\1/' $(LOCK)
 
 demo: install
 	$(OFFLINE) $(PY) train.py
@@ -26,6 +43,18 @@ test: install
 test-fast: install
 	$(OFFLINE) $(PY) -m pytest -m "not slow"
 
+# The fast tests on the newest releases pyproject.toml allows (torch stays at the lock's), in a venv of
+# their own: a dependency's new release that breaks batchmix shows here the day it is out, before a
+# user meets it. Not part of CI, which installs from the lock so that no release can block work.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
+	$(LATEST_VENV)/bin/python -m pip install -q -e ".[dev]"
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze > $(LATEST_VENV)/versions.txt
+	$(OFFLINE) $(LATEST_VENV)/bin/python -m pytest -m "not slow"
+
 # The benchmarks (the [bench] extra, installed on first use), each printing its ratio against a
 # named peer measured side by side in one run: evaluation speed and training throughput vs
 # sentence-transformers, sampler overhead, GradCache memory, hard-negative mining (texts/s vs ST's
@@ -34,7 +63,7 @@ test-fast: install
 # benchmarks/zero_shot_me5.py --corpus xquad-r|mlqa-r (the embedded model's fixed points) encodes ~25k texts -
 # minutes on a CPU - so it is run by hand, not here.
 bench: install
-	$(PY) -c "import sentence_transformers, accelerate" 2>/dev/null || $(PY) -m pip install -q -e ".[dev,bench]"
+	$(PY) -c "import sentence_transformers, accelerate" 2>/dev/null || $(PY) -m pip install -q -c $(LOCK) -e ".[dev,bench]"
 	$(OFFLINE) $(PY) benchmarks/eval_speed.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/train_speed.py $(BENCH_ARGS)
 	$(OFFLINE) $(PY) benchmarks/gradcache_memory.py $(BENCH_ARGS)
@@ -58,4 +87,4 @@ paper-study: install
 	bash experiments/paper_ratio_sweep/run.sh
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) outputs multirun .pytest_cache

@@ -15,9 +15,15 @@ DATA=${BATCHMIX_DATA:-../shared/data}
 mkdir -p .gpu/whl
 "$PY" -m batchmix.models.vocab_subset .gpu/e5-small-q4.bin.xz "$DATA/xquad-r" "$DATA/mlqa-r" --verify 300
 tar -C "$DATA" -cJf .gpu/data.tar.xz xquad-r mlqa-r
-WHEELS=(hydra-core==1.3.8 omegaconf==2.3.1 hydra-joblib-launcher==1.2.0 optuna==5.0.0 alembic==1.20.1 SQLAlchemy==2.1.9
-        colorlog==6.12.0 Mako==1.4.3 transformers==5.24.0 regex==2026.11.19)
+LOCK=requirements/lock.txt   # the versions CI tests: none listed by hand here
+pin() { PIN=$(grep -i -m1 -o "^$1==[^ ]*" "$LOCK") || { echo "pack.sh: $1 is not pinned in $LOCK" >&2; exit 2; }; }
+WHEELS=()
+for name in hydra-core omegaconf hydra-joblib-launcher optuna alembic sqlalchemy colorlog mako transformers regex; do
+  pin "$name"
+  WHEELS+=("$PIN")
+done
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu/whl "${WHEELS[@]}"
-"$PY" -m pip wheel -q --no-deps -w .gpu/whl antlr4-python3-runtime==4.9.3   # published as a source archive only
+pin antlr4-python3-runtime
+"$PY" -m pip wheel -q --no-deps -w .gpu/whl "$PIN"   # published as a source archive only
 du -sh .gpu .gpu/*
