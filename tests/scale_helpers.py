@@ -124,6 +124,30 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, global_batch
         dist.destroy_process_group()
 
 
+def ddp_batch_worker(rank: int, world: int, init_file: str, out_dir: str, batch_file: str, loss_cfg: dict[str, Any]) -> None:
+    """As `ddp_worker`, on a given global batch (saved with torch.save): each rank its contiguous slice."""
+    import warnings
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        module = tiny_encoder(loss=loss_cfg)
+        batch = torch.load(batch_file, weights_only=False)
+        local = len(batch["ids"]) // world
+        model = DistributedDataParallel(StepWrapper(module))
+        module.train()
+        loss = model(slice_batch(batch, rank * local, (rank + 1) * local))
+        loss.backward()
+        grads = {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
+        torch.save({"loss": float(loss.detach()), "grads": grads}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
 def assert_same_grads(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float = 1e-4, atol: float = 1e-7) -> None:
     assert a.keys() == b.keys()
     for name in a:

@@ -226,6 +226,9 @@ def test_errors_name_the_value_and_the_fix(tmp_path):
     hf_error(tmp_path, [{**r, "id": 1.5} for r in good], r"id column 'id' holds double; ids must be strings or integers")
     bad_negs = [{**r, "negatives": 3} for r in good]
     hf_error(tmp_path, bad_negs, r"negatives column 'negatives' holds int64, not a list")
+    hf_error(tmp_path, [{**r, "links": "q01"} for r in good], r"answers column 'links' holds string, not a list of ids; fix data.hf.columns.answers",
+             columns={"answers": "links"})
+    hf_error(tmp_path, good, r"no column 'links' for answers", columns={"answers": "links"})
 
 
 def test_wide_errors(tmp_path):

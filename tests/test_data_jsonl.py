@@ -49,6 +49,22 @@ def test_round_trip(tmp_path):
     assert load_training_jsonl(path) == groups
 
 
+def test_answers_of_rows_and_negatives_are_read_and_written_back(tmp_path):
+    path = write_rows(tmp_path / "train.jsonl", [
+        row("a", "en", answers=["b", 7]),
+        row("b", "en", negatives=["plain", {"text": "t1", "id": "a"}, {"text": "t2", "lang": "de", "id": "c", "answers": ["a", "b"]}]),
+    ])  # fmt: skip
+    groups = load_training_jsonl(path)
+    assert groups.pairs[0]["en"].answers == ("7", "b")
+    assert [n.answers for n in groups.pairs[1]["en"].negatives] == [(), ("a",), ("a", "b", "c")]
+    assert [n.id for n in groups.pairs[1]["en"].negatives] == [None, "a", "c"]
+    # What a candidate row answers: its own id, its `answers`, and every id whose positive it is.
+    assert groups.positive_answers(0, "en") == {"a", "b", "7"}
+    assert groups.negative_answers(groups.pairs[1]["en"].negatives[0]) == set()
+    assert groups.negative_answers(Negative("en answer a", "en")) == {"a", "b", "7"}  # a's positive: a and its answers
+    assert load_training_jsonl(write_training_jsonl(groups, tmp_path / "again.jsonl")) == groups
+
+
 def test_xquad_train_split_round_trip(tmp_path, xquad_root):
     train = split_by_article(load_lareqa(xquad_root, ["de", "en", "zh"]), seed=0)["train"]
     groups = train.training_groups()
@@ -69,6 +85,9 @@ def test_xquad_train_split_round_trip(tmp_path, xquad_root):
         ([row("a", "en", negatives="x")], r"train.jsonl:1: field 'negatives' must be a list"),
         ([row("a", "en", negatives=["ok", {"lang": "de"}])], r"train.jsonl:1: negatives\[1\] must be a non-empty text"),
         ([row("a", "en", negatives=[{"text": "t", "id": [1]}])], r"train.jsonl:1: negatives\[0\] has lang='en' id=\[1\]"),
+        ([row("a", "en", answers="b")], r"train.jsonl:1: field 'answers' must be a list of ids \(strings or integers\), got 'b'"),
+        ([row("a", "en", answers=["b", None])], r"train.jsonl:1: field 'answers' must be a list of ids"),
+        ([row("a", "en", negatives=[{"text": "t", "answers": [True]}])], r"train.jsonl:1: field 'negatives\[0\].answers' must be a list"),
         ([row("a", "en"), row("b", "en"), "", row("a", "en")], r"train.jsonl:4: duplicate \(id, lang\) = \('a', 'en'\), first on line 1"),
         (["", "  "], r"train.jsonl has no rows"),
     ],

@@ -17,7 +17,7 @@ from batchmix.data.datamodule import PairCollator
 from batchmix.data.negatives import check_hard_negatives, check_negatives_options, pick_negatives
 from batchmix.errors import BatchmixError
 from batchmix.losses import InfoNCELoss, SimilarityMSELoss
-from batchmix.losses.translation_mask import parallel_id_keys
+from batchmix.losses.false_negatives import id_keys
 from batchmix.models.loading import load_tokenizer
 from batchmix.sampling.hybrid_batch_sampler import PairRef
 from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, tiny_encoder
@@ -108,15 +108,17 @@ def test_hard_negatives_join_the_infonce_denominator():
 
 def test_a_hard_negative_that_translates_the_querys_answer_is_masked():
     """Query 1's id is 'b'; the second hard negative answers 'b' (a translation of its positive)."""
-    batch = {"parallel_keys": parallel_id_keys(["a", "b"]), "negative_keys": parallel_id_keys(["x", "b"])}
+    keys = id_keys(["a", "b"])  # as under loss.mask=ids: a query's key is its id, a candidate's the id it answers
+    batch = {"query_keys": keys, "candidate_keys": torch.cat([keys, id_keys(["x", "b"])])}
     out = InfoNCELoss(temperature=1.0)(Q, CANDIDATES, batch).loss
     assert float(out) == pytest.approx(hand_infonce([[True] * 4, [True, True, True, False]]), abs=1e-6)
-    unmasked = InfoNCELoss(temperature=1.0, mask_translations=False)(Q, CANDIDATES, batch).loss
+    unmasked = InfoNCELoss(temperature=1.0, mask="none")(Q, CANDIDATES, batch).loss
     assert float(unmasked) == pytest.approx(hand_infonce([[True] * 4] * 2), abs=1e-6)
 
 
 def test_similarity_mse_targets_hard_negatives_with_zero_and_drops_masked_entries():
-    batch = {"parallel_keys": parallel_id_keys(["a", "b"]), "negative_keys": parallel_id_keys(["x", "b"])}
+    keys = id_keys(["a", "b"])  # as under loss.mask=ids: a query's key is its id, a candidate's the id it answers
+    batch = {"query_keys": keys, "candidate_keys": torch.cat([keys, id_keys(["x", "b"])])}
     s = (Q @ CANDIDATES.T).tolist()
     errors = [(s[i][j] - (1.0 if i == j else 0.0)) ** 2 for i in range(2) for j in range(4) if (i, j) != (1, 3)]
     out = SimilarityMSELoss()(Q, CANDIDATES, batch)
@@ -140,7 +142,7 @@ def test_training_step_with_hard_negatives_and_gradcache_agrees():
     loss, grads = loss_and_grads(module, batch)
     without, _ = loss_and_grads(tiny_encoder(), make_batch(module, 4, ids=ids))
     assert loss != pytest.approx(without, abs=1e-4)
-    unmasked, _ = loss_and_grads(tiny_encoder(loss={"mask_translations": False}), batch)
+    unmasked, _ = loss_and_grads(tiny_encoder(loss={"mask": "none"}), batch)
     assert unmasked != pytest.approx(loss, abs=1e-5)
     cached_loss, cached_grads = loss_and_grads(tiny_encoder(loss={"cache_chunk": 3}), batch)
     assert cached_loss == pytest.approx(loss, abs=1e-5)
@@ -163,7 +165,7 @@ def test_ddp_gathers_hard_negatives_as_one_process_on_the_global_batch(tmp_path)
     ranks = [torch.load(out / f"rank{r}.pt") for r in range(2)]
     module = tiny_encoder()
     single, single_grads = loss_and_grads(module, make_batch(module, 8, ids=ids, negatives=2, negative_ids=negative_ids))
-    unmasked, _ = loss_and_grads(tiny_encoder(loss={"mask_translations": False}),
+    unmasked, _ = loss_and_grads(tiny_encoder(loss={"mask": "none"}),
                                  make_batch(module, 8, ids=ids, negatives=2, negative_ids=negative_ids))
     assert single != pytest.approx(unmasked, abs=1e-6)
     for r in ranks:

@@ -157,3 +157,57 @@ def test_bad_arguments():
         HybridBatchSampler(parallel(), 0, Ratio(1, 0, 0))
     with pytest.raises(BatchmixError, match="batches_per_epoch"):
         HybridBatchSampler(parallel(), 8, Ratio(1, 0, 0), batches_per_epoch=0)
+
+
+# --- data.sampler.avoid_shared_answers -------------------------------------------------------------
+def exclusive_groups(n=200, seed=5):
+    """Random symmetric 'share an answer' relation: ~3 partners per id (as XQuAD-R, where 800 of 947
+    training ids share one with another in some language)."""
+    import random
+
+    rng = random.Random(seed)
+    partners = [set() for _ in range(n)]
+    for _ in range(3 * n // 2):
+        a, b = rng.randrange(n), rng.randrange(n)
+        if a != b:
+            partners[a].add(b)
+            partners[b].add(a)
+    return [frozenset(p) for p in partners]
+
+
+@pytest.mark.parametrize("shares", [(1, 0, 0), (0, 1, 0), (0.2, 0.5, 0.3)])
+def test_no_two_queries_of_a_batch_share_an_answer_and_the_counts_hold(shares):
+    exclusive = exclusive_groups()
+    ratio = Ratio(*shares)
+    plain = HybridBatchSampler(parallel(), 16, ratio, batches_per_epoch=30, seed=2)
+    s = HybridBatchSampler(parallel(), 16, ratio, batches_per_epoch=30, seed=2, exclusive=exclusive)
+    clashes = lambda plan: sum(b.group in exclusive[a.group] for batch in plan for a in batch for b in batch)  # noqa: E731
+    assert clashes(plain.plan_epoch(0)) > 0  # the control: drawn blindly, batches do share answers
+    for epoch in range(2):
+        plan = s.plan_epoch(epoch)
+        assert clashes(plan) == 0
+        assert all(len({r.group for r in batch}) == 16 for batch in plan)
+        counts = Counter(batch[0].batch_type for batch in plan)
+        assert {k: counts.get(k, 0) for k in ("mono", "cross", "multi")} == ratio.counts(30)
+
+
+def test_avoiding_shared_answers_resumes_the_same_sequence():
+    exclusive = exclusive_groups()
+    make = lambda: HybridBatchSampler(parallel(), 16, Ratio(0.3, 0.4, 0.3), batches_per_epoch=10, seed=11, exclusive=exclusive)  # noqa: E731
+    ref = make()
+    uninterrupted = list(itertools.chain(ref, ref))
+    run = make()
+    got = list(itertools.islice(iter(run), 4))
+    resumed = make()
+    resumed.load_state_dict(run.state_dict())
+    resumed.set_epoch(0)
+    got += list(resumed)
+    resumed.set_epoch(1)
+    got += list(resumed)
+    assert got == uninterrupted
+
+
+def test_avoiding_shared_answers_that_leave_too_few_ids_is_refused_in_one_line():
+    everyone = [frozenset(set(range(20)) - {i}) for i in range(20)]  # every id shares an answer with every other
+    with pytest.raises(BatchmixError, match=r"^data.sampler.avoid_shared_answers=true: at most 1 training ids .*batch_size=4"):
+        HybridBatchSampler(parallel(20), 4, Ratio(1, 0, 0), exclusive=everyone)

@@ -238,7 +238,8 @@ def test_forward_returns_the_loss_and_the_similarity_mse_to_log():
     q, p = random_unit_rows(6, 8, seed=30), random_unit_rows(6, 8, seed=31)
     for loss in (InfoNCELoss(temperature=0.1, symmetric=True), SimilarityMSELoss()):
         out = loss(q, p, {})
-        assert isinstance(out, LossOutput) and set(out.logs) == {"mse"}
+        assert isinstance(out, LossOutput) and set(out.logs) == {"mse", "masked"}
+        assert out.logs["masked"].item() == 0  # a batch without keys: nothing masked
         assert out.logs["mse"].item() == pytest.approx(similarity_mse(q, p).item())
         assert not out.logs["mse"].requires_grad
     assert InfoNCELoss(temperature=0.1, symmetric=True)(q, p).loss.item() == pytest.approx(

@@ -79,6 +79,9 @@ def test_the_miner_never_returns_a_translation_of_the_querys_answer(train_split,
                 assert pool_kind == "all" or negative.lang == lang
                 if negative.id is not None:
                     assert negative.text in answers[negative.id]  # the id it carries is one it answers
+                # every id it answers, from the corpus itself: the `answers` mask drops it for each of them
+                assert set(negative.answers) == {i for i, texts in answers.items() if negative.text in texts}
+                assert negative.id == min(negative.answers, default=None)
 
 
 # A hand-made pool: one query (id q) along e0; candidates at known cosines.

@@ -43,7 +43,8 @@ def test_validate_accepts_the_defaults_and_every_loss_and_logger():
 
 @pytest.mark.parametrize("overrides, message", [
     (["loss.symmetric=maybe"], "loss.symmetric='maybe' must be true or false"),
-    (["loss.mask_translations=maybe"], "loss.mask_translations='maybe' must be true or false"),
+    (["loss.mask=maybe"], "loss.mask='maybe' is not one of answers|ids|none"),
+    (["data.sampler.avoid_shared_answers=maybe"], "data.sampler.avoid_shared_answers='maybe' must be true or false"),
     (["loss.temperature=-1"], "loss.temperature=-1 must be a number > 0 (e.g. 0.05)"),
     (["loss=distill_mse", "loss.cache_chunk=4"], "not DistillMSELoss; set loss.cache_chunk=null"),
     (["+loss.margin=0.2"], "got unknown option(s) margin"),

@@ -139,6 +139,14 @@ def test_resume_and_the_report_agree_on_which_config_keys_differ(tmp_path):
     assert runs["cfg/data.languages"].tolist() == ['["de", "en"]', '["de", "en", "es"]']  # lists as JSON text
 
 
+def test_masked_entries_are_summed_per_batch_type_into_metrics(tmp_path):
+    history = pd.DataFrame({"step": range(6), "batch_type": ["mono", "cross", "mono", "multi", "mono", "cross"],
+                            "loss": [1.0] * 6, "mse": [0.1] * 6, "masked": [2, 0, 4, 1, 0, 6]})
+    summary = _training_summary(history, write_convergence(tmp_path, history))
+    assert summary["train/masked"] == 13.0
+    assert (summary["train/mono/masked"], summary["train/cross/masked"], summary["train/multi/masked"]) == (6.0, 6.0, 1.0)
+
+
 def test_a_types_final_loss_is_the_last_smoothed_value(tmp_path):
     steps = np.arange(40)
     loss = 2.0 * np.exp(-steps / 10.0) + 0.5
@@ -162,11 +170,35 @@ def test_a_types_final_loss_is_the_last_smoothed_value(tmp_path):
 
 
 def test_a_config_saved_before_a_key_existed_resumes_when_the_key_keeps_its_default():
-    from batchmix.resume import ADDED_KEYS
+    from batchmix.legacy import added_keys
 
     old = {**CFG, "model": {"name_or_path": "m"}}
     same = {**old, "model": {"name_or_path": "m", "train_top_layers": None, "trunk_cache": "disk"}, "export_full": False}
-    assert set(ADDED_KEYS) == {"model.train_top_layers", "model.trunk_cache", "export_full"}
+    assert {"model.train_top_layers", "model.trunk_cache", "export_full", "loss.mask"} <= set(added_keys())
     assert config_differences(OmegaConf.create(old), OmegaConf.create(same)) == []
     changed = {**same, "model": {**same["model"], "train_top_layers": 2}}
     assert config_differences(OmegaConf.create(old), OmegaConf.create(changed)) == ["model.train_top_layers: None -> 2"]
+
+
+@pytest.mark.parametrize("saved_loss, legacy", [({"temperature": 0.05}, "ids"),  # before mask_translations, too
+                                                ({"temperature": 0.05, "mask_translations": True}, "ids"),
+                                                ({"temperature": 0.05, "mask_translations": False}, "none")])
+def test_a_run_made_before_loss_mask_resumes_with_the_mask_it_had(tmp_path, saved_loss, legacy):
+    """The new default (answers) differs from what the old run did: the run continues as it ran."""
+    from batchmix.resume import adopt_legacy
+
+    saved = OmegaConf.create({**CFG, "loss": saved_loss})
+    now = OmegaConf.create({**CFG, "loss": {"temperature": 0.05, "mask": "answers"}})
+    assert config_differences(saved, now) == [f"loss.mask: {legacy} -> answers"]
+    assert adopt_legacy(saved, now, tmp_path) == [f"loss.mask={legacy}"]
+    assert now.loss.mask == legacy and config_differences(saved, now) == []
+    # A config that holds the key is read as it is: nothing adopted.
+    current = OmegaConf.create({**CFG, "loss": {"temperature": 0.05, "mask": "answers"}})
+    assert adopt_legacy(current, current.copy(), tmp_path) == []
+
+
+def test_an_old_run_dir_resumes_through_plan_resume_with_its_mask(tmp_path):
+    finished_run(tmp_path)  # CFG: written before loss.mask existed (no loss block at all)
+    now = OmegaConf.create({**CFG, "loss": {"mask": "answers"}})
+    assert plan_resume(now, tmp_path).finished is not None  # the finished run is recognised, not refused
+    assert now.loss.mask == "ids"

@@ -66,6 +66,18 @@ def gather_tensor(x: Tensor) -> Tensor:
     return torch.cat(out, dim=0)
 
 
+def gather_padded(x: Tensor, pad: int) -> Tensor:
+    """`x` [b, w] of every rank in rank order, each padded on the right with `pad` to the widest
+    rank's w (rows of keys of different lengths, e.g. the ids a candidate answers); identity on one process."""
+    if world_size() == 1:
+        return x
+    width = torch.tensor([x.shape[1]], device=x.device)
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    padded = torch.full((x.shape[0], int(width)), pad, dtype=x.dtype, device=x.device)
+    padded[:, : x.shape[1]] = x
+    return gather_tensor(padded)
+
+
 def check_world_size(cfg: DictConfig) -> None:
     """Under DDP data.batch_size is the global batch: it must split evenly over the processes."""
     devices, nodes = OmegaConf.select(cfg, "trainer.devices", default=1), OmegaConf.select(cfg, "trainer.num_nodes", default=1)

@@ -14,7 +14,8 @@ at most `positive score * (1 - relative_margin)`; the first `num_negatives` left
 Translation-aware: the pool records, for every passage, the ids whose answer it is (in any
 language). A candidate answering the query's own id, or equal to its positive, is never a negative:
 a translation of the answer is a false negative in a multilingual pool. The written negative carries
-the id it answers (if any), so training can mask it for that id's queries too.
+every id it answers (`answers`, and the smallest as `id`), so training masks it for each of those
+queries (losses/false_negatives.py).
 
 Pools (`pool`): `language`: a query's candidates are the passages in its positive's language (what
 `data.negatives_lang=same` then trains on); `all`: passages in every language, one index.
@@ -86,7 +87,7 @@ def build_pool(groups: TrainingGroups, corpus: LAReQACorpus | None = None) -> Po
     answers: dict[tuple[str, str], set[str]] = {}
     for qid, pairs in zip(groups.ids, groups.pairs):
         for lang in sorted(pairs):
-            answers.setdefault((lang, pairs[lang].positive), set()).add(qid)
+            answers.setdefault((lang, pairs[lang].positive), set()).update((qid, *pairs[lang].answers))
     if corpus is not None:
         for lang, ls in corpus.languages.items():
             for text in ls.candidates:
@@ -182,7 +183,7 @@ def mine(
                     break
                 if score > ceiling:
                     continue
-                chosen.append(Negative(pool.texts[i], pool.langs[i], _first_id(pool.answers[i])))
+                chosen.append(Negative(pool.texts[i], pool.langs[i], _first_id(pool.answers[i]), tuple(sorted(pool.answers[i]))))
                 if len(chosen) == options.num_negatives:
                     break
             mined[r] = tuple(chosen)
@@ -190,7 +191,7 @@ def mine(
     out_pairs: list[dict[str, Pair]] = [dict() for _ in groups.pairs]
     for r, (g, lang) in enumerate(rows):
         pair = groups.pairs[g][lang]
-        out_pairs[g][lang] = Pair(pair.query, pair.positive, mined.get(r, ()))
+        out_pairs[g][lang] = Pair(pair.query, pair.positive, mined.get(r, ()), pair.answers)
     texts = len(rows) + len(pool)
     stats = {
         "pairs": len(rows),

@@ -30,18 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from batchmix.errors import BatchmixError
+from batchmix.legacy import upgrade
 from batchmix.run_dir import BEST_CHECKPOINT, CHECKPOINTS, FAILED, LAST_CHECKPOINT, METRICS, METRICS_BEFORE, VAL_HISTORY, RunDir, flatten, read_json
 from batchmix.sweep.objectives import select_objective
 
 log = logging.getLogger("batchmix")
 
 NOT_COMPARED = ("resume", "logger", "checkpoint")
-# Keys added after a run may have been written, with the value that does what that run did: a saved
-# config without the key, rerun with this value, is the same run (it resumes instead of refusing).
-ADDED_KEYS = {"model.train_top_layers": None, "model.trunk_cache": "disk", "export_full": False}
 # What a previous run leaves that decides how a rerun continues (deleted on a fresh start).
 RUN_STATE_FILES = (f"{CHECKPOINTS}/{LAST_CHECKPOINT}", f"{CHECKPOINTS}/{BEST_CHECKPOINT}", METRICS, METRICS_BEFORE, FAILED, VAL_HISTORY)
 # batchmix.io's temp files (`.<name>.<8 random chars>.tmp`, files or staging dirs) left by a killed writer.
@@ -65,6 +64,7 @@ def plan_resume(cfg: DictConfig, run_dir: Path) -> ResumePlan:
     rd = RunDir(run_dir)
     checkpoint = rd.last_checkpoint
     if resume and rd.config_file.exists():
+        adopt_legacy(rd.load_config(), cfg, run_dir)
         differences = config_differences(rd.load_config(), cfg)
         if differences:
             raise BatchmixError(
@@ -88,15 +88,49 @@ def plan_resume(cfg: DictConfig, run_dir: Path) -> ResumePlan:
     return ResumePlan()
 
 
-def config_differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
-    """`key: saved -> now` for every resolved value that differs (NOT_COMPARED keys aside)."""
-    # Compare what config.yaml holds with what this job would write there (the same YAML round trip).
+def _flat_pair(saved: DictConfig, cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(saved, now) as flat dotted keys, the saved one upgraded to today's keys (batchmix.legacy), and
+    the keys the upgrade derived. `now` is what this job would write to config.yaml (the same YAML round trip)."""
     now = OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True))
-    old_flat, new_flat = flatten(OmegaConf.to_container(saved)), flatten(OmegaConf.to_container(now))
+    new_flat = flatten(OmegaConf.to_container(now))
+    old_flat, derived = upgrade(flatten(OmegaConf.to_container(saved)), new_flat)
+    return old_flat, new_flat, derived
+
+
+def config_differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
+    """`key: saved -> now` for every resolved value that differs (NOT_COMPARED keys aside); a saved
+    config from before a key existed reads as holding its legacy value (batchmix.legacy)."""
+    old_flat, new_flat, _ = _flat_pair(saved, cfg)
     keys = sorted(k for k in old_flat.keys() | new_flat.keys() if k.split(".")[0] not in NOT_COMPARED)
     missing = "<unset>"
-    old_flat = {**{k: v for k, v in ADDED_KEYS.items() if k in new_flat}, **old_flat}
     return [f"{k}: {old_flat.get(k, missing)} -> {new_flat.get(k, missing)}" for k in keys if old_flat.get(k, missing) != new_flat.get(k, missing)]
+
+
+def adopt_legacy(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> list[str]:
+    """Resume a run made before a key existed with the behaviour it had: each key its saved config
+    lacks takes its legacy value in `cfg` (in place), unless this command sets the key itself (then
+    the configs differ and the run is refused as another config). Returns `key=value` adopted."""
+    old_flat, new_flat, derived = _flat_pair(saved, cfg)
+    explicit = command_line_keys()
+    adopted = []
+    for key in derived:
+        if old_flat[key] != new_flat.get(key) and key not in explicit:
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, old_flat[key], merge=False)
+            adopted.append(f"{key}={old_flat[key]}")
+    if adopted:
+        log.info("%s was made before %s existed: it continues as it ran (%s)", run_dir,
+                 ", ".join(a.split("=")[0] for a in adopted), ", ".join(adopted))
+    return adopted
+
+
+def command_line_keys() -> set[str]:
+    """The config keys this job's command line sets (Hydra's task overrides); none outside Hydra."""
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # not inside a Hydra job (a test, a notebook calling train())
+        return set()
+    return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from batchmix.data.load import check_hf_source, check_source
 from batchmix.data.negatives import check_negatives_options
 from batchmix.data.split import check_fractions
 from batchmix.errors import BatchmixError
+from batchmix.legacy import added_key
 from batchmix.options import positive_int, select, switch
 from batchmix.sampling.hybrid_batch_sampler import MONO_MODES
 
@@ -37,9 +38,10 @@ def check_num_workers(workers: Any) -> None:
 
 
 def check_loader(cfg: DictConfig) -> None:
-    """How batches are made: `data.pretokenize`, `data.num_workers`, the hard negatives (and that the
-    loss can use them)."""
+    """How batches are made: `data.pretokenize`, `data.sampler.avoid_shared_answers`, `data.num_workers`,
+    the hard negatives (and that the loss can use them)."""
     switch("data.pretokenize", OmegaConf.select(cfg, "data.pretokenize", default=False))
+    switch("data.sampler.avoid_shared_answers", OmegaConf.select(cfg, "data.sampler.avoid_shared_answers", default=False))
     check_num_workers(OmegaConf.select(cfg, "data.num_workers", default=0))
     n, _ = check_negatives_options(OmegaConf.select(cfg, "data.hard_negatives", default=0),
                                    OmegaConf.select(cfg, "data.negatives_lang", default="any"))
@@ -47,6 +49,10 @@ def check_loader(cfg: DictConfig) -> None:
     if n and target.endswith("DistillMSELoss"):
         raise BatchmixError(f"data.hard_negatives={n} has no use in loss=distill_mse (a per-example loss, no negatives); "
                             f"set data.hard_negatives=0 or loss=infonce")
+
+
+# Runs made before the option drew batches without looking at answers (batchmix.legacy).
+added_key("data.sampler.avoid_shared_answers", False)
 
 
 def check_data(cfg: DictConfig) -> None:

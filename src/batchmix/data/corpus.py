@@ -8,6 +8,8 @@ loaders (LAReQA JSON, JSONL, the hub) and the consumers never depend on each oth
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 
 
@@ -82,23 +84,34 @@ class LAReQACorpus:
 
 @dataclass(frozen=True)
 class Negative:
-    """A hard negative passage: its text, its language, and (optional) the parallel id whose answer it
-    is, so a negative that is a translation of a query's own answer can be masked
-    (losses/translation_mask.py)."""
+    """A hard negative passage: its text, its language, and the query ids whose answer it is, so it
+    is never scored as a negative of those queries (losses/false_negatives.py). `id` is the one id
+    the `ids` mask reads (the smallest, as before `answers` existed); `answers` every id."""
 
     text: str
     lang: str
     id: str | None = None
+    answers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # `answers` holds `id` too, sorted, so equal negatives compare equal
+        object.__setattr__(self, "answers", tuple(sorted({*self.answers, *((self.id,) if self.id is not None else ())})))
 
 
 @dataclass(frozen=True)
 class Pair:
     """A query and its positive passage in one language, with the hard negatives given for them
-    (data/negatives.py chooses which join a batch)."""
+    (data/negatives.py chooses which join a batch) and the ids of the other queries the positive
+    also answers when the data says so (JSONL / HF `answers`)."""
 
     query: str
     positive: str
     negatives: tuple[Negative, ...] = ()
+    answers: tuple[str, ...] = ()
+
+
+def text_key(lang: str, text: str) -> bytes:
+    """A (language, text) as a short stable key: the answers index holds keys, not texts."""
+    return hashlib.blake2b(f"{lang}\0{text}".encode(), digest_size=12).digest()
 
 
 @dataclass
@@ -121,3 +134,40 @@ class TrainingGroups:
 
     def langs_of(self, i: int) -> list[str]:
         return sorted(self.pairs[i])
+
+    # --- which queries a passage answers ---------------------------------------------------------
+    @functools.cached_property
+    def _answer_index(self) -> dict[bytes, frozenset[str]]:
+        """(language, text) key -> the ids whose positive in that language it is, with the ids
+        each of those pairs names in `answers`. Parallel data makes this cross-lingual by itself:
+        two questions with one English answer sentence share its translation in every language."""
+        index: dict[bytes, set[str]] = {}
+        for qid, pairs in zip(self.ids, self.pairs):
+            for lang, pair in pairs.items():
+                index.setdefault(text_key(lang, pair.positive), set()).update((qid, *pair.answers))
+        return {k: frozenset(v) for k, v in index.items()}
+
+    def answers(self, lang: str, text: str) -> frozenset[str]:
+        """The ids of the queries a passage in `lang` answers, as far as the training data tells."""
+        return self._answer_index.get(text_key(lang, text), frozenset())
+
+    def positive_answers(self, group: int, lang: str) -> frozenset[str]:
+        """Every id the positive of (`group`, `lang`) answers: its own, those sharing the text, its `answers`."""
+        pair = self.pairs[group][lang]
+        return self.answers(lang, pair.positive) | {self.ids[group], *pair.answers}
+
+    def negative_answers(self, negative: Negative) -> frozenset[str]:
+        """Every id a hard negative answers: the ids it carries, and those whose positive it is."""
+        return self.answers(negative.lang, negative.text) | set(negative.answers)
+
+    @functools.cached_property
+    def shared_answers(self) -> list[frozenset[int]]:
+        """For each group, the other groups one of its positives answers (in any language): the
+        queries that must not share a batch with it under `data.sampler.avoid_shared_answers`."""
+        position = {qid: g for g, qid in enumerate(self.ids)}
+        out: list[set[int]] = [set() for _ in self.ids]
+        for ids in self._answer_index.values():
+            members = sorted(position[i] for i in ids if i in position)
+            for g in members:
+                out[g].update(members)
+        return [frozenset(s - {g}) for g, s in enumerate(out)]

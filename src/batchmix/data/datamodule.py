@@ -43,8 +43,8 @@ class PairCollator:
 
     With `hard_negatives=N` the batch also carries `negative`: N hard negatives per query, query i's
     in rows i*N .. i*N+N-1 (chosen by `batchmix.data.negatives.pick_negatives` under `negatives_lang`),
-    tokenised as passages, with their `negative_ids` (the parallel id each answers, or None) and
-    `negative_langs`.
+    tokenised as passages, with their `negative_ids` (the parallel id each answers, or None: what
+    `loss.mask=ids` reads), `negative_answers` (every id each answers) and `negative_langs`.
 
     With `pretokenized` (from `batchmix.data.pretokenize.pretokenize`, built from the same groups
     and settings) texts are not tokenised here: their cached ids are looked up, pivots included,
@@ -98,6 +98,9 @@ class PairCollator:
             "query_langs": [r.query_lang for r in refs],
             "positive_langs": [r.positive_lang for r in refs],
             "ids": [self.groups.ids[r.group] for r in refs],
+            # The ids each positive answers (its own, those sharing its text, the data's `answers`):
+            # `loss.mask=answers` drops it as a negative of all of their queries.
+            "answers": [sorted(self.groups.positive_answers(r.group, r.positive_lang)) for r in refs],
             "epoch": refs[0].epoch,
             "index": refs[0].index,
         }
@@ -106,6 +109,7 @@ class PairCollator:
             negatives = [neg for r in refs for neg in pick_negatives(self.groups, r.group, r.positive_lang, self.hard_negatives, self.negatives_lang)]
             batch["negative"] = tokenize(self.tokenizer, [n.text for n in negatives], self.passage_prefix, self.passage_max_length)
             batch["negative_ids"] = [n.id for n in negatives]
+            batch["negative_answers"] = [sorted(self.groups.negative_answers(n)) for n in negatives]
             batch["negative_langs"] = [n.lang for n in negatives]
         if self.pivot_lang is not None:
             pairs, pivot = self.groups.pairs, self.pivot_lang

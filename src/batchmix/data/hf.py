@@ -10,14 +10,17 @@ unicamp-dl/mmarco) fail on datasets >= 4 with a one-line error: export them to p
 
 Two layouts:
 
-* `long`: one row per (id, language) with columns id, lang, query, positive[, negatives], as the
-  JSONL format (data/jsonl.py); `negatives` is read when the row has such a column (or is named).
+* `long`: one row per (id, language) with columns id, lang, query, positive[, negatives][, answers],
+  as the JSONL format (data/jsonl.py); `negatives` is read when the row has such a column (or is
+  named); `answers` when named (`data.hf.columns.answers`: many QA sets have an `answers` column of
+  answer spans, which is not this).
 * `wide`: one row per id, each text per language, in one of two forms per field: a templated column
   name (`columns.query: "query_{lang}"`: one column per language, languages found in the column
   names) or a `{lang: text}` column (a `Translation` feature or any struct; languages are its
   fields). A null text means the id lacks that language. Wide negatives are per language too:
   `"negatives_{lang}"` (a list per language) or a struct of lists `{lang: [...]}`; their items are
-  the JSONL shapes (a text in the pair's language, or `{text, lang, id}`). `columns.id: null` uses
+  the JSONL shapes (a text in the pair's language, or `{text, lang, id, answers}`). A named
+  `answers` column is one list of ids per row (the other queries the id's positives answer). `columns.id: null` uses
   the row number as id (translation sets often have none).
 
 Memory: up front, only the id (and lang) columns become an index (sorted ids, and numpy arrays:
@@ -44,11 +47,11 @@ import numpy as np
 from batchmix.cache import cache_root
 from batchmix.compat import has_indices_mapping
 from batchmix.data.corpus import Pair, TrainingGroups
-from batchmix.data.jsonl import parse_negatives
+from batchmix.data.jsonl import parse_answers, parse_negatives
 from batchmix.errors import BatchmixError
 
 LAYOUTS = ("long", "wide")
-FIELDS = ("id", "lang", "query", "positive", "negatives")
+FIELDS = ("id", "lang", "query", "positive", "negatives", "answers")
 DEFAULTS: dict[str, Any] = {"path": None, "name": None, "split": "train", "data_files": None, "streaming": False,
                             "layout": "long", "columns": {}, "languages": None, "max_rows": None}
 LANG = "{lang}"
@@ -110,7 +113,7 @@ def check_hf_options(hf: Mapping[str, Any] | None) -> HFOptions:
     if not isinstance(columns, Mapping) or set(columns) - set(FIELDS):
         bad = sorted(set(columns) - set(FIELDS)) if isinstance(columns, Mapping) else columns
         raise BatchmixError(f"data.hf.columns has {reprlib.repr(bad)}; it maps batchmix fields {list(FIELDS)} to column names")
-    columns = {**{f: f for f in FIELDS[:4]}, "negatives": None, **columns}
+    columns = {**{f: f for f in FIELDS[:4]}, "negatives": None, "answers": None, **columns}
     for field, col in columns.items():
         if col is not None and (not isinstance(col, str) or not col):
             raise BatchmixError(f"data.hf.columns.{field}={col!r} must be a column name (or null)")
@@ -206,10 +209,11 @@ class _Plan:
     positive: _Field
     negatives: _Field | None
     languages: list[str]  # kept languages, sorted (long: filled in by the index pass)
+    answers: str | None = None  # a list of ids per row: the other queries the row's positive(s) answer
 
     def columns(self) -> list[str]:
         """The source columns this plan reads (for `select_columns`)."""
-        out = [c for c in (self.id, self.lang) if c]
+        out = [c for c in (self.id, self.lang, self.answers) if c]
         for f in (self.query, self.positive, self.negatives):
             if f is not None:
                 out += [f.locate(lang)[0] for lang in self.languages] if f.templated else [f.column]
@@ -241,6 +245,11 @@ def _plan(o: HFOptions, names: Sequence[str] | None, schema: Any) -> _Plan:
             raise BatchmixError(f"{where} has no column {column!r} for {field} (columns: {list(names)}); "
                                 f"set data.hf.columns.{field}=<column>")
 
+    answers = c["answers"]
+    if answers:
+        if LANG in answers:
+            raise BatchmixError(f"data.hf.columns.answers={answers!r}: answers is one list of ids per row, not a {LANG} column")
+        need("answers", answers)  # only when named: many QA sets have an `answers` column of answer spans
     if o.layout == "long":
         for field in ("id", "lang", "query", "positive"):
             need(field, c[field])
@@ -253,7 +262,7 @@ def _plan(o: HFOptions, names: Sequence[str] | None, schema: Any) -> _Plan:
             neg = None  # streamed without features: only an explicitly named negatives column is read
         fields = {f: _Field(c[f], False, False) for f in ("query", "positive")}
         return _Plan("long", c["id"], c["lang"], fields["query"], fields["positive"],
-                     _Field(neg, False, False) if neg else None, o.languages or [])
+                     _Field(neg, False, False) if neg else None, o.languages or [], answers or None)
 
     if c["id"]:
         need("id", c["id"])
@@ -300,7 +309,7 @@ def _plan(o: HFOptions, names: Sequence[str] | None, schema: Any) -> _Plan:
         absent = [lang for lang in languages if lang not in (_struct_fields(schema, neg.column) or [])]
         if absent:
             raise BatchmixError(f"{where}: negatives column {neg.column!r} has no field for {absent}; it must be {{lang: [texts]}}")
-    return _Plan("wide", c["id"], None, fields["query"], fields["positive"], neg, languages)
+    return _Plan("wide", c["id"], None, fields["query"], fields["positive"], neg, languages, answers or None)
 
 
 # --- streaming into a local Arrow file --------------------------------------------------------
@@ -559,10 +568,12 @@ class HFPairs(Sequence):
     def pair(self, row: int, lang: str) -> Pair:
         plan = self.plan
         query, positive = self._value(plan.query, row, lang), self._value(plan.positive, row, lang)
-        negatives = ()
+        negatives, answers, where = (), (), f"{self.where} row {row} ({lang})"
         if plan.negatives is not None:
-            negatives = parse_negatives(self._value(plan.negatives, row, lang), lang, f"{self.where} row {row} ({lang})")
-        return Pair(query=query, positive=positive, negatives=negatives)
+            negatives = parse_negatives(self._value(plan.negatives, row, lang), lang, where)
+        if plan.answers is not None:
+            answers = parse_answers(self._column(plan.answers)[row].as_py(), where)
+        return Pair(query=query, positive=positive, negatives=negatives, answers=answers)
 
 
 class HFGroup(Mapping):
@@ -626,11 +637,17 @@ def load_hf_training(hf: Mapping[str, Any]) -> TrainingGroups:
     if plan.negatives is not None:
         for col in {plan.negatives.locate(lang)[0] for lang in plan.languages} if plan.layout == "wide" else {plan.negatives.column}:
             _check_negatives_type(where, col, table.schema.field(col).type, plan.negatives.struct)
+    if plan.answers is not None:
+        import pyarrow as pa
+
+        t = table.schema.field(plan.answers).type
+        if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_null(t)):
+            raise BatchmixError(f"{where}: answers column {plan.answers!r} holds {t}, not a list of ids; fix data.hf.columns.answers")
     if table.num_rows == 0:
         raise BatchmixError(f"{where} split {o.split!r} has no rows (data.hf.max_rows={o.max_rows}, data.hf.languages={o.languages}); "
                             f"check data.hf.split, data_files and the filters")
     ids, offsets, rows, codes, languages = _build_index(table, plan, where)
-    plan = _Plan(plan.layout, plan.id, plan.lang, plan.query, plan.positive, plan.negatives, languages)
+    plan = _Plan(plan.layout, plan.id, plan.lang, plan.query, plan.positive, plan.negatives, languages, plan.answers)
     return TrainingGroups(ids=ids, pairs=HFPairs(ds, plan, offsets, rows, codes, languages, where))  # type: ignore[arg-type]
 
 

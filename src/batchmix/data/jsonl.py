@@ -4,11 +4,17 @@ Any parallel retrieval data (translated SQuAD, a LAReQA train split, in-house pa
 trained on once it is in this shape: rows that share an `id` are translations of one another and
 form one `TrainingGroups` group, which is what hybrid batching samples from.
 
+`answers` (optional): the ids of other queries the row's positive also answers (a list of ids),
+when several questions share one answer passage; rows of different ids with the same positive
+text in one language are found without it. None of them is then scored as a negative of another
+(losses/false_negatives.py).
+
 `negatives` (optional): hard negative passages for the row, best first, each a string (in the
-row's language) or `{"text": ..., "lang": ..., "id": ...}` (`lang` defaults to the row's language;
-`id` is the parallel id the passage answers, if any, so that a translation of a query's own answer
-is never scored as its negative). `python -m batchmix.mine` writes this format. Other fields (a
-paragraph `context`, say) are ignored: training pairs are (query, sentence) pairs.
+row's language) or `{"text": ..., "lang": ..., "id": ..., "answers": [...]}` (`lang` defaults to
+the row's language; `id` and `answers` are the ids whose answer the passage is, if any, so that a
+passage answering a query is never scored as its negative). `python -m batchmix.mine` writes this
+format. Other fields (a paragraph `context`, say) are ignored: training pairs are (query, sentence)
+pairs.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import reprlib
 from pathlib import Path
+from typing import Any
 
 from batchmix.data.corpus import Negative, Pair, TrainingGroups
 from batchmix.data.lareqa import check_text
@@ -34,6 +41,15 @@ def _text(row: dict, key: str, where: str) -> str:
     return str(value)
 
 
+def parse_answers(value: object, where: str, field: str = "answers") -> tuple[str, ...]:
+    """An `answers` field (absent or null: none): a list of ids (strings or integers)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, (str, int)) or str(v).strip() == "" for v in value):
+        raise BatchmixError(f"{where}: field {field!r} must be a list of ids (strings or integers), got {reprlib.repr(value)}")
+    return tuple(sorted({str(v) for v in value}))
+
+
 def parse_negatives(value: object, lang: str, where: str) -> tuple[Negative, ...]:
     """A row's `negatives` field (absent or null: none); see the module docstring for the shapes."""
     if value is None:
@@ -47,11 +63,13 @@ def parse_negatives(value: object, lang: str, where: str) -> tuple[Negative, ...
             item = {"text": item}
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
             raise BatchmixError(f"{where}: {field} must be a non-empty text or an object with a 'text' string, got {reprlib.repr(item)}")
+        answers = parse_answers(item.get("answers"), where, f"{field}.answers")
         neg_lang, neg_id = item.get("lang") or lang, item.get("id")
         if not isinstance(neg_lang, str) or (neg_id is not None and (isinstance(neg_id, bool) or not isinstance(neg_id, (str, int)))):
             raise BatchmixError(f"{where}: {field} has lang={reprlib.repr(neg_lang)} id={reprlib.repr(neg_id)}; lang is a code, id a string or absent")
         check_text(where, field, item["text"])
-        out.append(Negative(text=item["text"], lang=neg_lang, id=None if neg_id is None else str(neg_id)))
+        neg_id = None if neg_id is None else str(neg_id)
+        out.append(Negative(text=item["text"], lang=neg_lang, id=neg_id, answers=answers))
     return tuple(out)
 
 
@@ -83,13 +101,14 @@ def load_training_jsonl(path: str | os.PathLike) -> TrainingGroups:
                     raise BatchmixError(f"{where}: a JSON {type(row).__name__}, not an object; each line must be one row")
                 qid, lang, query, positive = (_text(row, key, where) for key in REQUIRED_FIELDS)
                 negatives = parse_negatives(row.get("negatives"), lang, where)
+                answers = parse_answers(row.get("answers"), where)
                 if (qid, lang) in first_line:
                     raise BatchmixError(
                         f"{where}: duplicate (id, lang) = ({qid!r}, {lang!r}), first on line "
                         f"{first_line[(qid, lang)]}; keep one row per id and language"
                     )
                 first_line[(qid, lang)] = line_no
-                by_id.setdefault(qid, {})[lang] = Pair(query=query, positive=positive, negatives=negatives)
+                by_id.setdefault(qid, {})[lang] = Pair(query=query, positive=positive, negatives=negatives, answers=answers)
         except UnicodeDecodeError as e:
             raise BatchmixError(f"{path} is not UTF-8 ({e.reason}) after line {line_no}; re-encode it as UTF-8") from None
     if not by_id:
@@ -98,9 +117,13 @@ def load_training_jsonl(path: str | os.PathLike) -> TrainingGroups:
     return TrainingGroups(ids=ids, pairs=[{lang: by_id[i][lang] for lang in sorted(by_id[i])} for i in ids])
 
 
-def negative_row(negative: Negative) -> dict[str, str]:
-    row = {"text": negative.text, "lang": negative.lang}
-    return row if negative.id is None else {**row, "id": negative.id}
+def negative_row(negative: Negative) -> dict[str, Any]:
+    row: dict[str, Any] = {"text": negative.text, "lang": negative.lang}
+    if negative.id is not None:
+        row["id"] = negative.id
+    if set(negative.answers) - {negative.id}:
+        row["answers"] = list(negative.answers)
+    return row
 
 
 def write_training_jsonl(groups: TrainingGroups, path: str | os.PathLike) -> Path:
@@ -114,6 +137,8 @@ def write_training_jsonl(groups: TrainingGroups, path: str | os.PathLike) -> Pat
             for lang in sorted(pairs):
                 pair = pairs[lang]
                 row: dict = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
+                if pair.answers:
+                    row["answers"] = list(pair.answers)
                 if pair.negatives:
                     row["negatives"] = [negative_row(n) for n in pair.negatives]
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")

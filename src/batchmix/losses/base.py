@@ -17,9 +17,10 @@ every loss shares:
   a learned parameter `log_temperature`), and `train/temperature` is logged whatever loss trains.
 - `gather`: under DDP all-gather the embeddings so the global batch is the negative pool.
 - `cache_chunk`: GradCache chunk size (models/grad_cache.py), or null.
-- `mask_translations`: leave out of an in-batch loss every (query, candidate) pair whose candidate
-  shares the query's parallel id and is not its positive: a translation of its answer is not a
-  negative (losses/translation_mask.py; `candidate_mask`). False: the comparison run.
+- `mask`: which false negatives an in-batch loss leaves out (losses/false_negatives.py;
+  `candidate_mask`): `answers` (every candidate that answers the query, in any language, under any
+  id), `ids` (only rows of its parallel id) or `none`. How many entries it left out is logged every
+  step as `masked` (train/<batch type>/masked).
 
 A loss that scores every query against every positive of the batch is *in-batch* (`in_batch = True`):
 its embeddings are gathered under DDP and it works with GradCache. A per-example loss sets
@@ -41,7 +42,8 @@ import torch
 from torch import Tensor, nn
 
 from batchmix.errors import BatchmixError
-from batchmix.losses.translation_mask import translation_mask
+from batchmix.legacy import added_key
+from batchmix.losses.false_negatives import check_mask, shared_key_mask
 from batchmix.options import positive_number, switch
 
 
@@ -83,6 +85,11 @@ def check_cache_chunk(cache_chunk: Any) -> int | None:
     return cache_chunk
 
 
+# Runs made before `loss.mask` existed masked by parallel id only: they resume with that.
+added_key("loss.mask", "ids", renamed_from=("loss.mask_translations", {True: "ids", False: "none"}))
+MASK = "candidate_mask"  # the batch key `forward` hands `compute` the mask under
+
+
 class BatchLoss(nn.Module):
     """Base class of the batch losses; see the module docstring."""
 
@@ -90,9 +97,9 @@ class BatchLoss(nn.Module):
     pivot_lang: str | None = None
 
     def __init__(self, temperature: float = 0.05, learn_temperature: bool = False, gather: bool = True,
-                 cache_chunk: int | None = None, mask_translations: bool = True) -> None:
+                 cache_chunk: int | None = None, mask: str = "answers") -> None:
         super().__init__()
-        self.mask_translations = switch("loss.mask_translations", mask_translations)
+        self.mask = check_mask(mask)
         positive_number("loss.temperature", temperature, "0.05")
         self.gather = switch("loss.gather", gather)
         self.cache_chunk = check_cache_chunk(cache_chunk)
@@ -114,20 +121,24 @@ class BatchLoss(nn.Module):
 
     def candidate_mask(self, batch: dict[str, Any]) -> Tensor | None:
         """Bool [B, C]: the (query, candidate) pairs an in-batch loss leaves out, from the batch's
-        `parallel_keys` (queries = positives) and `negative_keys` (hard negatives); None when
-        `mask_translations` is off or the batch has no keys."""
-        keys = batch.get("parallel_keys") if self.mask_translations else None
-        if keys is None:
+        `query_keys` and `candidate_keys` (`DualEncoder.with_mask_keys`, for `self.mask`); None
+        under `mask=none` or when the batch has no keys."""
+        if MASK in batch:
+            return batch[MASK]
+        if self.mask == "none" or "query_keys" not in batch:
             return None
-        negative_keys = batch.get("negative_keys")
-        return translation_mask(keys, keys if negative_keys is None else torch.cat([keys, negative_keys]))
+        return shared_key_mask(batch["query_keys"], batch["candidate_keys"])
 
     def forward(self, q: Tensor, p: Tensor, batch: dict[str, Any] | None = None) -> LossOutput:
-        out = self.compute(q, p, batch or {})
+        batch = dict(batch or {})
+        masked = batch[MASK] = self.candidate_mask(batch)  # computed once, for the loss and the count
+        out = self.compute(q, p, batch)
         loss, logs = out if isinstance(out, LossOutput) else (out, {})
         # The logged metric stays the B×B in-batch matrix, so runs with and without hard negatives compare.
         mse = similarity_mse(q.detach().float(), p[: q.shape[0]].detach().float())
-        return LossOutput(loss, {"mse": mse, **logs})
+        # How many (query, candidate) entries the mask left out: the batch's false negatives.
+        count = torch.zeros((), device=q.device) if masked is None else masked.sum().float()
+        return LossOutput(loss, {"mse": mse, "masked": count, **logs})
 
     def compute(self, q: Tensor, p: Tensor, batch: dict[str, Any]) -> Tensor | LossOutput:
         """The loss of one batch (a scalar, at least float32), or a `LossOutput` with extra logs."""

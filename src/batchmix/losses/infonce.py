@@ -14,9 +14,9 @@ joins the denominator of its own query and, as in-batch negatives do, of every o
 Tevatron); the label of query i stays column i.
 `symmetric=True` averages this with the passage→query direction cross_entropy(S[:, :B].T, arange(B))
 (positives only: a hard negative has no query of its own).
-With `mask_translations=True` (default) a candidate j that shares query i's parallel id (a
-translation of its positive, losses/translation_mask.py, hard negatives included) leaves the sum
-over j: S_ij = -inf.
+With `mask=answers` (default) a candidate j that answers query i (in any language, under any id:
+losses/false_negatives.py, hard negatives included) leaves the sum over j, in both directions of
+the symmetric loss: S_ij = -inf.
 This equals sentence-transformers' MultipleNegativesRankingLoss (and its symmetric variant)
 with scale = 1/τ; it is rewritten here only because that class takes raw text features
 through a SentenceTransformer, while batchmix hands losses ready-made embeddings and a
@@ -45,7 +45,7 @@ def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool 
     a tensor one (exp of a learned log-scale, so positive) is not inspected, because reading its
     value would force a device sync every step. `p` may have more rows than `q` (hard negatives after
     the B positives). `masked` (bool [B, C]): logits left out of the softmax (never the diagonal),
-    e.g. `translation_mask`.
+    e.g. `false_negatives.shared_key_mask`.
     """
     check_pair_shapes(q, p)
     if not isinstance(temperature, Tensor) and not temperature > 0:
@@ -71,4 +71,4 @@ class InfoNCELoss(BatchLoss):
         return info_nce(q, p, self.temperature, self.symmetric, self.candidate_mask(batch))
 
     def extra_repr(self) -> str:
-        return f"symmetric={self.symmetric}, mask_translations={self.mask_translations}"
+        return f"symmetric={self.symmetric}, mask={self.mask}"

@@ -13,8 +13,8 @@ of this exact target (sentence-transformers' MSELoss regresses embeddings, Cosin
 only labelled pairs), hence written here.
 
 Hard negatives: as a loss, each is one more column with target 0 (the B×(B+M) matrix), and with
-`mask_translations` the (query, translation of its positive) entries leave the mean (their target
-would be 1, not 0). The metric logged as `train/mse` stays the B×B in-batch matrix, unmasked, so it
+`mask` the (query, candidate answering it) entries leave the mean (their target would be 1, not 0;
+losses/false_negatives.py). The metric logged as `train/mse` stays the B×B in-batch matrix, unmasked, so it
 compares across runs with and without hard negatives.
 """
 

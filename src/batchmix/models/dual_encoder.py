@@ -29,10 +29,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from batchmix.distributed import gather_tensor, gather_with_grad, world_size
+from batchmix.distributed import gather_padded, gather_with_grad, world_size
 from batchmix.errors import BatchmixError
 from batchmix.losses import BatchLoss, LossOutput
-from batchmix.losses.translation_mask import parallel_id_keys
+from batchmix.losses.false_negatives import CANDIDATE_PAD, QUERY_PAD, mask_keys, stack_rows
 from batchmix.models.frozen_weights import restore_frozen, strip_frozen
 from batchmix.models.grad_cache import grad_cached_loss
 from batchmix.models.pooling import Pooling
@@ -181,33 +181,31 @@ class DualEncoder(L.LightningModule):
         """Every rank's embeddings, with gradients, under DDP for an in-batch loss with `gather=True`; else `x`."""
         return gather_with_grad(x) if self.loss_fn.in_batch and self.loss_fn.gather else x
 
-    def with_parallel_keys(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The batch plus `parallel_keys` (int64 keys of its parallel ids, one per query / positive row)
-        and, with hard negatives, `negative_keys` (the ids the negatives answer; a negative without
-        one gets a key no query has), all-gathered like the embeddings under DDP, so a loss can mask
-        translations of a query's positive (losses/translation_mask.py). A batch without `ids` is
+    def with_mask_keys(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch plus the keys the loss's false-negative mask compares (`false_negatives.mask_keys`):
+        `query_keys` [B, Wq] and `candidate_keys` [B + M, Wc] (the positives, then the hard negatives),
+        all-gathered like the embeddings under DDP. A batch without `ids`, or `loss.mask=none`, is
         returned as it is."""
-        if "ids" not in batch:
+        keys = mask_keys(batch, self.loss_fn.mask) if self.loss_fn.in_batch else None  # a per-example loss has no candidates to mask
+        if keys is None:
             return batch
         gathered = self.loss_fn.in_batch and self.loss_fn.gather
 
-        def keys(ids: list[str]) -> torch.Tensor:
-            k = parallel_id_keys(ids, device=self.device)
-            return gather_tensor(k) if gathered else k
+        def rows(x: torch.Tensor, pad: int) -> torch.Tensor:
+            x = x.to(self.device)
+            return gather_padded(x, pad) if gathered else x
 
-        out = {**batch, "parallel_keys": keys(batch["ids"])}
-        if "negative_ids" in batch:
-            out["negative_keys"] = keys([i if i is not None else f"\0no parallel id {j}" for j, i in enumerate(batch["negative_ids"])])
-        return out
+        query, candidates = keys
+        return {**batch, "query_keys": rows(query, QUERY_PAD), "candidate_keys": stack_rows([rows(c, CANDIDATE_PAD) for c in candidates])}
 
     def candidates(self, positives: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
         """What the loss scores each query against: the (gathered) positives, then the (gathered) hard
-        negatives, in the order of `with_parallel_keys`."""
+        negatives, in the order of `with_mask_keys`."""
         p = self.gather_embeddings(positives)
         return p if negatives is None else torch.cat([p, self.gather_embeddings(negatives)])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        batch = self.with_parallel_keys(batch)
+        batch = self.with_mask_keys(batch)
         if self.loss_fn.cache_chunk is not None:
             out = grad_cached_loss(self, batch, self.loss_fn.cache_chunk)
         else:

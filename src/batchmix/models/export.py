@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from batchmix.errors import BatchmixError
 from batchmix.io import write_json
+from batchmix.legacy import added_key
 from batchmix.models.frozen_weights import content_hash, frozen_parameters
 from batchmix.run_dir import MODEL_INFO
 
@@ -30,6 +31,8 @@ TRAINED_WEIGHTS = "trained.safetensors"
 BASE, FROZEN_HASHES = "base", "frozen"  # the batchmix.json entries of a delta export
 # The batchmix.json entries that say how the model encodes (both export kinds); a delta adds train_top_layers.
 ENCODING_FIELDS = ("pooling", "normalize", "query_prefix", "passage_prefix", "shared", "train_top_layers")
+# `export_full` (the top-level switch for a standalone export): runs made before it exported deltas (batchmix.legacy).
+added_key("export_full", False)
 
 
 def export_model(module: Any, out: Path, base: str, full: bool = False) -> None:

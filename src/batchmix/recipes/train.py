@@ -77,6 +77,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     groups, splits = load_splits(cfg.data)
     hard_negatives = check_negatives_options(cfg.data.get("hard_negatives", 0), cfg.data.get("negatives_lang", "any"))
     check_hard_negatives(groups, *hard_negatives)  # every pair has enough, before the model loads
+    # Which training ids share an answer (data/corpus.py), indexed once here (DataLoader workers inherit it):
+    # the queries `loss.mask=answers` keeps from being one another's negatives.
+    sharing = sum(1 for other in groups.shared_answers if other)
+    log.info("answers: %d of %d training ids share an answer with another id (any language); loss.mask=%s%s", sharing, len(groups),
+             cfg.loss.get("mask", "none"), ", the sampler keeps them apart" if cfg.data.sampler.get("avoid_shared_answers", False) else "")
     eval_split = cfg.eval.split
     eval_corpus = _nonempty(splits, eval_split, "eval.split")
     val_corpus = _nonempty(splits, VAL, "data.split.val") if eval_split != VAL else eval_corpus
@@ -90,6 +95,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         ratio,
         batches_per_epoch=cfg.data.batches_per_epoch,
         mono_mode=cfg.data.sampler.mono_mode,
+        # data.sampler.avoid_shared_answers: no two queries of a batch share an answer (data/corpus.py)
+        exclusive=groups.shared_answers if cfg.data.sampler.get("avoid_shared_answers", False) else None,
         seed=cfg.seed,
     )
     log.info("ratio %s: %d training ids, %d batches/epoch %s", ratio.label(), len(groups), len(sampler), ratio.counts(len(sampler)))
@@ -227,13 +234,18 @@ def best_checkpoint(cfg: DictConfig, dirpath: Path) -> list[ModelCheckpoint]:
 
 
 def _training_summary(history: pd.DataFrame, convergence: dict[str, float]) -> dict[str, float]:
-    """Steps per batch type, and its final loss and MSE: the one definition of `batchmix.convergence`
-    (the last point of the smoothed curve, `conv/<type>/<curve>/final`)."""
+    """Steps per batch type, the masked entries (false negatives left out) summed over them, and its
+    final loss and MSE: the one definition of `batchmix.convergence` (the last point of the smoothed
+    curve, `conv/<type>/<curve>/final`)."""
     out: dict[str, float] = {"train/steps": float(len(history))}
     if history.empty:
         return out
+    if "masked" in history:  # the loss's false negatives: (query, candidate) entries its mask left out
+        out["train/masked"] = float(history["masked"].sum())
     for btype, part in history.groupby("batch_type"):
         out[f"train/{btype}/steps"] = float(len(part))
+        if "masked" in part:
+            out[f"train/{btype}/masked"] = float(part["masked"].sum())
         out[f"train/{btype}/loss_final"] = convergence[f"conv/{btype}/loss/final"]
         out[f"train/{btype}/mse_final"] = convergence[f"conv/{btype}/mse/final"]
     return out

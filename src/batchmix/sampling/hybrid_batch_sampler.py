@@ -7,7 +7,10 @@ type's `draw` picks its ids and the query and positive languages of each pair.
 Per epoch the number of batches of each type is exactly the ratio's largest-remainder share of
 ``batches_per_epoch``; the order of types is shuffled. No id appears twice in a batch (a repeated
 id would be a false negative). Ids are drawn from a per-epoch shuffled queue, so an epoch covers
-the ids evenly. The whole epoch is a pure function of ``(seed, epoch)``: ``state_dict()`` only
+the ids evenly. With ``exclusive`` (``data.sampler.avoid_shared_answers``: for each id, the ids
+whose queries share an answer with it) no two ids of a batch exclude each other, so no in-batch
+candidate answers another query of its batch; a skipped id keeps its place in the queue, and the
+per-type counts are unchanged. The whole epoch is a pure function of ``(seed, epoch)``: ``state_dict()`` only
 needs the epoch and how many batches were consumed, and a resumed run continues the same
 sequence. Under DDP every rank plans the same global batches and yields its own contiguous
 slice of each (``shard(rank, world_size)``), so a global batch still has one type and no id twice
@@ -54,6 +57,7 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
         batches_per_epoch: int | None = None,
         mono_mode: str = "batch",
         seed: int = 0,
+        exclusive: Sequence[frozenset[int]] | None = None,
     ) -> None:
         if mono_mode not in MONO_MODES:
             raise BatchmixError(f"data.sampler.mono_mode={mono_mode!r} is not one of {list(MONO_MODES)}")
@@ -65,6 +69,9 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
         self.mono_mode = mono_mode
         self.seed = int(seed)
         n = len(self.group_langs)
+        if exclusive is not None and len(exclusive) != n:
+            raise BatchmixError(f"exclusive has {len(exclusive)} entries for {n} training ids")
+        self.exclusive = exclusive
         if batches_per_epoch is None:
             batches_per_epoch = max(1, n // batch_size)
         if not isinstance(batches_per_epoch, int) or batches_per_epoch < 1:
@@ -86,10 +93,26 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
                 f"batch_size={self.batch_size} is larger than the number of distinct training ids ({n}): "
                 f"a batch cannot hold the same id twice; lower batch_size to <= {n}"
             )
+        if self.exclusive is not None:
+            free = self._independent_ids()
+            if free < self.batch_size:
+                raise BatchmixError(
+                    f"data.sampler.avoid_shared_answers=true: at most {free} training ids can share a batch without "
+                    f"two sharing an answer, fewer than batch_size={self.batch_size}; lower batch_size or set it to false"
+                )
         for name, share in self.ratio.as_dict().items():
             check = get_batch_type(name).check
             if share > 0 and check is not None:
                 check(self._context, share)
+
+    def _independent_ids(self) -> int:
+        """How many ids a greedy pass puts together with no two excluding each other (a lower bound
+        of the largest such set: feasibility of one batch, not of every type's language constraint)."""
+        taken: set[int] = set()
+        for i in sorted(range(len(self.group_langs)), key=lambda i: len(self.exclusive[i])):
+            if not self.exclusive[i] & taken:
+                taken.add(i)
+        return len(taken)
 
     # ---------------------------------------------------------------- plan
     def __len__(self) -> int:
@@ -119,14 +142,15 @@ class HybridBatchSampler(Sampler[list[PairRef]]):
             if not queue:
                 queue.extend(int(i) for i in rng.permutation(len(self.group_langs)))
             i = queue.popleft()
-            if i not in seen and eligible(i):
+            if i not in seen and eligible(i) and (self.exclusive is None or not self.exclusive[i] & seen):
                 chosen.append(i)
                 seen.add(i)
             else:
                 skipped.append(i)
             budget -= 1
-            if budget < 0:  # pragma: no cover - unreachable after _check_feasible
-                raise RuntimeError("HybridBatchSampler could not fill a batch")
+            if budget < 0:  # only where avoid_shared_answers leaves too few ids a type's languages allow
+                raise BatchmixError(f"the sampler found no {self.batch_size} ids for a batch that {'share no answer and ' if self.exclusive else ''}"
+                                    f"the batch type allows; lower batch_size{' or set data.sampler.avoid_shared_answers=false' if self.exclusive else ''}")
         queue.extendleft(reversed(skipped))
         return chosen
 
