@@ -8,6 +8,9 @@ embedded me5-small tokenizer) and masked by the loss's own code (`false_negative
 `train/<type>/masked`, over more batches than a run draws.
 
     .venv/bin/python experiments/false_negatives/rates.py <out.csv> [--batches 600 --large-batches 150]
+
+Also writes shared.csv beside <out.csv>: per language, how many training ids share their answer
+sentence with another id (and in any language: the ids `data.sampler.avoid_shared_answers` keeps apart).
 """
 
 from __future__ import annotations
@@ -33,10 +36,23 @@ FIELDS = ["batch_size", "batch_type", "mask", "avoid_shared_answers", "batches",
           "masked_per_query", "queries_hit"]
 
 
-def rates(batch_sizes: dict[int, int]) -> list[dict]:
+def training_data():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train")
     groups, _ = load_splits(cfg.data)
+    return cfg, groups
+
+
+def shared(groups) -> list[dict]:
+    """Per language (and `any`): training ids whose answer sentence is another id's too."""
+    rows = [{"lang": lang, "ids": len(groups), "sharing": sum(len(groups.positive_answers(g, lang)) > 1 for g in range(len(groups))),
+             "distinct_answers": len({groups.pairs[g][lang].positive for g in range(len(groups))})} for lang in groups.languages]
+    rows.append({"lang": "any", "ids": len(groups), "sharing": sum(1 for other in groups.shared_answers if other), "distinct_answers": ""})
+    return rows
+
+
+def rates(batch_sizes: dict[int, int]) -> list[dict]:
+    cfg, groups = training_data()
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     collate = PairCollator(groups, tokenizer, query_prefix=cfg.model.query_prefix, passage_prefix=cfg.model.passage_prefix,
                            query_max_length=cfg.model.query_max_length, passage_max_length=cfg.model.passage_max_length)
@@ -71,13 +87,22 @@ def main() -> None:
     parser.add_argument("--large-batches", type=int, default=150, help="batches per type and setting at batch 128")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    rows = rates({16: args.batches, 128: args.large_batches})
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_shared(args.out.with_name("shared.csv"))
+    rows = rates({16: args.batches, 128: args.large_batches})
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
         writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     print(f"{args.out}: {len(rows)} rows in {time.perf_counter() - t0:.0f} s")
+
+
+def write_shared(path: Path) -> None:
+    rows = shared(training_data()[1])
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ REPORTED = [("test map/multi", "map/multi"), ("test map/mono", "map/mono"), ("te
 TYPES = ("mono", "cross", "multi")
 
 
+def shared_table(path: Path) -> str:
+    rows = list(csv.DictReader(open(path)))
+    head = "| | " + " | ".join(r["lang"] for r in rows) + " |"
+    lines = [head, "|---" * (len(rows) + 1) + "|",
+             "| training ids sharing their answer sentence with another id | " + " | ".join(r["sharing"] for r in rows) + " |",
+             "| distinct answer sentences | " + " | ".join(r["distinct_answers"] or "" for r in rows) + " |"]
+    return "\n".join(lines) + f"\n\nOf {rows[0]['ids']} training ids (the XQuAD-R training articles, `data.split` seed 0); `any`: in at least one language.\n"
+
+
 def rates_table(path: Path) -> str:
     rows = list(csv.DictReader(open(path)))
     settings = [("ids", "False", "`ids`"), ("answers", "False", "`answers`"), ("answers", "True", "`answers` + avoid")]
@@ -62,17 +71,18 @@ def _mean_sd(values: list[float], digits: int = 4) -> str:
 
 
 def choice_block(out: Path) -> tuple[str, list[dict]]:
-    mask, avoid = _runs(out, "answers"), _runs(out, "avoid")
+    mask, avoid, ids = _runs(out, "answers"), _runs(out, "avoid"), _runs(out, "ids")
     seeds = sorted(set(mask) & set(avoid))
     rows = [{"run": f"{name}-{s}", "seed": s, **{k: runs[s].get(k) for _, k in REPORTED},
              **{f"train/{t}/masked": runs[s].get(f"train/{t}/masked") for t in TYPES},
              "train/masked": runs[s].get("train/masked"), "train/steps": runs[s].get("train/steps"), "wall_s": runs[s]["wall_s"]}
-            for name, runs in (("answers", mask), ("avoid", avoid)) for s in sorted(runs)]
+            for name, runs in (("answers", mask), ("avoid", avoid), ("ids", ids)) for s in sorted(runs)]
     lines = ["| demo run, seeds " + ", ".join(map(str, seeds)) + " | " + " | ".join(h for h, _ in REPORTED) +
-             " | masked entries per run (mono / cross / multi) | run wall s |", "|---" * (len(REPORTED) + 3) + "|"]
+             " | masked entries per run (mono / cross / multi) | mean run wall s (seed 0 adds the untrained model's evaluation) |", "|---" * (len(REPORTED) + 3) + "|"]
     for label, runs in (("mask (`loss.mask=answers`)", mask), ("avoid (`data.sampler.avoid_shared_answers=true`)", avoid)):
         cells = [_mean_sd([runs[s][k] for s in seeds], 1 if k.endswith("rank_distance") else 4) for _, k in REPORTED]
-        masked = " / ".join(_mean_sd([runs[s].get(f"train/{t}/masked", 0.0) for s in seeds], 1) for t in TYPES)
+        masked = " / ".join(_mean_sd([runs[s][f"train/{t}/masked"] for s in seeds if f"train/{t}/masked" in runs[s]], 1)
+                            for t in TYPES)  # "–": the ratio has no batch of that type
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {masked} | {statistics.mean(runs[s]['wall_s'] for s in seeds):.0f} |")
     if len(seeds) < 2:
         return "\n".join(lines) + "\n\nToo few finished seeds to choose.\n", rows
@@ -110,7 +120,8 @@ def main() -> None:
     parser.add_argument("--readme", type=Path)
     args = parser.parse_args()
     choice, rows = choice_block(args.out)
-    body = ("### Masked entries per batch (rates.csv)\n\n" + rates_table(HERE / "rates.csv") +
+    body = ("### Questions that share an answer (shared.csv)\n\n" + shared_table(HERE / "shared.csv") +
+            "\n### Masked entries per batch (rates.csv)\n\n" + rates_table(HERE / "rates.csv") +
             "\n### Masking or avoiding: the demo recipe at three seeds (mean ± sd)\n\n" + choice +
             "\n### `make demo` under each mask\n\n" + demo_block(args.out))
     block = f"{BEGIN}\n{body}{END}"
