@@ -19,6 +19,7 @@ COLUMNS = [  # (header, metrics key); test = the held-out articles, val = what s
     ("test map/multi", "map/multi"), ("test map/mono", "map/mono"), ("test map/cross", "map/cross"),
     ("test recall@10/multi", "recall@10/multi"), ("test nDCG@10/multi", "ndcg@10/multi"),
     ("test rank distance", "bias/rank_distance"), ("val map/multi", "val/map/multi"),
+    ("false negatives masked", "train/masked"),  # (query, candidate) entries loss.mask left out, summed over the run
 ]
 
 
@@ -45,7 +46,7 @@ def table(out: Path) -> str:
 
 
 def _digits(key: str) -> int:
-    return 1 if key.endswith("rank_distance") else 4
+    return 0 if key == "train/masked" else 1 if key.endswith("rank_distance") else 4
 
 
 def _fmt(value, digits: int = 4) -> str:
