@@ -108,7 +108,7 @@ class RunDir:
     @classmethod
     def of_model(cls, path: str | os.PathLike) -> "RunDir":
         """The run folder of what `checkpoint=` may name: the run dir, its model/ export, or a .ckpt in it."""
-        path = Path(path)
+        path = Path(path).expanduser()
         if path.is_file():
             return cls(path.parent.parent)  # <run>/checkpoints/<name>.ckpt
         return cls(path.parent) if (path / MODEL_INFO).exists() else cls(path)
