@@ -638,10 +638,8 @@ def load_hf_training(hf: Mapping[str, Any]) -> TrainingGroups:
         for col in {plan.negatives.locate(lang)[0] for lang in plan.languages} if plan.layout == "wide" else {plan.negatives.column}:
             _check_negatives_type(where, col, table.schema.field(col).type, plan.negatives.struct)
     if plan.answers is not None:
-        import pyarrow as pa
-
         t = table.schema.field(plan.answers).type
-        if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_null(t)):
+        if not _is_list_type(t):
             raise BatchmixError(f"{where}: answers column {plan.answers!r} holds {t}, not a list of ids; fix data.hf.columns.answers")
     if table.num_rows == 0:
         raise BatchmixError(f"{where} split {o.split!r} has no rows (data.hf.max_rows={o.max_rows}, data.hf.languages={o.languages}); "
@@ -651,13 +649,17 @@ def load_hf_training(hf: Mapping[str, Any]) -> TrainingGroups:
     return TrainingGroups(ids=ids, pairs=HFPairs(ds, plan, offsets, rows, codes, languages, where))  # type: ignore[arg-type]
 
 
+def _is_list_type(t: Any) -> bool:
+    """An Arrow list column (or an all-null one): negatives, answers."""
+    import pyarrow as pa
+
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_null(t)
+
+
 def _check_negatives_type(where: str, column: str, t: Any, struct: bool) -> None:
     import pyarrow as pa
 
-    def is_list(x: Any) -> bool:
-        return pa.types.is_list(x) or pa.types.is_large_list(x) or pa.types.is_null(x)
-
-    ok = all(is_list(t.field(i).type) for i in range(t.num_fields)) if struct and pa.types.is_struct(t) else is_list(t)
+    ok = all(_is_list_type(t.field(i).type) for i in range(t.num_fields)) if struct and pa.types.is_struct(t) else _is_list_type(t)
     if not ok:
         shape = "{lang: [texts]}" if struct else "a list of texts or {text, lang, id}"
         raise BatchmixError(f"{where}: negatives column {column!r} holds {t}, not {shape}; fix data.hf.columns.negatives")

@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ._study import storage_trial_id
+
 log = logging.getLogger(__name__)
 
 # System attr of every trial a batchmix sweeper ran with heartbeats.
@@ -114,7 +116,7 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) 
         started = trial.datetime_start
         if BEATING in trial.system_attrs or started is None or datetime.now() - started <= grace:
             continue
-        key = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), trial.number)
+        key = storage_trial_id(storage, study.study_name, trial.number)
         try:
             if not storage.set_trial_state_values(key, state=TrialState.FAIL):
                 continue

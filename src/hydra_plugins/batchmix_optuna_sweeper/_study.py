@@ -38,11 +38,15 @@ def _sampler(spec: Any, n_existing: int) -> optuna.samplers.BaseSampler:
     return instantiate(cfg)
 
 
+def storage_trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The storage's key of trial `number` of a study, which its storage methods take (`number` is
+    only unique per study). Optuna keeps it private on a trial; its public storage API looks it up."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+
+
 def trial_id(trial: optuna.Trial) -> int:
-    """The storage's key of a trial, which its storage methods take (`number` is only unique per
-    study). Optuna keeps it private on the trial; its public storage API looks it up."""
-    storage = trial.storage
-    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(trial.study.study_name), trial.number)
+    """`storage_trial_id` of a running trial."""
+    return storage_trial_id(trial.storage, trial.study.study_name, trial.number)
 
 
 def _finished(trial: optuna.Trial) -> bool:
