@@ -21,8 +21,10 @@ def _cfg(name, overrides):
 
 
 # full: every weight trains, model/ is a standalone HF folder; top: model.train_top_layers=1 (cached
-# trunk), model/ holds the trained layer only and refers to the base (models/export.py).
-VARIANTS = {"full": [], "top": ["model.train_top_layers=1", "model.trunk_cache=memory"]}
+# trunk), model/ holds the trained layer only and refers to the base (models/export.py), trained and
+# validated under CPU bf16 autocast, which eval.py's precision=auto must take from the run.
+VARIANTS = {"full": [], "top": ["model.train_top_layers=1", "model.trunk_cache=memory", "trainer.precision=bf16-mixed"]}
+PRECISION = {"full": "32-true", "top": "bf16-mixed"}
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -37,7 +39,7 @@ def tiny_run(tmp_path_factory, xquad_root, request):
     if request.param == "top":
         assert exported == {"batchmix.json", "trained.safetensors"}
         info = json.loads((run / "model" / "batchmix.json").read_text())
-        assert info["base"] == "embedded:xlmr-tokenizer" and info["train_top_layers"] == 1
+        assert info["base"] == "embedded:xlmr-tokenizer" and info["train_top_layers"] == 1 and info["precision"] == "bf16-mixed"
         assert any("word_embeddings" in k for k in info["frozen"])
     else:
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= exported
@@ -46,7 +48,7 @@ def tiny_run(tmp_path_factory, xquad_root, request):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["run_dir", "export", "ckpt"])
-def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target, caplog):
+def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target, caplog, request):
     from batchmix.recipes.evaluate import evaluate
 
     path = {"run_dir": tiny_run, "export": tiny_run / "model", "ckpt": tiny_run / "checkpoints" / "last.ckpt"}[target]
@@ -59,13 +61,16 @@ def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target, caplog):
     if target == "run_dir":
         (tiny_run / "model").rename(tiny_run / "model.hidden")  # force the checkpoint path
     try:
-        with caplog.at_level(logging.WARNING, logger="batchmix"):
+        with caplog.at_level(logging.INFO, logger="batchmix"):
             out = evaluate(_cfg("eval", [f"checkpoint={path}", LANGS]), tmp_path)
     finally:
         versions.write_text(json.dumps(recorded))
         if target == "run_dir":
             (tiny_run / "model.hidden").rename(tiny_run / "model")
     drift = [r.getMessage() for r in caplog.records if "other releases" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision ")]
+    variant = request.node.callspec.params["tiny_run"]
+    assert said == [f"precision {PRECISION[variant]} (the run's trainer.precision; precision=32-true to override)"]
     if target == "export":
         assert len(drift) == 1 and "\n" not in drift[0] and f"transformers 4.44.2 -> {version('transformers')}" in drift[0]
     else:
@@ -78,6 +83,23 @@ def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target, caplog):
     assert {p.name for p in (tmp_path / "trec").glob("*.run")} >= {"multi.run", "mono.en.run", "cross.de-en.run"}
     for key in ("map/multi", "map/mono", "map/cross", "map/cross/de-en", "bias/rank_distance", "ndcg@10/multi"):
         assert written[key] == pytest.approx(trained[key], abs=1e-6), key
+
+
+def test_eval_precision_auto_follows_the_run(tmp_path):
+    """precision=auto: the run's config, else what a model/ export copied away from its run records,
+    else 32-true; a 16-mixed run on a CPU falls back to 32-true; an explicit value wins and says so."""
+    from batchmix.recipes.evaluate import eval_precision
+
+    export = tmp_path / "model"
+    export.mkdir()
+    (export / "batchmix.json").write_text(json.dumps({"pooling": "mean", "precision": "bf16-mixed"}))
+    gpu_run = {"trainer": {"precision": "16-mixed"}}
+    assert eval_precision("auto", str(export), {})[0] == "bf16-mixed"
+    assert eval_precision("auto", str(tmp_path / "run"), {"trainer": {"precision": "bf16-mixed"}})[0] == "bf16-mixed"
+    assert eval_precision("auto", str(tmp_path), {}) == ("32-true", "precision=auto, the run's precision is not recorded")
+    assert eval_precision("auto", None, {}) == ("32-true", "precision=auto, not a batchmix run")
+    assert eval_precision("auto", str(export), gpu_run, device="cpu")[0] == "32-true"
+    assert eval_precision("32-true", str(export), {}) == ("32-true", "as given; the run trained in bf16-mixed")
 
 
 def test_eval_rejects_missing_checkpoint(tmp_path):

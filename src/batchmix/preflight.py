@@ -67,11 +67,11 @@ def validate_eval(cfg: DictConfig) -> None:
     check_candidates(select(cfg, "eval.candidates"))
     positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
     check_model(cfg)
-    check_device(OmegaConf.select(cfg, "device", default="auto"), OmegaConf.select(cfg, "precision", default="32-true"))
+    check_device(OmegaConf.select(cfg, "device", default="auto"), OmegaConf.select(cfg, "precision", default="auto"))
 
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")  # auto: a batchmix run's own (recipes/evaluate.py)
 
 
 def check_device(device: Any, precision: Any) -> None:

@@ -25,21 +25,26 @@ from batchmix.errors import BatchmixError
 from batchmix.io import write_json
 from batchmix.legacy import added_key
 from batchmix.models.frozen_weights import content_hash, frozen_parameters
-from batchmix.run_dir import MODEL_INFO
+from batchmix.run_dir import MODEL_INFO, read_json
 
 TRAINED_WEIGHTS = "trained.safetensors"
 BASE, FROZEN_HASHES = "base", "frozen"  # the batchmix.json entries of a delta export
+PRECISION = "precision"  # the batchmix.json entry with the run's trainer.precision (exports since issue #26)
 # The batchmix.json entries that say how the model encodes (both export kinds); a delta adds train_top_layers.
 ENCODING_FIELDS = ("pooling", "normalize", "query_prefix", "passage_prefix", "shared", "train_top_layers")
 # `export_full` (the top-level switch for a standalone export): runs made before it exported deltas (batchmix.legacy).
 added_key("export_full", False)
 
 
-def export_model(module: Any, out: Path, base: str, full: bool = False) -> None:
-    """Write `module` (a DualEncoder) to `out`: a delta over `base` when it has frozen weights and `full` is false."""
+def export_model(module: Any, out: Path, base: str, full: bool = False, precision: str | None = None) -> None:
+    """Write `module` (a DualEncoder) to `out`: a delta over `base` when it has frozen weights and `full` is false.
+
+    `precision`: the trainer's, recorded so that eval.py scores a model/ folder copied away from its run
+    under the precision the run validated in."""
     encoder = module.query_encoder
     info = {"pooling": module.pooling, "normalize": module.normalize, "query_prefix": module.query_prefix,
-            "passage_prefix": module.passage_prefix, "shared": module.passage_encoder is module.query_encoder}
+            "passage_prefix": module.passage_prefix, "shared": module.passage_encoder is module.query_encoder,
+            **({PRECISION: precision} if precision else {})}
     frozen = {k for k in frozen_parameters(encoder) if not k.startswith("pooler.")}  # an unused pooler is frozen, not "trained"
     if full or not frozen or not info["shared"]:
         encoder.save_pretrained(out)
@@ -53,6 +58,17 @@ def export_model(module: Any, out: Path, base: str, full: bool = False) -> None:
     save_file(trained, str(out / TRAINED_WEIGHTS))
     hashes = {k: content_hash(v) for k, v in state.items() if k not in trained}  # frozen weights and buffers
     write_json(out / MODEL_INFO, {**info, "train_top_layers": module.train_top_layers, BASE: base, FROZEN_HASHES: hashes})
+
+
+def trained_precision(path: Path) -> str | None:
+    """The trainer precision a `model/` export records; None for a file, another folder, or an older export."""
+    info = path / MODEL_INFO
+    if not info.is_file():
+        return None
+    try:
+        return read_json(info).get(PRECISION)
+    except BatchmixError:
+        return None
 
 
 def is_delta(info: dict[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,6 +38,7 @@ from batchmix.eval.trec import RunCollector
 from batchmix.eval.validation import LAReQAValidation
 from batchmix.metrics_table import HEADLINE, metrics_table
 from batchmix.models.dual_encoder import DualEncoder
+from batchmix.models.export import trained_precision
 from batchmix.models.factory import build_dual_encoder, load_trained
 from batchmix.preflight import check_writable, offline_defaults, validate_eval
 from batchmix.run_dir import RunDir
@@ -45,6 +47,7 @@ from batchmix.versions import warn_drift
 
 log = logging.getLogger("batchmix")
 SPLITS = ("auto", "all", "train", "val", "test")
+AUTO, DEFAULT_PRECISION = "auto", "32-true"  # eval.py's precision=auto, and what it falls back to
 _ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # eval.py device= -> Lightning accelerator
 
 
@@ -56,6 +59,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     validate_eval(cfg)
     extra_sets = eval_sets(cfg, trained_on_data=bool(cfg.checkpoint))  # checked before the model loads
 
+    run_cfg: dict[str, Any] = {}
     if cfg.checkpoint:
         module, run_cfg = load_trained(cfg.checkpoint)
         warn_drift(RunDir.of_model(cfg.checkpoint).read_versions(), f"batchmix run {cfg.checkpoint}")
@@ -79,15 +83,35 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     extra = {spec.key: load_eval_set(spec) for spec in extra_sets}
     # trec_depth false / 0 / null: the full ranking (eval.py has always read any false value so)
     settings = {**OmegaConf.to_container(cfg.eval, resolve=True), "trec_depth": cfg.eval.trec_depth or None}
+    precision, why = eval_precision(cfg.precision, cfg.checkpoint, run_cfg, cfg.device)
+    log.info("precision %s (%s)", precision, why)
     validation = LAReQAValidation()
-    trainer = L.Trainer(accelerator=_ACCELERATORS[cfg.device], devices=1, precision=cfg.precision, logger=False,
+    trainer = L.Trainer(accelerator=_ACCELERATORS[cfg.device], devices=1, precision=precision, logger=False,
                         callbacks=[validation], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
     metrics = evaluate_round(trainer, validation, module, {split: corpus, **extra}, split, out_dir, settings, title=what, tag=what)
     if extra_sets:
         RunDir(out_dir).write_metrics(metrics)  # one flat file with every set, as training runs write it
-    print(metrics_table({}, metrics, title=f"{what} · {corpus.name}", keys=HEADLINE + headline_keys(s.key for s in extra_sets)))
+    print(metrics_table({}, metrics, title=f"{what} · {corpus.name} · {precision}", keys=HEADLINE + headline_keys(s.key for s in extra_sets)))
     print(f"output dir: {out_dir}")
     return {"metrics": metrics, "out_dir": out_dir}
+
+
+def eval_precision(asked: str, checkpoint: str | None, run_cfg: Mapping[str, Any], device: str = "auto") -> tuple[str, str]:
+    """The precision eval.py encodes under, and why: `auto` takes a batchmix run's `trainer.precision`
+    (from its config.yaml, or the `precision` its model/ export records), so a bf16 run is scored as it
+    validated itself (fp32 moves its metrics by ~1e-3); anything else is taken as given."""
+    trained = (run_cfg.get("trainer") or {}).get("precision")
+    if trained is None and checkpoint:
+        trained = trained_precision(Path(checkpoint).expanduser())
+    if asked != AUTO:
+        return asked, "as given" + (f"; the run trained in {trained}" if trained and trained != asked else "")
+    if not checkpoint:
+        return DEFAULT_PRECISION, "precision=auto, not a batchmix run"
+    if trained is None:
+        return DEFAULT_PRECISION, "precision=auto, the run's precision is not recorded"
+    if trained == "16-mixed" and (device == "cpu" or not torch.cuda.is_available()):
+        return DEFAULT_PRECISION, "precision=auto: the run trained in 16-mixed, which Lightning runs on a GPU only"
+    return str(trained), "the run's trainer.precision; precision=32-true to override"
 
 
 def module_round(module: DualEncoder, corpora: Mapping[str, LAReQACorpus], eval_cfg: Mapping[str, Any]) -> EvalRound:

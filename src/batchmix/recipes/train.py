@@ -194,7 +194,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if cfg.save_model:
         with atomic_dir(run.model_dir) as staging:  # all of model/ or none of it
             # what training changed over the base model (export_full=true: a standalone HF folder)
-            export_model(module, staging, base=str(cfg.model.name_or_path), full=bool(cfg.get("export_full", False)))
+            export_model(module, staging, base=str(cfg.model.name_or_path), full=bool(cfg.get("export_full", False)),
+                         precision=str(cfg.trainer.precision))
     # checkpoint.keep: what a finished run keeps of checkpoints/ (auto: nothing in a sweep that exported model/).
     keep = resolve_keep(cfg.checkpoint.get("keep", "auto"), multirun=_in_multirun(), exported=bool(cfg.save_model))
     for path in drop_checkpoints(run.checkpoints_dir, keep):
