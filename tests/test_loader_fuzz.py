@@ -77,12 +77,13 @@ SCHEMA_KEYS = {"data", "paragraphs", "context", "sentences", "sentence_breaks", 
                "answer_start", "title", "lang", "query", "positive"}
 
 
-def _mutate(draw, tree: Any, max_steps: int = 4) -> Any:
-    """Apply up to `max_steps` random structural mutations to a copy of `tree`."""
+def _mutate(draw, tree: Any, max_steps: int = 4, aim: frozenset[str] | set[str] = SCHEMA_KEYS) -> Any:
+    """Apply up to `max_steps` random structural mutations to a copy of `tree`; half of them hit a
+    path through one of the `aim` keys (tests/test_input_fuzz.py aims at `negatives` and `answers`)."""
     tree = copy.deepcopy(tree)
     for _ in range(draw(st.sampled_from([1, 1, 1, 2, max_steps]))):  # mostly one mutation: many still load
         paths = _paths(tree)
-        aimed = [p for p in paths if any(k in SCHEMA_KEYS for k in p[-2:] if isinstance(k, str))]
+        aimed = [p for p in paths if any(k in aim for k in p[-2:] if isinstance(k, str))]
         if not paths:
             break
         *parent_path, key = draw(st.sampled_from(aimed if aimed and draw(st.booleans()) else paths))
@@ -136,9 +137,9 @@ def _damage(draw, raw: bytes, kinds: list[str]) -> bytes:
 
 
 @st.composite
-def jsonl_bytes(draw) -> bytes:
-    """Mutated training rows, one JSON object per line, plus line-level damage."""
-    rows = _mutate(draw, training_rows())
+def jsonl_bytes(draw, rows: list[dict] | None = None, aim: frozenset[str] | set[str] = SCHEMA_KEYS) -> bytes:
+    """Mutated training rows (default `training_rows()`), one JSON object per line, plus line-level damage."""
+    rows = _mutate(draw, training_rows() if rows is None else rows, aim=aim)
     rows = rows if isinstance(rows, list) else [rows]
     lines = [json.dumps(row, ensure_ascii=draw(st.booleans())) for row in rows]
     for _ in range(draw(st.integers(0, 2))):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -60,12 +61,15 @@ class MiningOptions:
             raise BatchmixError(f"mine.range_min={self.range_min!r} must be an integer in [0, mine.range_max={self.range_max})")
         for key in ("margin", "relative_margin"):
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise BatchmixError(f"mine.{key}={value!r} must be null or a number (e.g. 0.05)")
+            # not NaN: `score > nan` is never true, so a NaN margin would silently filter nothing
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise BatchmixError(f"mine.{key}={value!r} must be null or a number, finite (e.g. 0.05)")
         if self.pool not in POOLS:
             raise BatchmixError(f"mine.pool={self.pool!r} is not one of {list(POOLS)}: language (per-language pools) or all")
         if self.search not in SEARCH:
             raise BatchmixError(f"mine.search={self.search!r} is not one of {list(SEARCH)}")
+        if self.search == "faiss" and importlib.util.find_spec("faiss") is None:  # before encoding, not after
+            raise BatchmixError("mine.search=faiss needs faiss: pip install faiss-cpu (or faiss-gpu), or mine.search=torch")
 
 
 @dataclass

@@ -25,7 +25,9 @@ Two layouts:
 
 Memory: up front, only the id (and lang) columns become an index (sorted ids, and numpy arrays:
 group -> its rows and languages; ~110 MB for 1M ids x 3 languages), and the texts are scanned chunk
-by chunk in Arrow for nulls and blanks (an error now, not mid-training). Texts stay in the
+by chunk in Arrow for nulls and blanks, the negatives and answers parsed once (in Arrow when they
+are lists of texts or ids; objects in Python, ~1 s per 100k rows): an error now, not mid-training,
+and a failed load leaves no streamed copy in the cache. Texts stay in the
 memory-mapped Arrow table: `TrainingGroups.pairs` is a read-only sequence of mappings that
 builds each `Pair` when it is read. A streamed set is read once (first `max_rows` rows, only the
 mapped columns and kept languages) into `$BATCHMIX_CACHE/hf/<key>.arrow` and reused while the
@@ -34,6 +36,7 @@ options (and local files) are unchanged; delete that file to stream again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import reprlib
@@ -163,6 +166,9 @@ def _open(o: HFOptions) -> Any:
         return datasets.load_dataset(o.path, o.name, split=o.split, data_files=o.data_files, streaming=o.streaming)
     except BatchmixError:
         raise
+    except (StopIteration, IndexError) as e:  # datasets 5.2 on no rows: the json builder's peek, load_from_disk of a 0-row save
+        raise BatchmixError(f"{_describe(o)} has no rows (datasets: {type(e).__name__} opening it); give a dataset with rows "
+                            f"(check data.hf.path / data.hf.data_files)") from None
     except FileNotFoundError as e:
         raise BatchmixError(f"{_describe(o)} was not found ({_first_line(e)}); check the path, data_files or hub name") from None
     except datasets.exceptions.DatasetGenerationError as e:
@@ -328,8 +334,9 @@ def _cache_key(o: HFOptions, plan: _Plan) -> str:
     return Hasher.hash([CACHE_FORMAT, o, plan.columns(), plan.languages if plan.layout == "wide" else o.languages, stats])
 
 
-def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> Any:
-    """Stream the first `max_rows` rows (mapped columns, kept languages) once into a cached Arrow file."""
+def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> tuple[Any, Path | None]:
+    """Stream the first `max_rows` rows (mapped columns, kept languages) once into a cached Arrow file:
+    (the dataset, the file's path if this call wrote it, None if it was cached already)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from datasets import Dataset
@@ -338,7 +345,7 @@ def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> Any:
 
     path = cache_root() / "hf" / f"{_cache_key(o, plan)}.arrow"
     if path.is_file():
-        return Dataset.from_file(str(path))
+        return Dataset.from_file(str(path)), None
     path.parent.mkdir(parents=True, exist_ok=True)
     it = stream.select_columns(plan.columns()) if stream.column_names is not None else stream
     if o.max_rows is not None:
@@ -353,6 +360,7 @@ def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> Any:
                     raise BatchmixError(f"{_describe(o)} has no column {missing[0]!r} (columns: {batch.column_names}); fix data.hf.columns")
                 batch = batch.select(plan.columns())
             if plan.layout == "long" and o.languages:
+                _check_lang_type(_describe(o), plan.lang, batch.schema.field(plan.lang).type)  # is_in of codes in ints: ArrowTypeError
                 batch = batch.filter(pc.is_in(batch[plan.lang], value_set=pa.array(o.languages)))
             if writer is None:
                 schema = batch.schema
@@ -374,7 +382,7 @@ def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> Any:
         raise BatchmixError(f"{_describe(o)} streamed no rows (data.hf.max_rows={o.max_rows}, data.hf.languages={o.languages}); "
                             f"check the split and the filters")
     os.replace(tmp, path)  # never a half-written file under the final name
-    return Dataset.from_file(str(path))
+    return Dataset.from_file(str(path)), path
 
 
 # --- the index --------------------------------------------------------------------------------
@@ -421,6 +429,13 @@ def _ids(table: Any, plan: _Plan, where: str) -> Any:
     return pc.cast(ids, pa.large_string())
 
 
+def _check_lang_type(where: str, column: str, t: Any) -> None:
+    import pyarrow as pa
+
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise BatchmixError(f"{where}: lang column {column!r} holds {t}; it must be language codes")
+
+
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -434,8 +449,7 @@ def _build_index(table: Any, plan: _Plan, where: str) -> tuple[list[str], np.nda
     ids = _ids(table, plan, where).combine_chunks()
     if plan.layout == "long":
         langs = table.column(plan.lang)
-        if not (pa.types.is_string(langs.type) or pa.types.is_large_string(langs.type)):
-            raise BatchmixError(f"{where}: lang column {plan.lang!r} holds {langs.type}; it must be language codes")
+        _check_lang_type(where, plan.lang, langs.type)
         langs = pc.cast(langs, pa.large_string()).combine_chunks()
         keep = np.ones(n, dtype=bool)
         if plan.languages:
@@ -565,6 +579,36 @@ class HFPairs(Sequence):
         scalar = self._column(column)[row]
         return (scalar[key] if key is not None and scalar.is_valid else scalar).as_py()
 
+    def check_lists(self, chunk: int = 10_000) -> None:
+        """Parse every kept pair's negatives and answers once, `chunk` rows at a time, with the parsers
+        `pair` uses: a null item, a blank text, an id of the wrong type is an error now, not at the
+        first batch (or the answers index) that reads it; and what passes here parses then."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        plan = self.plan
+        if plan.negatives is not None:
+            for j, lang in enumerate(self.languages):
+                column, key = plan.negatives.locate(lang)
+                rows = self.rows[self.codes == j]
+                for start in range(0, len(rows), chunk):
+                    part = rows[start : start + chunk]
+                    values = self._column(column).take(pa.array(part))
+                    values = pc.struct_field(values, key) if key is not None else values
+                    if _parses_in_arrow(values, ids=False):
+                        continue
+                    for row, value in zip(part.tolist(), values.to_pylist()):
+                        parse_negatives(value, lang, f"{self.where} row {row} ({lang}, column {column!r})")
+        if plan.answers is not None:
+            rows = np.unique(self.rows)
+            for start in range(0, len(rows), chunk):
+                part = rows[start : start + chunk]
+                values = self._column(plan.answers).take(pa.array(part))
+                if _parses_in_arrow(values, ids=True):
+                    continue
+                for row, value in zip(part.tolist(), values.to_pylist()):
+                    parse_answers(value, f"{self.where} row {row} (column {plan.answers!r})")
+
     def pair(self, row: int, lang: str) -> Pair:
         plan = self.plan
         query, positive = self._value(plan.query, row, lang), self._value(plan.positive, row, lang)
@@ -618,16 +662,27 @@ def load_hf_training(hf: Mapping[str, Any]) -> TrainingGroups:
     import datasets
 
     o = check_hf_options(hf)
-    where = _describe(o)
     ds = _open(o)
+    streamed = None
     if isinstance(ds, datasets.IterableDataset):
         features = ds.features
         names = list(features) if features is not None else None
         plan = _plan(o, names, features.arrow_schema if features is not None else None)
-        ds = _materialize(ds, o, plan)
-    else:
-        if o.max_rows is not None and o.max_rows < len(ds):
-            ds = ds.select(range(o.max_rows))  # contiguous: a slice of the mapped table, no copy
+        ds, streamed = _materialize(ds, o, plan)
+    elif o.max_rows is not None and o.max_rows < len(ds):
+        ds = ds.select(range(o.max_rows))  # contiguous: a slice of the mapped table, no copy
+    try:
+        return _training_groups(ds, o)
+    except BatchmixError:
+        if streamed is not None:  # a copy of rows that do not load is no cache: nothing stays behind a failed load
+            with contextlib.suppress(OSError):
+                streamed.unlink(missing_ok=True)
+        raise
+
+
+def _training_groups(ds: Any, o: HFOptions) -> TrainingGroups:
+    """The checks and the index over a (memory-mapped) `Dataset` of the source's rows."""
+    where = _describe(o)
     table = ds.data.table
     plan = _plan(o, table.column_names, table.schema)
     ds = ds.select_columns(plan.columns())
@@ -646,7 +701,27 @@ def load_hf_training(hf: Mapping[str, Any]) -> TrainingGroups:
                             f"check data.hf.split, data_files and the filters")
     ids, offsets, rows, codes, languages = _build_index(table, plan, where)
     plan = _Plan(plan.layout, plan.id, plan.lang, plan.query, plan.positive, plan.negatives, languages, plan.answers)
-    return TrainingGroups(ids=ids, pairs=HFPairs(ds, plan, offsets, rows, codes, languages, where))  # type: ignore[arg-type]
+    pairs = HFPairs(ds, plan, offsets, rows, codes, languages, where)
+    pairs.check_lists()
+    return TrainingGroups(ids=ids, pairs=pairs)  # type: ignore[arg-type]
+
+
+def _parses_in_arrow(values: Any, ids: bool) -> bool:
+    """True when every value is surely accepted by `parse_negatives` (texts) or, with `ids`, by
+    `parse_answers` (ids): lists of strings (or ids: integers) without a null or blank item, the common
+    case, told in Arrow; False means "parse them in Python" (which names the bad one)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = values.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        return False
+    item = t.value_type
+    text = pa.types.is_string(item) or pa.types.is_large_string(item)
+    if not (text or (ids and pa.types.is_integer(item))):
+        return False
+    flat = pc.list_flatten(values)
+    return flat.null_count == 0 and not (text and _blank(flat).any())
 
 
 def _is_list_type(t: Any) -> bool:

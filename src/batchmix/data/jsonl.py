@@ -47,7 +47,9 @@ def parse_answers(value: object, where: str, field: str = "answers") -> tuple[st
         return ()
     if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, (str, int)) or str(v).strip() == "" for v in value):
         raise BatchmixError(f"{where}: field {field!r} must be a list of ids (strings or integers), got {reprlib.repr(value)}")
-    return tuple(sorted({str(v) for v in value}))
+    ids = tuple(sorted({str(v) for v in value}))
+    check_text(where, f"field {field!r}", *ids)  # ids are written back (the miner's output): UTF-8 only
+    return ids
 
 
 def parse_negatives(value: object, lang: str, where: str) -> tuple[Negative, ...]:
@@ -64,11 +66,14 @@ def parse_negatives(value: object, lang: str, where: str) -> tuple[Negative, ...
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
             raise BatchmixError(f"{where}: {field} must be a non-empty text or an object with a 'text' string, got {reprlib.repr(item)}")
         answers = parse_answers(item.get("answers"), where, f"{field}.answers")
-        neg_lang, neg_id = item.get("lang") or lang, item.get("id")
-        if not isinstance(neg_lang, str) or (neg_id is not None and (isinstance(neg_id, bool) or not isinstance(neg_id, (str, int)))):
-            raise BatchmixError(f"{where}: {field} has lang={reprlib.repr(neg_lang)} id={reprlib.repr(neg_id)}; lang is a code, id a string or absent")
-        check_text(where, field, item["text"])
+        neg_lang, neg_id = item.get("lang"), item.get("id")
+        neg_lang = lang if neg_lang is None else neg_lang  # absent or null: the row's; not `or`: 0, "" or [] is no code
+        if (not isinstance(neg_lang, str) or not neg_lang.strip()
+                or (neg_id is not None and (isinstance(neg_id, bool) or not isinstance(neg_id, (str, int)) or not str(neg_id).strip()))):
+            raise BatchmixError(f"{where}: {field} has lang={reprlib.repr(neg_lang)} id={reprlib.repr(neg_id)}; "
+                                f"lang is a code (or absent: the row's), id a non-empty string, an integer, or absent")
         neg_id = None if neg_id is None else str(neg_id)
+        check_text(where, field, item["text"], neg_lang, *(() if neg_id is None else (neg_id,)))
         out.append(Negative(text=item["text"], lang=neg_lang, id=neg_id, answers=answers))
     return tuple(out)
 
@@ -132,15 +137,18 @@ def write_training_jsonl(groups: TrainingGroups, path: str | os.PathLike) -> Pat
     path = Path(str(path)).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for qid, pairs in zip(groups.ids, groups.pairs):
-            for lang in sorted(pairs):
-                pair = pairs[lang]
-                row: dict = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
-                if pair.answers:
-                    row["answers"] = list(pair.answers)
-                if pair.negatives:
-                    row["negatives"] = [negative_row(n) for n in pair.negatives]
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)  # never a half-written file under the final name
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for qid, pairs in zip(groups.ids, groups.pairs):
+                for lang in sorted(pairs):
+                    pair = pairs[lang]
+                    row: dict = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
+                    if pair.answers:
+                        row["answers"] = list(pair.answers)
+                    if pair.negatives:
+                        row["negatives"] = [negative_row(n) for n in pair.negatives]
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp.replace(path)  # never a half-written file under the final name
+    finally:
+        tmp.unlink(missing_ok=True)  # nor a stray temp file when writing failed
     return path
