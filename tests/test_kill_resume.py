@@ -3,6 +3,7 @@ same run dir, to exactly the run it would have been; no write ever leaves a torn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -121,6 +122,69 @@ def test_run_killed_by_sigterm_then_sigkill_resumes_to_the_uninterrupted_result(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics == json.loads((uninterrupted / "metrics.json").read_text())
     assert_results_intact(run_dir)
+
+
+# Two gloo ranks on CPU (Lightning starts rank 1 itself), validating at steps 2 and 4 of 4.
+DDP_RUN = [
+    "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true", "model=tiny",
+    "data.languages=[en,de,es]", "data.batch_size=8", "data.batches_per_epoch=4", "seed=7", "save_model=false",
+    "logger=csv", "eval.before=false", "eval.val_every_n_steps=2", "eval.batch_size=32", "checkpoint.every_n_steps=1",
+]
+
+
+def start_ddp(run_dir: Path, log: Path, sigterm_at_step: int | None = None) -> subprocess.Popen:
+    """The DDP run, in a session of its own so that a hang can be killed whole (rank 1 included)."""
+    env = {**ENV, "BATCHMIX_TEST_SIGTERM_STEP": "" if sigterm_at_step is None else str(sigterm_at_step)}
+    run_dir.parent.mkdir(exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, str(REPO / "tests" / "sigterm_in_validation.py"), *DDP_RUN, f"hydra.run.dir={run_dir}"],
+                                cwd=run_dir.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_or_kill(proc: subprocess.Popen, log: Path, timeout: float = 120) -> int:
+    """The launcher's exit status; a hang fails the test (every process of the run killed) instead of CI."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(proc)
+        pytest.fail(f"the DDP run hung: killed after {timeout:.0f}s\n{log.read_text()[-3000:]}")
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_ddp_run_sigtermed_inside_a_validation_stops_on_every_rank_after_it_and_resumes_to_the_same_curve(tmp_path, xquad_root):
+    """SIGTERM reaches both ranks inside step 2's validation, as scancel signals every task. With
+    Lightning's handling alone the run hangs there (its handler runs a broadcast, rank 0 forwards the
+    signal to rank 1, which runs it twice, and each rank raises at its own next batch: seen stuck at
+    validation batch 1 of 6). Held until the validation has ended on every rank, both stop after it,
+    at step 2 with its val point saved, and the rerun of the same command ends with the val curve and
+    losses of an uninterrupted run."""
+    reference, run_dir, log = tmp_path / "reference" / "run", tmp_path / "run", tmp_path / "log.txt"
+    whole = start_ddp(reference, tmp_path / "reference.txt")  # alongside: a DDP run is mostly one process starting up
+    try:
+        assert wait_or_kill(start_ddp(run_dir, log, sigterm_at_step=2), log) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+        out = log.read_text()
+        assert out.count("stopped by SIGTERM at step 2;") == 2 and "Traceback" not in out, out[-3000:]  # both ranks, one step
+        saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        (state,) = [v for k, v in saved["callbacks"].items() if k.startswith("LAReQAValidation")]
+        assert saved["global_step"] == 2 and [row["step"] for row in state["history"]] == [2]
+        assert not (run_dir / "metrics.json").exists()
+
+        assert wait_or_kill(start_ddp(run_dir, log), log) == 0, log.read_text()[-3000:]
+        assert f"resuming from step 2 of {run_dir / 'checkpoints' / 'last.ckpt'}" in log.read_text()
+        assert wait_or_kill(whole, tmp_path / "reference.txt") == 0, (tmp_path / "reference.txt").read_text()[-3000:]
+    finally:
+        kill_session(whole)
+    for name, timing in (("val_history.csv", ["seconds"]), ("history.csv", [])):
+        got, want = (pd.read_csv(d / name).drop(columns=timing) for d in (run_dir, reference))
+        assert list(got["step"]) == list(want["step"]) == ([2, 4] if name == "val_history.csv" else [0, 1, 2, 3])
+        # ~1e-6, not 0: two processes' gloo reductions (measured: identical here, every rank's RNG states restored)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=0, atol=1e-6)
 
 
 def compose_cfg(overrides: list[str]):

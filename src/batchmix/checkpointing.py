@@ -9,11 +9,12 @@ last good state. `LastCheckpoint` writes the one file `last.ckpt`:
   that many steps;
 - when training ends: the trained model that `eval.py checkpoint=<run dir>` reads;
 - on SIGTERM (scancel, a pre-empted job, `kill`): Lightning turns the signal into `SIGTERMException`
-  between two steps, and the state there is saved, so nothing is lost.
+  between two steps, and the state there is saved, so nothing is lost. A SIGTERM during fit's periodic
+  validation is held until that validation has ended on every rank (see `on_validation_start`).
 
-It also stores the random number generators' states, which Lightning does not: dropout then draws
-the same masks after a resume as without the interruption, and the resumed run's weights, losses
-and metrics equal an uninterrupted run's.
+It also stores the random number generators' states (every DDP rank's), which Lightning does not:
+dropout then draws the same masks after a resume as without the interruption, and the resumed run's
+weights, losses and metrics equal an uninterrupted run's.
 
 `AtomicCheckpointIO` writes every Lightning checkpoint as temp file + fsync + rename in the target
 folder. Lightning 2.6's own `_atomic_save` goes through an fsspec transaction whose temp file lies in
@@ -25,12 +26,15 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
@@ -38,6 +42,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from batchmix.distributed import world_size
 from batchmix.preflight import check_every_n_steps
 from batchmix.io import atomic_open
 from batchmix.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT
@@ -57,7 +62,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(Checkpoint):
-    """Saves `<dirpath>/last.ckpt` every `every_n_steps` steps, at the end of training and on SIGTERM."""
+    """Saves `<dirpath>/last.ckpt` every `every_n_steps` steps, at the end of training and on SIGTERM.
+
+    List it after any other checkpoint callback (Lightning keeps their order): its `on_validation_end`
+    may stop the run on a held SIGTERM, and `best.ckpt` must have seen that val point first."""
 
     def __init__(self, dirpath: str | Path, every_n_steps: int = 50, val_every_n_steps: int = 0) -> None:
         self.path = Path(dirpath) / LAST_CHECKPOINT
@@ -69,6 +77,8 @@ class LastCheckpoint(Checkpoint):
         self.saved_step: int | None = None  # global step of the state last written (None: none this fit)
         self._due_after_validation: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
+        self._sigterm_handler: Any = None  # the handler to put back after a validation (None: not holding)
+        self._sigterm_held = False
 
     def save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)  # every rank calls it (a barrier); rank 0 writes
@@ -89,16 +99,50 @@ class LastCheckpoint(Checkpoint):
                 return
             self.save(trainer)
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Hold SIGTERM during fit's periodic validation. Under DDP, Lightning's signal handler runs a
+        # broadcast (and rank 0 forwards the signal to the ranks it started), and each rank raises
+        # SIGTERMException at its own next validation batch: the ranks' collectives stop matching (a
+        # hang), or the run stops mid-validation and its resumed run lacks that val point.
+        if (trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and self._sigterm_handler is None
+                and threading.current_thread() is threading.main_thread()):
+            self._sigterm_held = False
+            previous = signal.signal(signal.SIGTERM, self._hold_sigterm)
+            self._sigterm_handler = signal.SIG_DFL if previous is None else previous
+
+    def _hold_sigterm(self, signum: int, frame: Any) -> None:
+        if not self._sigterm_held:
+            log.info("SIGTERM during validation: stopping once it has ended on every rank")
+        self._sigterm_held = True
+
+    def _release_sigterm(self) -> None:
+        if self._sigterm_handler is not None:
+            signal.signal(signal.SIGTERM, self._sigterm_handler)
+            self._sigterm_handler = None
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._due_after_validation == trainer.global_step and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
+            return
+        if self._due_after_validation == trainer.global_step:
             self._due_after_validation = None
             self.save(trainer)
+        if self._sigterm_handler is None:
+            return
+        # Every rank is here, past the metric's collectives: one all-reduce tells them all whether any
+        # rank got the signal, so they all stop at this step, where on_exception saves.
+        stop = trainer.strategy.reduce_boolean_decision(self._sigterm_held, all=False)
+        self._release_sigterm()
+        if stop:
+            raise SIGTERMException
+        if self._sigterm_held:  # arrived after the vote: Lightning's own handling, as one just after validation
+            signal.raise_signal(signal.SIGTERM)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step != self.saved_step:
             self.save(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._release_sigterm()  # an error inside validation: SIGTERM is Lightning's again
         # Only SIGTERM: Lightning raises it between two steps, so the state is consistent. Any other
         # error (a non-finite loss, a bug) must leave the last periodic checkpoint as it is.
         if isinstance(exception, SIGTERMException) and trainer.global_step != self.saved_step and trainer.model is not None:
@@ -106,10 +150,22 @@ class LastCheckpoint(Checkpoint):
 
     # ---------------------------------------------------------------- random state
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_states()}
+        # Every rank's states, in rank order (`save` runs on every rank, so the gather is matched): under
+        # DDP each rank draws its own dropout masks, and rank 0's states restored on every rank would
+        # change the other ranks' masks after a resume. "rng": rank 0's, as older checkpoints hold it.
+        states = _rng_states()
+        ranks = [states]
+        if world_size() > 1:
+            ranks = [None] * world_size()
+            dist.all_gather_object(ranks, states)
+        return {"rng": ranks[0], "rng_ranks": ranks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._rng_to_restore = state_dict.get("rng")
+        ranks, world = state_dict.get("rng_ranks") or [], world_size()
+        if len(ranks) == world:
+            self._rng_to_restore = ranks[dist.get_rank() if world > 1 else 0]
+        else:  # an older checkpoint, or another world size: rank 0's states on every rank, the best there is
+            self._rng_to_restore = state_dict.get("rng")
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         # Restored here, right before the first resumed step, not at load time: Lightning's set-up

@@ -147,8 +147,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         plugins=[AtomicCheckpointIO()],
         callbacks=[
             validation,
-            checkpoint,
+            # best before last (Lightning runs checkpoint callbacks last, in this order): a SIGTERM held
+            # through a validation stops the run in last's on_validation_end, after best.ckpt saw the point
             *best_checkpoint(cfg, run.checkpoints_dir),
+            checkpoint,
             NonFiniteLossGuard(run_dir, checkpoint),  # a NaN/inf loss stops the run before it touches the model
             *pruning_callbacks(cfg),  # reports the val curve to an Optuna trial, if any
         ],
