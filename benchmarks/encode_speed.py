@@ -1,19 +1,24 @@
-"""Encoding speed: batchmix's `encode_texts` vs sentence-transformers' `encode`, texts/s, all of XQuAD-R.
+"""Encoding speed: batchmix's `encode_texts` vs sentence-transformers' `encode`, texts/s, like for like.
 
-Same model (the embedded multilingual-e5-small: mean pooling, normalised), same texts (every
-question with `query: ` and every candidate sentence with `passage: `, 11 languages, ~26k texts),
-same max lengths (the model config's query / passage lengths), same batch size; both sort by length.
+Same model (the embedded multilingual-e5-small: mean pooling, normalised), same texts (questions
+with `query: ` and candidate sentences with `passage: ` of XQuAD-R's 11 languages), same max lengths
+(the model config's query / passage lengths), same batch size, same torch threads; both sort by length.
+Each side runs in both precisions:
 
-- batchmix: `DualEncoder.encode_texts` in fp32, and under CPU bf16 autocast (what
-  `trainer.precision=bf16-mixed` runs an evaluation with);
-- peer: `SentenceTransformer.encode` (fp32, its default), modules built on the same weights.
+- fp32: batchmix `DualEncoder.encode_texts`; ST `SentenceTransformer.encode` (its default), modules
+  built on the same weights;
+- bf16: the same calls under `torch.autocast("cpu", dtype=torch.bfloat16)` (what
+  `trainer.precision=bf16-mixed` runs an evaluation with, and what ST gets the same way).
 
-Printed: texts/s of each, the ratios batchmix / ST (fp32 vs fp32, and bf16 vs ST's fp32), and the
-smallest cosine between each batchmix embedding and ST's, which checks that both encoded the same.
-One timed run of each (26k texts take minutes; the sides run one after the other), `--limit N`
-keeps N texts evenly spread over the list for a quick try.
+Printed: texts/s of each side (best of `--rounds`, default 3; in every round the four sides run
+one after another, ST then batchmix, fp32 then bf16, so a change of machine load hits all), the
+ratios batchmix / ST in the same precision (the like-for-like lines, first), then bf16 / fp32 of each
+side, and the smallest cosine between each batchmix embedding and ST's in that precision, which
+checks that both encoded the same. `--limit N` (default 2000) keeps N questions and N candidates
+evenly spread over the whole list (every language, the length mix of the corpus); `--limit 0`
+encodes all ~26k texts (about 9 min a round on 2 cores).
 
-    .venv/bin/python benchmarks/encode_speed.py [--limit 2000] [--threads N] [--batch-size 64]
+    .venv/bin/python benchmarks/encode_speed.py [--limit 2000] [--rounds 3] [--threads N] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -35,24 +40,31 @@ from omegaconf import OmegaConf  # noqa: E402
 from batchmix.config import CONF_DIR  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
 from batchmix.data.root import resolve_data_root  # noqa: E402
+from batchmix.errors import BatchmixError  # noqa: E402
 from batchmix.models.factory import build_dual_encoder  # noqa: E402
 from batchmix.models.loading import resolve_name  # noqa: E402
 
 
 def spread(items: list[str], n: int | None) -> list[str]:
-    if n is None or n >= len(items):
+    if not n or n >= len(items):
         return items
     step = len(items) / n
     return [items[int(i * step)] for i in range(n)]
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=None, help="XQuAD-R folder (default: $BATCHMIX_DATA or ../shared/data/xquad-r)")
-    parser.add_argument("--limit", type=int, default=None, help="questions and candidates each (default: all)")
+    parser.add_argument("--limit", type=int, default=2000, help="questions and candidates each, evenly spread (0: all)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each side's best is reported")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both sides")
     args = parser.parse_args()
+    if args.rounds < 1 or args.limit < 0:
+        raise BatchmixError(f"--rounds {args.rounds} / --limit {args.limit}: need rounds >= 1 and limit >= 0 (0: all)")
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -61,41 +73,57 @@ def main() -> int:
     candidates = spread([c for ls in corpus.languages.values() for c in ls.candidates], args.limit)
     cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "me5_small.yaml"))
     module = build_dual_encoder({**cfg, "train_top_layers": None}).eval()
+    st_model = sentence_transformers_model(cfg)
     n = len(questions) + len(candidates)
     print(f"encoding {len(questions)} questions + {len(candidates)} candidates of XQuAD-R ({n} texts), "
-          f"batch {args.batch_size}, {torch.get_num_threads()} threads")
+          f"batch {args.batch_size}, {torch.get_num_threads()} threads, best of {args.rounds} rounds")
 
-    def batchmix(bf16: bool) -> tuple[float, torch.Tensor]:
-        t0 = time.perf_counter()
+    def batchmix(bf16: bool) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             q = module.encode_texts(questions, "query", args.batch_size, desc=False)
             c = module.encode_texts(candidates, "passage", args.batch_size, desc=False)
-        return time.perf_counter() - t0, torch.cat([q, c])
+        return torch.cat([q, c]).float()
 
-    def sentence_transformers() -> tuple[float, torch.Tensor]:
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    def sentence_transformers(bf16: bool) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            st_model.max_seq_length = cfg["query_max_length"]
+            q = st_model.encode([cfg["query_prefix"] + t for t in questions], batch_size=args.batch_size, convert_to_tensor=True)
+            st_model.max_seq_length = cfg["passage_max_length"]
+            c = st_model.encode([cfg["passage_prefix"] + t for t in candidates], batch_size=args.batch_size, convert_to_tensor=True)
+        return torch.cat([q, c]).float()
 
-        transformer = Transformer(resolve_name(cfg["name_or_path"]), max_seq_length=cfg["query_max_length"])
-        model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()], device="cpu")
-        t0 = time.perf_counter()
-        q = model.encode([cfg["query_prefix"] + t for t in questions], batch_size=args.batch_size, convert_to_tensor=True)
-        model.max_seq_length = cfg["passage_max_length"]
-        c = model.encode([cfg["passage_prefix"] + t for t in candidates], batch_size=args.batch_size, convert_to_tensor=True)
-        return time.perf_counter() - t0, torch.cat([q, c]).float()
-
-    st_s, st_emb = sentence_transformers()
-    fp32_s, fp32_emb = batchmix(bf16=False)
-    bf16_s, bf16_emb = batchmix(bf16=True)
-    rate = {name: n / s for name, s in (("st", st_s), ("fp32", fp32_s), ("bf16", bf16_s))}
-    cos = {name: float((emb * st_emb).sum(-1).min()) for name, emb in (("fp32", fp32_emb), ("bf16", bf16_emb))}
-    print(f"  sentence-transformers encode, fp32: {st_s:7.1f} s  {rate['st']:7.1f} texts/s")
-    print(f"  batchmix encode_texts, fp32:        {fp32_s:7.1f} s  {rate['fp32']:7.1f} texts/s  (min cosine to ST {cos['fp32']:.6f})")
-    print(f"  batchmix encode_texts, bf16 autocast: {bf16_s:5.1f} s  {rate['bf16']:7.1f} texts/s  (min cosine to ST {cos['bf16']:.6f})")
-    print(f"encoding speed batchmix / sentence-transformers: fp32 vs fp32 {rate['fp32'] / rate['st']:.2f}x; "
-          f"bf16 vs ST's default fp32 {rate['bf16'] / rate['st']:.2f}x (goal >= 1.5x with the chosen defaults)")
+    sides = {"st": sentence_transformers, "batchmix": batchmix}
+    seconds: dict[tuple[str, str], list[float]] = {(side, p): [] for p in PRECISIONS for side in sides}
+    emb: dict[tuple[str, str], torch.Tensor] = {}
+    for r in range(args.rounds):
+        for precision in PRECISIONS:
+            for side, encode in sides.items():  # alternating: ST, batchmix, ST, batchmix
+                t0 = time.perf_counter()
+                emb[side, precision] = encode(precision == "bf16")
+                seconds[side, precision].append(time.perf_counter() - t0)
+        print(f"  round {r + 1}: " + ", ".join(f"{side} {p} {seconds[side, p][-1]:.1f} s" for p in PRECISIONS for side in sides),
+              flush=True)
+    rate = {key: n / min(s) for key, s in seconds.items()}
+    names = {"st": "sentence-transformers encode", "batchmix": "batchmix encode_texts"}
+    print("encoding speed batchmix / sentence-transformers, like for like (same precision, texts, lengths, batch, threads):")
+    for p in PRECISIONS:
+        cos = float((emb["batchmix", p] * emb["st", p]).sum(-1).min())
+        print(f"  {p} vs {p}: {rate['batchmix', p] / rate['st', p]:.2f}x  "
+              f"(batchmix {rate['batchmix', p]:.1f} texts/s, ST {rate['st', p]:.1f} texts/s; min cosine batchmix-ST {cos:.6f})")
+    for side, name in names.items():
+        print(f"  {name}: " + ", ".join(f"{p} {rate[side, p]:.1f} texts/s (rounds {', '.join(f'{x:.1f}' for x in seconds[side, p])} s)"
+                                        for p in PRECISIONS) + f"; bf16 / fp32 {rate[side, 'bf16'] / rate[side, 'fp32']:.2f}x")
     bench_common.print_provenance(load_before, "python " + " ".join(shlex.quote(a) for a in sys.argv))
     return 0
+
+
+def sentence_transformers_model(cfg: dict):
+    """ST's model on the same weights: Transformer -> mean Pooling -> Normalize (me5's own modules)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    transformer = Transformer(resolve_name(cfg["name_or_path"]), max_seq_length=cfg["query_max_length"])
+    return SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()], device="cpu")
 
 
 if __name__ == "__main__":

@@ -7,24 +7,25 @@ ratio: mono only, cross only, hybrid, thirds), same final evaluation work (every
 candidate of the held-out test and val articles encoded once and scored on the multilingual pool),
 max length 128 for queries and passages on both sides.
 
-- **batchmix, switches on**: `python train.py -m ratio=mono_only,cross_only,hybrid,thirds
-  model.train_top_layers=K trainer.precision=bf16-mixed hydra/launcher=local_parallel` (two
-  points at a time, one thread each), with an empty trunk cache (a temporary `$BATCHMIX_CACHE`);
-- **batchmix, switches off**: the same sweep with `model.trunk_cache=off`, fp32, Hydra's basic
-  launcher (one point after another, all threads);
-- **peer**: for each ratio, a fresh `SentenceTransformerTrainer` (MultipleNegativesRankingLoss,
-  same lr / warm-up / weight decay / clipping) on those batches in that order, then one
-  `InformationRetrievalEvaluator` per held-out split (test, val) over its multilingual pool.
+Printed as a decomposition, like for like first:
 
-Between the two, each switch is turned off alone (`--skip-ablation` skips these), so the gain of
-each one is visible, and the launcher question is answered on the same sweep: two parallel points
-with one thread each against one point at a time with both threads.
+1. **fp32 vs fp32**: `python train.py -m ratio=mono_only,cross_only,hybrid,thirds model.train_top_layers=K
+   model.trunk_cache=off` (Hydra's basic launcher: one point after another, all threads) against the
+   peer in fp32: for each ratio a fresh `SentenceTransformerTrainer` (MultipleNegativesRankingLoss,
+   same lr / warm-up / weight decay / clipping) on those batches in that order, then one
+   `InformationRetrievalEvaluator` per held-out split (test, val) over its multilingual pool;
+2. **bf16 vs bf16**: the same two with `trainer.precision=bf16-mixed` and ST's `bf16=True`, its
+   evaluators under `torch.autocast("cpu", dtype=torch.bfloat16)`;
+3. **+ the trunk cache** (batchmix only): 2. with `model.trunk_cache=disk` from an empty cache;
+4. **+ 2 parallel points** (batchmix only): 3. with `hydra/launcher=local_parallel` (two workers of
+   one thread each), i.e. every switch on.
 
-Every side runs in this process's wall clock, whole: start-up, model loads, training, evaluation.
-Every batchmix side starts from an empty trunk cache.
-Printed: seconds per side and the ratios batchmix / ST (goal: <= 1/3 with the switches on).
+Lines 3 and 4 are advantages the peer has no equivalent of; each is its own line, against the bf16
+peer. Every side runs in this process's wall clock, whole: start-up, model loads, training,
+evaluation; every batchmix side starts from an empty trunk cache. One run per side (the sweep takes
+~30 min on 2 cores); `--skip-fp32` leaves out pair 1.
 
-    .venv/bin/python benchmarks/sweep_speed.py [--steps 30] [--top 2] [--skip-off] [--skip-ablation]
+    .venv/bin/python benchmarks/sweep_speed.py [--steps 30] [--top 2] [--skip-fp32]
 """
 
 from __future__ import annotations
@@ -71,14 +72,15 @@ def batchmix_sweep(args: argparse.Namespace, extra: list[str], env: dict[str, st
     return seconds
 
 
-# The sides: (label, overrides). "on" is every switch; each ablation turns one off; "off" is all off.
-ON = ["trainer.precision=bf16-mixed", "hydra/launcher=local_parallel"]
-ABLATIONS = [
-    ("switches on but no trunk cache (model.trunk_cache=off)", [*ON, "model.trunk_cache=off"]),
-    ("switches on but fp32", ["hydra/launcher=local_parallel"]),
-    ("switches on but one point at a time, 2 threads (basic launcher)", ["trainer.precision=bf16-mixed"]),
+# The batchmix sides, in the order printed: (label, overrides, the ST precision it is held against).
+BF16 = "trainer.precision=bf16-mixed"
+SIDES = [
+    ("like for like, fp32 (no cache, one point at a time)", ["model.trunk_cache=off"], "fp32"),
+    ("like for like, bf16 (no cache, one point at a time)", [BF16, "model.trunk_cache=off"], "bf16"),
+    ("bf16 + the trunk cache (batchmix only)", [BF16], "bf16"),
+    ("bf16 + the trunk cache + 2 parallel points of 1 thread (batchmix only: every switch on)",
+     [BF16, "hydra/launcher=local_parallel"], "bf16"),
 ]
-OFF = ["model.trunk_cache=off"]
 
 
 def fresh_cache(tmp: Path) -> dict[str, str]:
@@ -94,8 +96,9 @@ def fresh_cache(tmp: Path) -> dict[str, str]:
     return {**os.environ, "BATCHMIX_CACHE": str(root)}
 
 
-def st_sweep(args: argparse.Namespace) -> float:
-    """The peer: per ratio, fit on batchmix's batches, then evaluate test and val. Returns seconds."""
+def st_sweep(args: argparse.Namespace, bf16: bool) -> float:
+    """The peer: per ratio, fit on batchmix's batches, then evaluate test and val (bf16: HF's `bf16=True`
+    for training, CPU bf16 autocast for the evaluators). Returns seconds."""
     sys.path.insert(0, str(Path(__file__).parent))
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
@@ -129,7 +132,7 @@ def st_sweep(args: argparse.Namespace) -> float:
                 output_dir=tmp, max_steps=args.steps, per_device_train_batch_size=16, learning_rate=cfg.optim.lr,
                 weight_decay=cfg.optim.weight_decay, warmup_steps=cfg.optim.warmup_ratio, lr_scheduler_type="linear",
                 max_grad_norm=cfg.trainer.gradient_clip_val, seed=cfg.seed, report_to="none", eval_strategy="no",
-                save_strategy="no", disable_tqdm=True, use_cpu=True, batch_sampler=_in_order_batches)
+                save_strategy="no", disable_tqdm=True, use_cpu=True, batch_sampler=_in_order_batches, bf16=bf16)
             trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset, loss=loss)
             trainer.remove_callback(PrinterCallback)
             trainer.train()
@@ -137,11 +140,13 @@ def st_sweep(args: argparse.Namespace) -> float:
         pool = argparse.Namespace(query_langs=langs, cand_langs=langs)
         for split in ("test", "val"):
             queries, docs, relevant = st_inputs(splits[split], pool)
-            InformationRetrievalEvaluator(
+            evaluator = InformationRetrievalEvaluator(
                 {k: cfg.model.query_prefix + v for k, v in queries.items()}, {k: cfg.model.passage_prefix + v for k, v in docs.items()},
                 relevant, show_progress_bar=False, write_csv=False, name=split, batch_size=cfg.eval.batch_size,
-            )(model)
-        print(f"  ST {ratio}: {time.perf_counter() - start:.0f} s so far", flush=True)
+            )
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                evaluator(model)
+        print(f"  ST {'bf16' if bf16 else 'fp32'} {ratio}: {time.perf_counter() - start:.0f} s so far", flush=True)
     return time.perf_counter() - start
 
 
@@ -149,27 +154,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="training steps per point (batch 16)")
     parser.add_argument("--top", type=int, default=2, help="trained top layers on every side")
-    parser.add_argument("--skip-off", action="store_true", help="skip batchmix with every switch off")
-    parser.add_argument("--skip-ablation", action="store_true", help="skip the sides that turn one switch off")
+    parser.add_argument("--skip-fp32", action="store_true", help="leave out the fp32 pair (about half the time)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     print(f"4-point sweep ({', '.join(RATIOS)}), {args.steps} steps of batch 16 each, top {args.top} of 12 layers trained, "
           f"final evaluation on the test and val articles; {os.cpu_count()} cores")
-    sides = [("switches on (trunk cache from empty, bf16, 2 parallel workers of 1 thread)", ON)]
-    sides += [] if args.skip_ablation else ABLATIONS
-    sides += [] if args.skip_off else [("every switch off (no cache, fp32, one point at a time)", OFF)]
+    sides = [side for side in SIDES if not (args.skip_fp32 and side[2] == "fp32")]
     seconds: dict[str, float] = {}
+    st: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-        for n, (label, overrides) in enumerate(sides):
+        for n, (label, overrides, peer) in enumerate(sides):
+            if peer not in st:  # the peer in this precision, just before batchmix's first side in it
+                st[peer] = st_sweep(args, bf16=peer == "bf16")
+                print(f"  sentence-transformers {peer}, 4 fits + IR evaluator, one after another: {st[peer]:.0f} s", flush=True)
             side = Path(tmp) / str(n)
             seconds[label] = batchmix_sweep(args, overrides, fresh_cache(side), side / "runs")
             print(f"  batchmix, {label}: {seconds[label]:.0f} s", flush=True)
-    st = st_sweep(args)
-    print(f"  sentence-transformers, 4 fits + IR evaluator, one after another: {st:.0f} s")
-    print("sweep wall time batchmix / sentence-transformers:")
-    for label, sec in seconds.items():
-        print(f"  {label}: {sec / st:.2f}")
-    print("(goal <= 0.33 with the switches on)")
+    print("sweep wall time batchmix / sentence-transformers in the same precision (lower is faster):")
+    previous = None
+    for label, overrides, peer in sides:
+        step = f"; {seconds[label] / previous:.2f} of the line above's time" if previous and "only" in label else ""
+        print(f"  {label}: {seconds[label] / st[peer]:.2f}  ({seconds[label]:.0f} s vs ST {peer} {st[peer]:.0f} s{step})")
+        previous = seconds[label]
     bench_common.print_provenance(load_before, "python " + " ".join(shlex.quote(a) for a in sys.argv))
     return 0
 
