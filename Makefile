@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 # satisfies it too.
 lock: install
 	$(PY) -m pip install -q $(PIP_TOOLS)
-	$(VENV)/bin/pip-compile -q --upgrade --extra dev --extra bench --extra mine --strip-extras --allow-unsafe \
+	$(VENV)/bin/pip-compile -q --upgrade --extra dev --extra bench --extra mine --extra export --strip-extras --allow-unsafe \
 	  --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml requirements/pins.in
 	sed -i -E 's/^torch==([^ +]+)\+[a-z0-9.]+/torch==\1/' $(LOCK)
 

@@ -1,8 +1,10 @@
-"""Command-line entry points (`python train.py` / `batchmix-train`, `python eval.py` / `batchmix-eval`):
-Hydra in, one clear line out on error."""
+"""Command-line entry points: `batchmix <subcommand>` (one console script), `python train.py` /
+`batchmix-train`, `python eval.py` / `batchmix-eval`: Hydra in, one clear line out on error."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -72,3 +74,61 @@ def train_main() -> None:
 
 def eval_main() -> None:
     _eval()
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """`batchmix export <run dir | model/ | .ckpt> --to DIR`: a sentence-transformers folder (models/st_export.py)."""
+    parser = argparse.ArgumentParser(prog="batchmix export", description="write a trained batchmix model as a folder "
+                                     "sentence_transformers.SentenceTransformer(DIR) loads as it is")
+    parser.add_argument("source", help="a batchmix run dir, its model/ folder, or a Lightning .ckpt")
+    parser.add_argument("--to", required=True, metavar="DIR", help="a new (or empty) folder to write")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        from batchmix.models.st_export import export_sentence_transformers
+
+        print(export_sentence_transformers(args.source, args.to))
+    except BatchmixError as err:
+        print(f"batchmix: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# `batchmix <name> ...`: (module, function, kind). "hydra": a Hydra main that reads its overrides from
+# sys.argv; "argv": a main(argv) -> exit code. The `python -m batchmix.<module>` forms keep working.
+SUBCOMMANDS = {
+    "train": ("batchmix.cli", "train_main", "hydra", "train a dual encoder (python train.py; Hydra overrides)"),
+    "eval": ("batchmix.cli", "eval_main", "hydra", "evaluate a model or run on every LAReQA setting (python eval.py)"),
+    "export": ("batchmix.cli", "export_main", "argv", "a run's model as a sentence-transformers folder"),
+    "warm": ("batchmix.warm", "_main", "hydra", "fill the trunk cache once before a top-K sweep (train.py's overrides)"),
+    "mine": ("batchmix.mine", "main", "hydra", "mine hard negatives into a training JSONL (conf/mine.yaml)"),
+    "dry-run": ("batchmix.sweep.dry_run", "main", "hydra", "a sweep's plumbing with synthetic metrics, no training"),
+    "report": ("batchmix.report.__main__", "main", "argv", "the HTML report (and study Markdown) of a sweep or study"),
+    "study": ("batchmix.report.ratio_study", "main", "argv", "collect a ratio study's run folders into its CSVs"),
+    "prune-vocab": ("batchmix.models.vocab_subset", "main", "argv", "a packed model whose vocabulary covers given corpora"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `batchmix` console script: dispatch to a subcommand, each of which answers bad input in one line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, SUBCOMMANDS))
+        print("usage: batchmix <subcommand> [arguments]   (batchmix <subcommand> --help for each)\n")
+        print("\n".join(f"  {name:<{width}}  {entry[3]}" for name, entry in SUBCOMMANDS.items()))
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"batchmix: error: no subcommand {name!r}; use one of {', '.join(SUBCOMMANDS)} (batchmix --help)", file=sys.stderr)
+        return 2
+    module, function, kind, _ = SUBCOMMANDS[name]
+    entry = getattr(importlib.import_module(module), function)
+    if kind == "argv":
+        return int(entry(rest) or 0)
+    sys.argv = [f"batchmix {name}", *rest]  # Hydra reads its overrides (and --help, -m, --cfg) from sys.argv
+    entry()
+    return 0
+
+
+def console_main() -> None:
+    sys.exit(main())
