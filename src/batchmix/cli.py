@@ -16,36 +16,29 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
+from batchmix.errors import BatchmixError, error_line, exit_on_error
 from batchmix.console import quiet_console
 from batchmix.preflight import check_writable, validate_eval, validate_train
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _train(cfg: DictConfig) -> float:
-    try:
+    with exit_on_error():
         validate_train(cfg)  # cheap checks first (no file read): a typo costs a second, not a Lightning import
         from batchmix.recipes.train import train  # heavy imports only once the config is known to be sane
         quiet_console()  # each log line once, no third-party tips (batchmix/console.py)
 
         return train(cfg, HydraConfig.get().runtime.output_dir)["objective"]
-    except BatchmixError as err:
-        logging.getLogger("batchmix").debug("error", exc_info=True)
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def _eval(cfg: DictConfig) -> float:
-    try:
+    with exit_on_error():
         validate_eval(cfg)  # a wrong data.root, language or option fails before the model loads
         from batchmix.recipes.evaluate import evaluate
         quiet_console()
 
         return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))
-    except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 class RunDirCheck(Callback):
@@ -61,11 +54,8 @@ class RunDirCheck(Callback):
 
     @staticmethod
     def _check(path: Any, key: str) -> None:
-        try:
+        with exit_on_error():  # Hydra turns a callback's exception into a warning: exit here
             check_writable(Path(str(path)), key)
-        except BatchmixError as err:  # Hydra turns a callback's exception into a warning: exit here
-            print(f"batchmix: error: {err}", file=sys.stderr)
-            sys.exit(2)
 
 
 def train_main() -> None:
@@ -89,8 +79,7 @@ def export_main(argv: list[str] | None = None) -> int:
 
         print(export_sentence_transformers(args.source, args.to))
     except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        return 2
+        return error_line(err)
     return 0
 
 
@@ -119,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"batchmix: error: no subcommand {name!r}; use one of {', '.join(SUBCOMMANDS)} (batchmix --help)", file=sys.stderr)
-        return 2
+        return error_line(f"no subcommand {name!r}; use one of {', '.join(SUBCOMMANDS)} (batchmix --help)")
     module, function, kind, _ = SUBCOMMANDS[name]
     entry = getattr(importlib.import_module(module), function)
     if kind == "argv":

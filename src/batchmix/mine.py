@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
+from batchmix.errors import BatchmixError, exit_on_error
 
 log = logging.getLogger("batchmix.mine")
 
@@ -115,14 +114,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="mine")
 def _main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_error():
         from batchmix.preflight import offline_defaults
 
         offline_defaults()
         run(cfg, HydraConfig.get().runtime.output_dir)
-    except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ the ratio and seed change which texts a run reads, not their states):
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
+from batchmix.errors import BatchmixError, exit_on_error
 
 log = logging.getLogger("batchmix.warm")
 
@@ -72,14 +71,11 @@ def warm(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_error():
         from batchmix.console import quiet_console
 
         quiet_console()
         warm(cfg, HydraConfig.get().runtime.output_dir)
-    except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

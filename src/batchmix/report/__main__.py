@@ -17,7 +17,7 @@ import logging
 import sys
 
 from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
-from batchmix.errors import BatchmixError
+from batchmix.errors import BatchmixError, error_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                                           command="python -m batchmix.report <sweep> --markdown " + str(args.markdown))
             print(f"study tables: {readme}")
     except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        return 2
+        return error_line(err)
     print(f"report: {path}")
     return 0
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from batchmix.batch_types import batch_type_names
-from batchmix.errors import BatchmixError
+from batchmix.errors import BatchmixError, error_line
 from batchmix.eval.settings import EVAL_SETTINGS as SETTINGS
 from batchmix.report.aggregate import by_ratio, ratio_label
 from batchmix.report.mixture_model import MixtureFit, fit_mixture
@@ -427,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in collect(args.grid, args.optuna, args.zero_shot, args.out, args.timing):
             print(path)
     except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        return 2
+        return error_line(err)
     return 0
 
 

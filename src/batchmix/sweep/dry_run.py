@@ -17,7 +17,6 @@ sweeps, storages and parallel workers without a model; the numbers mean nothing 
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from batchmix.batch_types import batch_type_names
 from batchmix.config import CONF_DIR  # registers the resolvers the configs use
-from batchmix.errors import BatchmixError
+from batchmix.errors import exit_on_error
 from batchmix.preflight import validate
 from batchmix.ratio import Ratio
 from batchmix.run_dir import RunDir
@@ -56,7 +55,7 @@ def synthetic_metrics(ratio: Ratio) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | list[float]:
-    try:
+    with exit_on_error():
         ratio = validate(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,9 +71,6 @@ def main(cfg: DictConfig) -> float | list[float]:
         time.sleep(float(OmegaConf.select(cfg, "dry_run.seconds", default=0) or 0))
         RunDir(run_dir).write_metrics(metrics)
         return select_objective(cfg.objective, metrics)
-    except BatchmixError as err:
-        print(f"batchmix: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 
+from batchmix.errors import error_line
 from batchmix.sweep.trial import trial_env
 
 from ._heartbeat import Heartbeat, fail_stale_trials, on_stale
@@ -100,8 +101,7 @@ def _quote(value: str) -> str:
 
 def _user_error(message: str) -> None:
     """A bad setting found before any trial: one line, exit 2, as batchmix's CLI does."""
-    print(f"batchmix: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(error_line(message))
 
 
 class OptunaSweeperImpl(Sweeper):
