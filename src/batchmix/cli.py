@@ -83,7 +83,7 @@ def export_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# `batchmix <name> ...`: (module, function, kind). "hydra": a Hydra main that reads its overrides from
+# `batchmix <name> ...`: (module, function, kind, help line). "hydra": a Hydra main that reads its overrides from
 # sys.argv; "argv": a main(argv) -> exit code. The `python -m batchmix.<module>` forms keep working.
 SUBCOMMANDS = {
     "train": ("batchmix.cli", "train_main", "hydra", "train a dual encoder (python train.py; Hydra overrides)"),

@@ -42,6 +42,7 @@ from batchmix.options import positive_int
 
 POOLS = ("language", "all")
 SEARCH = ("auto", "faiss", "torch")
+NO_FAISS = "mine.search=faiss needs faiss: pip install faiss-cpu (or faiss-gpu), or mine.search=torch"
 
 
 @dataclass
@@ -69,7 +70,7 @@ class MiningOptions:
         if self.search not in SEARCH:
             raise BatchmixError(f"mine.search={self.search!r} is not one of {list(SEARCH)}")
         if self.search == "faiss" and importlib.util.find_spec("faiss") is None:  # before encoding, not after
-            raise BatchmixError("mine.search=faiss needs faiss: pip install faiss-cpu (or faiss-gpu), or mine.search=torch")
+            raise BatchmixError(NO_FAISS)
 
 
 @dataclass
@@ -112,7 +113,7 @@ def top_k(queries: torch.Tensor, passages: torch.Tensor, k: int, search: str = "
             logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its "loading AVX2" lines are noise
             import faiss
         except ImportError:
-            raise BatchmixError("mine.search=faiss needs faiss: pip install faiss-cpu (or faiss-gpu), or mine.search=torch") from None
+            raise BatchmixError(NO_FAISS) from None
         index = faiss.IndexFlatIP(passages.shape[1])
         index.add(passages.float().contiguous().numpy())
         scores, idx = index.search(queries.float().contiguous().numpy(), k)

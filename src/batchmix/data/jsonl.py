@@ -28,6 +28,7 @@ from typing import Any
 from batchmix.data.corpus import Negative, Pair, TrainingGroups
 from batchmix.data.lareqa import check_text
 from batchmix.errors import BatchmixError
+from batchmix.io import atomic_open
 
 REQUIRED_FIELDS = ("id", "lang", "query", "positive")
 
@@ -135,20 +136,14 @@ def write_training_jsonl(groups: TrainingGroups, path: str | os.PathLike) -> Pat
     """Write `groups` as training rows (by id, then language), `negatives` where a pair has some:
     what `load_training_jsonl` reads back equal (the miner's output; an exported train split)."""
     path = Path(str(path)).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for qid, pairs in zip(groups.ids, groups.pairs):
-                for lang in sorted(pairs):
-                    pair = pairs[lang]
-                    row: dict = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
-                    if pair.answers:
-                        row["answers"] = list(pair.answers)
-                    if pair.negatives:
-                        row["negatives"] = [negative_row(n) for n in pair.negatives]
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        tmp.replace(path)  # never a half-written file under the final name
-    finally:
-        tmp.unlink(missing_ok=True)  # nor a stray temp file when writing failed
+    with atomic_open(path) as f:  # never a half-written file under the final name, nor a stray temp file
+        for qid, pairs in zip(groups.ids, groups.pairs):
+            for lang in sorted(pairs):
+                pair = pairs[lang]
+                row: dict = {"id": qid, "lang": lang, "query": pair.query, "positive": pair.positive}
+                if pair.answers:
+                    row["answers"] = list(pair.answers)
+                if pair.negatives:
+                    row["negatives"] = [negative_row(n) for n in pair.negatives]
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path

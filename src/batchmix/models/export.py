@@ -62,12 +62,9 @@ def export_model(module: Any, out: Path, base: str, full: bool = False, precisio
 
 def trained_precision(path: Path) -> str | None:
     """The trainer precision a `model/` export records; None for a file, another folder, or an older export."""
-    info = path / MODEL_INFO
-    if not info.is_file():
-        return None
     try:
-        return read_json(info).get(PRECISION)
-    except BatchmixError:
+        return read_json(path / MODEL_INFO).get(PRECISION)  # {} when there is no such file
+    except BatchmixError:  # a torn batchmix.json: load_trained reports it; here it only means "not recorded"
         return None
 
 
