@@ -91,7 +91,7 @@ study: install
 	bash experiments/ratio_study/run.sh
 
 study-report: install
-	$(PY) -m batchmix.report --from-results experiments/ratio_study --markdown experiments/ratio_study/README.md
+	$(VENV)/bin/batchmix report --from-results experiments/ratio_study --markdown experiments/ratio_study/README.md
 
 # The paper ratio study at CPU scale (experiments/paper_ratio_sweep/): zero-shot baseline, 4 ratios x
 # 3 seeds of experiment=paper_cpu, then the README tables and figures regenerated from the runs.

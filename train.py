@@ -1,6 +1,6 @@
 """Train a multilingual dual encoder on hybrid batches: `python train.py [overrides]` (see conf/train.yaml)."""
 
-from batchmix.cli import train_main
+from batchmix.run.cli import train_main
 
 if __name__ == "__main__":
     train_main()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 
 def print_provenance(load_before: Sequence[float], command: str) -> None:

@@ -83,7 +83,7 @@ def main() -> int:
         encode_all(args.encode_child == "on")
         return 0
     load_before = os.getloadavg()
-    from batchmix.models.embedded_e5 import ensure_embedded_model
+    from batchmix.models.embedded.e5 import ensure_embedded_model
 
     ensure_embedded_model()  # converted once, outside every timing
     precision = args.precision or demo_precision()

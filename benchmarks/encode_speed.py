@@ -40,7 +40,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from batchmix.config import CONF_DIR  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
 from batchmix.data.root import resolve_data_root  # noqa: E402
-from batchmix.errors import BatchmixError  # noqa: E402
+from batchmix.core.errors import BatchmixError  # noqa: E402
 from batchmix.models.factory import build_dual_encoder  # noqa: E402
 from batchmix.models.loading import resolve_name  # noqa: E402
 

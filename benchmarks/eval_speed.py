@@ -53,7 +53,7 @@ import bench_common  # noqa: E402
 
 from batchmix.data.corpus import LAReQACorpus  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
-from batchmix.errors import BatchmixError  # noqa: E402
+from batchmix.core.errors import BatchmixError  # noqa: E402
 from batchmix.eval.scoring import evaluate_embeddings  # noqa: E402
 from batchmix.eval.metrics import relevant_ranks  # noqa: E402
 

@@ -80,7 +80,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 import bench_common  # noqa: E402
 
-from batchmix.errors import BatchmixError  # noqa: E402
+from batchmix.core.errors import BatchmixError  # noqa: E402
 
 MODEL_CONFIGS = {"tiny": "tiny", "embedded": "me5_small"}  # --model -> conf/model/<name>.yaml
 GOAL = 1.5  # issue: peak memory of batch 256 with GradCache "close to" batch 32; flagged beyond 1.5x
@@ -121,11 +121,11 @@ def compose_model_config(args: argparse.Namespace):
 
 def write_batch(cfg, path: Path) -> dict:
     """Tokenise the sampler's first batch of `data.batch_size` pairs; save it; return its shape."""
-    from batchmix.preflight import validate
+    from batchmix.run.preflight import validate
     from batchmix.data.datamodule import PairCollator
     from batchmix.data.load import load_splits
     from batchmix.models.loading import load_tokenizer
-    from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+    from batchmix.mixing.sampler import HybridBatchSampler
 
     ratio = validate(cfg)
     groups, _ = load_splits(cfg.data)

@@ -5,7 +5,7 @@ Same model (the embedded multilingual-e5-small, mean pooling, normalised, prefix
 `--langs`) and same candidate pool (every sentence of the training articles in those languages),
 same options (top 3 of the top 50, exact search; faiss on both sides when installed).
 
-- batchmix: `batchmix.mining.mine` with `pool=all` (one pool: the list ST gets as `corpus`);
+- batchmix: `batchmix.data.mining.mine` with `pool=all` (one pool: the list ST gets as `corpus`);
 - peer: `mine_hard_negatives(Dataset{anchor, positive}, model, corpus=pool, range_max=50,
   num_negatives=3, query_prompt="query: ", corpus_prompt="passage: ", use_faiss=...)`.
 
@@ -35,7 +35,7 @@ import bench_common  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
 from batchmix.data.root import resolve_data_root  # noqa: E402
 from batchmix.data.split import split_by_article  # noqa: E402
-from batchmix.mining import MiningOptions, build_pool, mine  # noqa: E402
+from batchmix.data.mining import MiningOptions, build_pool, mine  # noqa: E402
 
 BATCH = 64
 

@@ -85,8 +85,8 @@ SIDES = [
 
 def fresh_cache(tmp: Path) -> dict[str, str]:
     """An environment whose $BATCHMIX_CACHE is empty of trunk states but holds the converted model."""
-    from batchmix.cache import cache_root
-    from batchmix.models.embedded_e5 import ensure_embedded_model
+    from batchmix.core.cache import cache_root
+    from batchmix.models.embedded.e5 import ensure_embedded_model
 
     model = ensure_embedded_model()
     root = tmp / "cache"
@@ -107,7 +107,7 @@ def st_sweep(args: argparse.Namespace, bf16: bool) -> float:
 
     from batchmix.data.load import load_splits
     from batchmix.models.loading import resolve_name
-    from batchmix.preflight import validate
+    from batchmix.run.preflight import validate
     from eval_speed import st_inputs
     from train_speed import BatchmixSetup, _in_order_batches, build_st_model, compose_config, st_dataset
 

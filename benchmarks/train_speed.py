@@ -91,7 +91,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # ST's untimed model-card pass draws
 import torch  # noqa: E402
 import bench_common  # noqa: E402
 
-from batchmix.errors import BatchmixError  # noqa: E402
+from batchmix.core.errors import BatchmixError  # noqa: E402
 
 GOAL_RATIO = 1.0  # issue: batchmix pairs/s / ST pairs/s >= 1.0
 GOAL_SAMPLER = 0.01  # issue: time producing batches / step time < 1 %
@@ -198,7 +198,7 @@ class BatchmixSetup:
     ratio: Any
 
     def sampler(self):
-        from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+        from batchmix.mixing.sampler import HybridBatchSampler
 
         cfg = self.cfg
         return HybridBatchSampler(
@@ -224,7 +224,7 @@ class BatchmixSetup:
 
 
 def batchmix_setup(args: argparse.Namespace) -> BatchmixSetup:
-    from batchmix.preflight import validate
+    from batchmix.run.preflight import validate
     from batchmix.data.load import load_splits
 
     cfg = compose_config(args)

@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from batchmix.errors import BatchmixError  # noqa: E402
+from batchmix.core.errors import BatchmixError  # noqa: E402
 
 
 @pytest.fixture(scope="session")

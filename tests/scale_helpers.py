@@ -161,7 +161,7 @@ def training_losses(tmp_path, variants: dict[str, list[str]]) -> dict[str, Any]:
     """Per-step loss curve of one tiny training run (no dropout, no before-evaluation) per variant."""
     import pandas as pd
 
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
     from test_train import TINY, compose_cfg
 
     curves = {}

@@ -16,8 +16,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
-import batchmix.recipes.train as recipe
-from batchmix.cli import train_main
+import batchmix.run.train as recipe
+from batchmix.run.cli import train_main
 
 STEP = os.environ.get("BATCHMIX_TEST_SIGTERM_STEP")
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from batchmix.cli import SUBCOMMANDS, main
+from batchmix.run.cli import SUBCOMMANDS, main
 
 
 def test_help_lists_every_subcommand(capsys):

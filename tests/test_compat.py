@@ -1,4 +1,4 @@
-"""The adapters around other libraries' private names (batchmix/compat.py): each reads what it should
+"""The adapters around other libraries' private names (batchmix/core/compat.py): each reads what it should
 on the installed versions, and fails with one line naming the version when its name is gone; and
 nothing else in src/ reads a private name of another library."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from batchmix import compat
-from batchmix.errors import BatchmixError
+from batchmix.core import compat
+from batchmix.core.errors import BatchmixError
 from scale_helpers import tiny_encoder
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -90,4 +90,4 @@ def test_no_private_name_of_a_dependency_outside_the_adapters():
                 names = [a.name for a in node.names] if isinstance(node, ast.ImportFrom) and theirs else []
                 if any(_private(part) for m in modules for part in m.split(".")) or any(_private(n) for n in names):
                     found.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}")
-    assert not found, "private names of dependencies outside batchmix/compat.py:\n" + "\n".join(found)
+    assert not found, "private names of dependencies outside batchmix/core/compat.py:\n" + "\n".join(found)

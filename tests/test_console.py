@@ -15,7 +15,7 @@ import pytest
 
 from test_train import TINY
 
-from batchmix.console import DropAdvertisements
+from batchmix.core.console import DropAdvertisements
 
 REPO = Path(__file__).resolve().parents[1]
 # The tests' tiny run, shorter still: two languages, two batches, no evaluation before training.

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchmix.convergence import (
+from batchmix.eval.convergence import (
     area_under_curve,
     convergence_summary,
     smooth,
@@ -18,7 +18,7 @@ from batchmix.convergence import (
     val_convergence,
     write_convergence,
 )
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 
 def history(rows: list[tuple[int, str, float, float]]) -> pd.DataFrame:

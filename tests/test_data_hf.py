@@ -21,7 +21,7 @@ from batchmix.data.lareqa import load_lareqa  # noqa: E402
 from batchmix.data.load import load_splits  # noqa: E402
 from batchmix.data.negatives import check_hard_negatives, pick_negatives  # noqa: E402
 from batchmix.data.split import split_by_article  # noqa: E402
-from batchmix.errors import BatchmixError  # noqa: E402
+from batchmix.core.errors import BatchmixError  # noqa: E402
 
 LANGS = ("de", "en", "es")
 

@@ -10,7 +10,7 @@ datasets = pytest.importorskip("datasets")
 from batchmix.data import hub  # noqa: E402
 from batchmix.data.hub import hub_url, load_lareqa_hub  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
-from batchmix.errors import BatchmixError  # noqa: E402
+from batchmix.core.errors import BatchmixError  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("datasets_offline")  # tests/conftest.py

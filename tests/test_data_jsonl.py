@@ -12,7 +12,7 @@ from batchmix.data.corpus import Negative, Pair, TrainingGroups
 from batchmix.data.jsonl import load_training_jsonl
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.split import split_by_article
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 
 def write_rows(path: Path, rows: list) -> Path:

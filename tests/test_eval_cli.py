@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 LANGS = "data.languages=[en,de,es]"
 
@@ -29,7 +29,7 @@ PRECISION = {"full": "32-true", "top": "bf16-mixed"}
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def tiny_run(tmp_path_factory, xquad_root, request):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     run = tmp_path_factory.mktemp("run")
     cfg = _cfg("train", ["model=tiny", LANGS, "data.batch_size=8", "data.batches_per_epoch=4", "eval.before=false", "save_model=true",
@@ -49,7 +49,7 @@ def tiny_run(tmp_path_factory, xquad_root, request):
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["run_dir", "export", "ckpt"])
 def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target, caplog, request):
-    from batchmix.recipes.evaluate import evaluate
+    from batchmix.run.evaluate import evaluate
 
     path = {"run_dir": tiny_run, "export": tiny_run / "model", "ckpt": tiny_run / "checkpoints" / "last.ckpt"}[target]
     versions = tiny_run / "versions.json"
@@ -88,7 +88,7 @@ def test_eval_reproduces_training_metrics(tiny_run, tmp_path, target, caplog, re
 def test_eval_precision_auto_follows_the_run(tmp_path):
     """precision=auto: the run's config, else what a model/ export copied away from its run records,
     else 32-true; a 16-mixed run on a CPU falls back to 32-true; an explicit value wins and says so."""
-    from batchmix.recipes.evaluate import eval_precision
+    from batchmix.run.evaluate import eval_precision
 
     export = tmp_path / "model"
     export.mkdir()
@@ -103,14 +103,14 @@ def test_eval_precision_auto_follows_the_run(tmp_path):
 
 
 def test_eval_rejects_missing_checkpoint(tmp_path):
-    from batchmix.recipes.evaluate import evaluate
+    from batchmix.run.evaluate import evaluate
 
     with pytest.raises(BatchmixError, match="does not exist"):
         evaluate(_cfg("eval", [f"checkpoint={tmp_path}/nope"]), tmp_path)
 
 
 def test_eval_rejects_bad_split(tmp_path):
-    from batchmix.recipes.evaluate import evaluate
+    from batchmix.run.evaluate import evaluate
 
     with pytest.raises(BatchmixError, match="split='dev'"):
         evaluate(_cfg("eval", ["split=dev", "model=tiny"]), tmp_path)

@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import candidate_texts, evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
 from embeddings import XQUAD_R_CANDIDATES, bag_of_trigrams, random_xquad_sized, trigram_xquad_slice

@@ -14,7 +14,7 @@ import ranx
 import torch
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import evaluate_corpus, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
 from batchmix.eval.outputs import evaluate_and_write, write_outputs
@@ -279,7 +279,7 @@ def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp
     import lightning as L
 
     from batchmix.eval.validation import LAReQAValidation
-    from batchmix.recipes.evaluate import evaluate_round
+    from batchmix.run.evaluate import evaluate_round
 
     class TrigramModel(L.LightningModule):  # what the recipe needs of a DualEncoder: tokenize, validation_step, width
         embedding_dim = 512

@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
-from batchmix.preflight import validate
-from batchmix.errors import BatchmixError
+from batchmix.run.preflight import validate
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.sets import eval_sets, load_eval_set
 
 TINY = ["model=tiny", "data.languages=[en,de]", "data.batch_size=4", "data.batches_per_epoch=2",
@@ -73,7 +73,7 @@ def test_held_out_split_of_a_set_is_the_training_split_s_test_articles(tmp_path,
 
 @pytest.mark.slow
 def test_train_scores_every_set_with_prefixed_metrics(tmp_path, xquad_root):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     root = _mlqa_like(tmp_path, xquad_root)
     cfg = compose_cfg([*TINY, f"+eval.sets.mlqa-r.root={root}", "+eval.sets.mlqa-r.split=test",

@@ -125,7 +125,7 @@ def sharing(xquad_root):
 
 def real_batch(module, groups, refs: list[tuple[int, str, str]], batch_type: str) -> dict:
     from batchmix.data.datamodule import PairCollator
-    from batchmix.sampling.hybrid_batch_sampler import PairRef
+    from batchmix.mixing.sampler import PairRef
 
     collate = PairCollator(groups, module.tokenizer, query_prefix=module.query_prefix, passage_prefix=module.passage_prefix,
                            query_max_length=module.query_max_length, passage_max_length=module.passage_max_length)

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 import torch
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.models.frozen_weights import FROZEN
 from scale_helpers import tiny_encoder
 
@@ -73,8 +73,8 @@ def test_a_checkpoint_without_the_entry_loads_as_before():
     ("none", False, False, set()),
 ])
 def test_checkpoint_keep_drops_what_a_finished_run_does_not_keep(tmp_path, keep, multirun, exported, left):
-    from batchmix.checkpointing import drop_checkpoints, resolve_keep
-    from batchmix.preflight import check_keep
+    from batchmix.run.checkpointing import drop_checkpoints, resolve_keep
+    from batchmix.run.preflight import check_keep
 
     for name in ("last.ckpt", "best.ckpt"):
         (tmp_path / name).write_bytes(b"x")

@@ -7,7 +7,7 @@ import weakref
 import pytest
 import torch
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from scale_helpers import DEVICE, assert_same_grads, loss_and_grads, make_batch, tiny_encoder, training_losses
 
 

@@ -15,11 +15,11 @@ import torch.multiprocessing as mp
 from batchmix.data.corpus import Negative, Pair, TrainingGroups
 from batchmix.data.datamodule import PairCollator
 from batchmix.data.negatives import check_hard_negatives, check_negatives_options, pick_negatives
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.losses import InfoNCELoss, SimilarityMSELoss
 from batchmix.losses.false_negatives import id_keys
 from batchmix.models.loading import load_tokenizer
-from batchmix.sampling.hybrid_batch_sampler import PairRef
+from batchmix.mixing.sampler import PairRef
 from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, tiny_encoder
 
 # --- which negatives ---------------------------------------------------------------------------

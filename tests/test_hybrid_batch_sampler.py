@@ -3,9 +3,9 @@ from collections import Counter
 
 import pytest
 
-from batchmix.errors import BatchmixError
-from batchmix.ratio import Ratio
-from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+from batchmix.core.errors import BatchmixError
+from batchmix.mixing.ratio import Ratio
+from batchmix.mixing.sampler import HybridBatchSampler
 
 XQ_LANGS = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 

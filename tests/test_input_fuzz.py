@@ -24,7 +24,7 @@ from batchmix.data.corpus import TrainingGroups
 from batchmix.data.jsonl import load_training_jsonl, write_training_jsonl
 from batchmix.data.load import load_splits
 from batchmix.data.negatives import NEGATIVES_LANG, check_hard_negatives, check_negatives_options, pick_negatives
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from test_loader_fuzz import (
     SPLIT,
     assert_clear_error,
@@ -73,7 +73,7 @@ def quiet_datasets(datasets_offline):
 
 
 def consume(groups: TrainingGroups, n: int, rule: str) -> str:
-    """What training does with the groups before the model loads (recipes/train.py), and then what a
+    """What training does with the groups before the model loads (run/train.py), and then what a
     batch reads: every pair, its `n` hard negatives under `rule`, the answers they carry."""
     n, rule = check_negatives_options(n, rule)
     check_hard_negatives(groups, n, rule)
@@ -465,7 +465,7 @@ def names_a_setting(message: str, cfg, settings_: dict[str, Any]) -> bool:
 def test_mine_preflight_passes_or_fails_clearly(settings_: dict[str, Any], mine_base, cache: Path):
     """`check_mine` (the CLI's pre-flight: every option, before data or a model loads) either returns
     the options as given or raises one line naming the key; it creates nothing, not even out's folder."""
-    from batchmix.mine import check_mine
+    from batchmix.run.mine import check_mine
 
     with tempfile.TemporaryDirectory() as tmp:
         mine_inputs(Path(tmp))
@@ -537,10 +537,10 @@ def assert_mined(out: Path, options: dict[str, Any], stats: dict[str, Any], pair
 @given(settings_=mine_settings(), out=st.sampled_from(MINE_VALUES["out"]), margin=st.sampled_from(MINE_VALUES["margin"]))
 def test_mine_runs_or_fails_clearly_writing_nothing(settings_: dict[str, Any], out: Any, margin: Any, mine_base, cache: Path,
                                                     monkeypatch):
-    """Whole `batchmix.mine.run`s (data, pool, search, writing) with a stand-in encoder: a run writes a
+    """Whole `batchmix.run.mine.run`s (data, pool, search, writing) with a stand-in encoder: a run writes a
     JSONL that training reads; a failed one is one line and leaves no file, not even out's folder.
     `mine.out` and `mine.margin` are drawn over their whole range: only a whole run shows what they do."""
-    from batchmix.mine import run
+    from batchmix.run.mine import run
 
     settings_ = {**settings_, "mine.out": out, "mine.margin": margin}
     stand_in_encoder(monkeypatch, lambda *a, **k: HashEncoder())
@@ -643,7 +643,7 @@ NASTY_MINE: dict[str, tuple[dict[str, Any], str]] = {
 @pytest.mark.parametrize("name", NASTY_MINE)
 def test_known_nasty_mine_options(tmp_path, name, mine_base, cache, monkeypatch):
     """Through the CLI's `run`: one line, before any model is built, and no file written."""
-    from batchmix.mine import run
+    from batchmix.run.mine import run
 
     stand_in_encoder(monkeypatch, lambda *a, **k: pytest.fail("a model was built"))
     settings_, match = NASTY_MINE[name]
@@ -668,13 +668,13 @@ def test_known_nasty_mine_options(tmp_path, name, mine_base, cache, monkeypatch)
     (["mine.out={tmp}"], "is a folder"),
 ])  # fmt: skip
 def test_mine_cli_in_process(tmp_path, lareqa_root, cache, overrides, error, monkeypatch, capsys):
-    """`python -m batchmix.mine` in this process (its Hydra entry, sys.argv) with the tiny model: the
+    """`python -m batchmix.run.mine` in this process (its Hydra entry, sys.argv) with the tiny model: the
     good options write a JSONL training reads; a bad one prints one `batchmix: error:` line, exits 2,
     and writes neither the JSONL nor the statistics (Hydra's own .hydra/ and mine.log aside)."""
-    from batchmix import mine
+    from batchmix.run import mine
 
     mine_inputs(tmp_path)
-    argv = ["batchmix.mine", "model=tiny", f"data.root={lareqa_root}", f"data.train_file={tmp_path / 'pairs.jsonl'}", "device=cpu",
+    argv = ["batchmix.run.mine", "model=tiny", f"data.root={lareqa_root}", f"data.train_file={tmp_path / 'pairs.jsonl'}", "device=cpu",
             f"hydra.run.dir={tmp_path / 'run'}", *(o.format(tmp=tmp_path) for o in overrides)]
     monkeypatch.setattr("sys.argv", argv)
     before = files_under(tmp_path)

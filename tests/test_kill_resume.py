@@ -18,10 +18,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from batchmix.checkpointing import AtomicCheckpointIO
+from batchmix.run.checkpointing import AtomicCheckpointIO
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
-from batchmix.io import atomic_dir, atomic_write_chunks, write_json
+from batchmix.core.errors import BatchmixError
+from batchmix.core.io import atomic_dir, atomic_write_chunks, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 14
@@ -194,7 +194,7 @@ def compose_cfg(overrides: list[str]):
 
 @pytest.mark.slow
 def test_rerun_of_a_finished_run_is_skipped(uninterrupted, caplog):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     files = [uninterrupted / name for name in (*RESULT_FILES, "checkpoints/last.ckpt")]
     before = {p: p.stat().st_mtime_ns for p in files}
@@ -207,7 +207,7 @@ def test_rerun_of_a_finished_run_is_skipped(uninterrupted, caplog):
 
 @pytest.mark.slow
 def test_rerun_with_another_config_is_refused(uninterrupted):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     with pytest.raises(BatchmixError, match=r"already holds a run of another config .*ratio\.mono: 0\.4 -> 0\.2.*resume=false"):
         train(compose_cfg([*RUN, "ratio.mono=0.2"]), uninterrupted)
@@ -242,7 +242,7 @@ def test_a_model_export_that_fails_midway_leaves_the_old_export(tmp_path):
 
 _WRITER = """
 import sys, torch
-from batchmix.checkpointing import AtomicCheckpointIO
+from batchmix.run.checkpointing import AtomicCheckpointIO
 io, path = AtomicCheckpointIO(), sys.argv[1]
 for i in range(10**6):
     io.save_checkpoint({"i": i, "weights": torch.full((4_000_000,), float(i))}, path)
@@ -265,7 +265,7 @@ def test_checkpoint_killed_mid_write_stays_loadable(tmp_path):
 
 
 def test_rerun_removes_temp_files_of_killed_writers_only(tmp_path):
-    from batchmix.resume import remove_stale_temp_files
+    from batchmix.run.resume import remove_stale_temp_files
 
     ours = [tmp_path / ".metrics.json.k3x_9a0q.tmp", tmp_path / "checkpoints" / ".last.ckpt.0a1b2c3d.tmp",
             tmp_path / "eval" / "final" / "trec" / ".multi.run.zz99yy88.tmp"]

@@ -15,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 from torchmetrics.retrieval import RetrievalMAP, RetrievalRecall
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.lareqa_metric import LAReQAMetric, candidate_rows, question_rows
 from batchmix.eval.rounds import shard_batches
 from batchmix.eval.scoring import evaluate_embeddings

@@ -251,14 +251,14 @@ def test_optuna_trials_go_through_submitit_and_come_back(tmp_path):
     trial is told the value its SLURM job returned (training-free dry run as task)."""
     import optuna
 
-    from batchmix.ratio import Ratio
-    from batchmix.sweep.dry_run import synthetic_metrics
+    from batchmix.mixing.ratio import Ratio
+    from batchmix.run.sweep.dry_run import synthetic_metrics
 
     env = _write_fake_slurm(tmp_path)
     sweep = tmp_path / "sweep"
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     res = subprocess.run(
-        [sys.executable, "-m", "batchmix.sweep.dry_run", "-m", "hparams_search=ratio_optuna", "hydra/launcher=slurm_cpu",
+        [sys.executable, "-m", "batchmix.run.sweep.dry_run", "-m", "hparams_search=ratio_optuna", "hydra/launcher=slurm_cpu",
          f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
          "hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
@@ -297,7 +297,7 @@ def test_ddp_trial_as_slurm_tasks(tmp_path, xquad_root):
     (script,) = (tmp_path / "slurm_state").glob("sbatch_*.sh")
     assert "#SBATCH --ntasks-per-node=2" in script.read_text() and "#SBATCH --array=0-1%2" in script.read_text()
     for element, mono in ((0, 0.0), (1, 1.0)):
-        # Lightning's lines go through Hydra's job logging (batchmix.console), to the task's stdout log
+        # Lightning's lines go through Hydra's job logging (batchmix.core.console), to the task's stdout log
         logs = ["".join((sweep / ".submitit" / f"4200_{element}" / f"4200_{element}_{rank}_log.{kind}").read_text()
                         for kind in ("out", "err")) for rank in (0, 1)]
         for rank, log in enumerate(logs):

@@ -25,7 +25,7 @@ from batchmix.data.corpus import LAReQACorpus, TrainingGroups
 from batchmix.data.jsonl import load_training_jsonl
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.load import load_corpus, load_splits
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 FUZZ = settings(max_examples=600, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 SPLIT = {"train": 0.5, "val": 0.25, "test": 0.25}

@@ -15,8 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
-from batchmix.loggers import build_logger, log_final_results, map_matrix_rows, resolve_wandb_mode, sweep_group, wandb_logged_in
+from batchmix.core.errors import BatchmixError
+from batchmix.run.loggers import build_logger, log_final_results, map_matrix_rows, resolve_wandb_mode, sweep_group, wandb_logged_in
 
 
 def compose_cfg(overrides: list[str], hydra: bool = False):
@@ -92,12 +92,12 @@ def test_tensorboard_logger_writes_event_files_with_the_curves(tmp_path):
 
 def test_none_and_unknown_logger(tmp_path):
     assert build_logger(compose_cfg(["logger=none"]), tmp_path) is False
-    cfg = compose_cfg(["logger=csv", "logger._target_=batchmix.loggers.mlflow_logger"])
-    with pytest.raises(BatchmixError, match="logger._target_='batchmix.loggers.mlflow_logger' is not a batchmix logger; "
+    cfg = compose_cfg(["logger=csv", "logger._target_=batchmix.run.loggers.mlflow_logger"])
+    with pytest.raises(BatchmixError, match="logger._target_='batchmix.run.loggers.mlflow_logger' is not a batchmix logger; "
                                             "pick one with logger=csv, logger=none, logger=tensorboard, logger=wandb"):
         build_logger(cfg, tmp_path)
     cfg = compose_cfg(["logger=wandb", "+logger.job_type=eval"])  # an option the builder does not take: never dropped
-    with pytest.raises(BatchmixError, match="logger 'batchmix.loggers.wandb_logger' got unknown option.*job_type.*it accepts: .*probe_timeout"):
+    with pytest.raises(BatchmixError, match="logger 'batchmix.run.loggers.wandb_logger' got unknown option.*job_type.*it accepts: .*probe_timeout"):
         build_logger(cfg, tmp_path)
 
 
@@ -289,8 +289,8 @@ def test_multirun_with_wandb_logs_one_offline_run_per_point_and_prints_the_repor
 
     import importlib
 
-    if not hasattr(importlib.import_module("batchmix.recipes.train"), "build_logger"):
-        pytest.skip("batchmix.recipes.train does not use batchmix.loggers.build_logger yet")
+    if not hasattr(importlib.import_module("batchmix.run.train"), "build_logger"):
+        pytest.skip("batchmix.run.train does not use batchmix.run.loggers.build_logger yet")
     repo = Path(__file__).resolve().parents[1]
     sweep = tmp_path / "multirun" / "2025-06-01" / "12-00-00"
     args = ["-m", "ratio.mono=0.0,1.0", "model=tiny", "data.languages=[en,de,es]", "data.batch_size=8",

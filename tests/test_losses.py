@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.losses import (
     DistillMSELoss,
     InfoNCELoss,

@@ -1,4 +1,4 @@
-"""Hard-negative mining (batchmix/mining.py, `python -m batchmix.mine`).
+"""Hard-negative mining (batchmix/data/mining.py, `python -m batchmix.run.mine`).
 
 The translation-aware property is tested adversarially on XQuAD-R slices: an encoder is built that
 puts every translation of a question's answer right on top of the question, so a miner that only
@@ -20,8 +20,8 @@ from batchmix.data.corpus import Pair, TrainingGroups
 from batchmix.data.jsonl import load_training_jsonl
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.split import split_by_article
-from batchmix.errors import BatchmixError
-from batchmix.mining import MiningOptions, build_pool, mine, top_k
+from batchmix.core.errors import BatchmixError
+from batchmix.data.mining import MiningOptions, build_pool, mine, top_k
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,7 +156,7 @@ def test_mine_cli_writes_training_jsonl_that_training_reads(tmp_path, xquad_root
     negatives are never an answer of their own id."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     out = tmp_path / "neg.jsonl"
-    cmd = [sys.executable, "-m", "batchmix.mine", "model=tiny", f"data.root={xquad_root}", "data.languages=[en,de]",
+    cmd = [sys.executable, "-m", "batchmix.run.mine", "model=tiny", f"data.root={xquad_root}", "data.languages=[en,de]",
            f"mine.out={out}", "mine.num_negatives=2", "mine.pool=all", f"hydra.run.dir={tmp_path / 'run'}"]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -178,7 +178,7 @@ def test_a_bad_mine_option_stops_before_any_model_loads(tmp_path, xquad_root, mo
 
     import batchmix.models.factory as factory
     from batchmix.config import CONF_DIR
-    from batchmix.mine import run
+    from batchmix.run.mine import run
 
     monkeypatch.setattr(factory, "build_dual_encoder", lambda *a, **k: pytest.fail("a model was built"))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

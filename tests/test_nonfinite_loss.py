@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
 from batchmix.losses.infonce import InfoNCELoss
-from batchmix.training_guards import NonFiniteLossError
+from batchmix.run.guards import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -33,8 +33,8 @@ def compose_cfg(overrides: list[str]):
 def planned_batch(cfg, step: int):
     """What the hybrid sampler feeds at `step` of epoch 0, computed independently of the run."""
     from batchmix.data.load import load_splits
-    from batchmix.ratio import Ratio
-    from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+    from batchmix.mixing.ratio import Ratio
+    from batchmix.mixing.sampler import HybridBatchSampler
 
     groups, _ = load_splits(cfg.data)
     ratio = Ratio.from_mapping(OmegaConf.to_container(cfg.ratio, resolve=True))
@@ -44,7 +44,7 @@ def planned_batch(cfg, step: int):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, xquad_root, monkeypatch):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     bad_step, calls = 3, []
     original = InfoNCELoss.compute

@@ -28,14 +28,14 @@ def test_parallel_workers_share_one_study(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from batchmix.ratio import Ratio
-    from batchmix.sweep.dry_run import synthetic_metrics
+    from batchmix.mixing.ratio import Ratio
+    from batchmix.run.sweep.dry_run import synthetic_metrics
 
     name = f"pg-{uuid.uuid4().hex[:12]}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "batchmix.sweep.dry_run", "-m", "hparams_search=ratio_optuna",
+            [sys.executable, "-m", "batchmix.run.sweep.dry_run", "-m", "hparams_search=ratio_optuna",
              f"hydra.sweeper.storage={PG_URL}", f"hydra.sweeper.study_name={name}",
              f"hydra.sweeper.n_trials={WORKERS * TRIALS_EACH}", "hydra.sweeper.n_jobs=2",  # the study's target, shared
              f"hydra.sweeper.sampler.seed={w}",  # one seed per worker, or they would propose the same points

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
 from batchmix.eval.scoring import evaluate_corpus
-from batchmix.sweep import trial as trial_context
-from batchmix.sweep.pruning import ValidationPruning, pruning_callbacks
+from batchmix.run.sweep import trial as trial_context
+from batchmix.run.sweep.pruning import ValidationPruning, pruning_callbacks
 
 TINY = ["model=tiny", "data.languages=[en,de]", "data.batch_size=8", "data.batches_per_epoch=2", "save_model=false",
         "eval.before=false", "trainer.max_epochs=3", "ratio=cross_only"]
@@ -40,8 +40,8 @@ def setup(xquad_root):
     from batchmix.eval.rounds import EvalRound
     from batchmix.eval.validation import LAReQAValidation
     from batchmix.models.factory import build_dual_encoder
-    from batchmix.ratio import Ratio
-    from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+    from batchmix.mixing.ratio import Ratio
+    from batchmix.mixing.sampler import HybridBatchSampler
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=TINY)

@@ -1,5 +1,5 @@
 """The batchmix Optuna sweeper (Hydra plugin) on the real configs, with the training-free dry run
-(`python -m batchmix.sweep.dry_run`) as the task: search-space grammar, simplex sampling, SQLite
+(`python -m batchmix.run.sweep.dry_run`) as the task: search-space grammar, simplex sampling, SQLite
 storage and study continuation (n_trials = the study's target), failed and pruned trials, results
 read from a run dir, the Pareto front, parallel sweepers on one study, bad storage URLs."""
 
@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from batchmix.errors import BatchmixError
-from batchmix.ratio import Ratio
-from batchmix.sweep.dry_run import synthetic_metrics
-from batchmix.sweep.objectives import select_objective
+from batchmix.core.errors import BatchmixError
+from batchmix.mixing.ratio import Ratio
+from batchmix.run.sweep.dry_run import synthetic_metrics
+from batchmix.eval.objectives import select_objective
 from hydra_plugins.batchmix_optuna_sweeper._impl import JobExited, _ExitAsFailure, _quote
 from hydra_plugins.batchmix_optuna_sweeper._loop import _consecutive_runs
 from hydra_plugins.batchmix_optuna_sweeper._params import SearchSpace
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def dry_run(args: list[str], cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "batchmix.sweep.dry_run", "-m", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "batchmix.run.sweep.dry_run", "-m", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -80,7 +80,7 @@ def test_command_line_replaces_params_and_simplex_becomes_three_overrides():
 def test_simplex_without_names_covers_every_registered_batch_type():
     """`ratio: simplex()` (the hparams_search configs) reads the registry when a trial is sampled: the
     three built-in types give two free coordinates; a type registered later adds a third."""
-    from batchmix.batch_types import BatchType, registered
+    from batchmix.mixing.batch_types import BatchType, registered
 
     space = SearchSpace.parse(["ratio=simplex()"])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))

@@ -22,7 +22,7 @@ def test_optuna_ratio_search_trains_and_continues(tmp_path, xquad_root):
     import optuna
     from optuna.trial import TrialState
 
-    from batchmix.ratio import Ratio
+    from batchmix.mixing.ratio import Ratio
 
     storage = f"sqlite:///{tmp_path}/study.db"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

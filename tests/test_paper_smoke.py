@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from paper_standins import save_standin, write_negatives_jsonl
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The pre-flight (batchmix.preflight): every owner's check runs before any data or model loads, the
+"""The pre-flight (batchmix.run.preflight): every owner's check runs before any data or model loads, the
 objective names come from the evaluation's own metric names, and a model built around a loss keeps
 its checkpoints loadable."""
 
@@ -12,11 +12,11 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.models.dual_encoder import upgrade_state_dict
-from batchmix.preflight import validate
-from batchmix.sweep import objectives
-from batchmix.sweep.objectives import check_objective
+from batchmix.run.preflight import validate
+from batchmix.eval import objectives
+from batchmix.eval.objectives import check_objective
 from scale_helpers import make_batch, tiny_encoder, tiny_model_cfg
 
 
@@ -28,7 +28,7 @@ def compose_cfg(overrides: list[str]):
 @pytest.mark.slow
 def test_the_preflight_imports_neither_lightning_nor_transformers():
     """Cheap by construction: a typo must cost a second, not the seconds of these imports."""
-    code = "import sys, batchmix.preflight; print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'transformers'}))"
+    code = "import sys, batchmix.run.preflight; print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'transformers'}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

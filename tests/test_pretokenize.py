@@ -17,11 +17,11 @@ from batchmix.data.corpus import Pair, TrainingGroups
 from batchmix.data.datamodule import HybridDataModule, PairCollator
 from batchmix.data.lareqa import load_lareqa
 from batchmix.data.pretokenize import pretokenize, tokenizer_fingerprint
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.models.loading import load_tokenizer
-from batchmix.models.tokenize import tokenize
-from batchmix.ratio import Ratio
-from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+from batchmix.data.tokenize import tokenize
+from batchmix.mixing.ratio import Ratio
+from batchmix.mixing.sampler import HybridBatchSampler
 from scale_helpers import tiny_encoder
 from test_train import TINY, compose_cfg
 
@@ -242,7 +242,7 @@ def test_resume_continues_the_schedule(groups, tokenizer, tmp_path, num_workers)
 @pytest.mark.slow
 def test_pretokenize_and_workers_give_identical_training_runs(tmp_path, xquad_root, monkeypatch):
     """Through `train(cfg)` with dropout on, two epochs: the loss history is bit-for-bit the same."""
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     monkeypatch.setattr(pretokenize_module, "cache_root", lambda cache_dir=None: tmp_path / "cache")
     histories = {}

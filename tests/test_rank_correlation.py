@@ -56,7 +56,7 @@ def test_spearman_matrix_equals_scipy_without_ties():
 
 def test_mrc_improves_upwards_for_checkpoints_pruning_and_optuna():
     from batchmix.report.optuna_trials import guess_direction
-    from batchmix.selection import mode
+    from batchmix.eval.selection import mode
 
     assert mode("val/bias/mrc") == "max" and mode("val/bias/mrc/de") == "max"
     assert mode("val/bias/rank_distance") == "min" and mode("val/bias/own_lang_first") == "min"

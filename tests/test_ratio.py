@@ -1,7 +1,7 @@
 import pytest
 
-from batchmix.errors import BatchmixError
-from batchmix.ratio import Ratio, complement
+from batchmix.core.errors import BatchmixError
+from batchmix.mixing.ratio import Ratio, complement
 
 
 def test_complement_fills_cross():
@@ -81,7 +81,7 @@ def test_complement_of_a_node_sums_every_other_share():
 
 
 def test_registry_order_and_a_ratio_over_it():
-    from batchmix.batch_types import BatchType, batch_type_names, get_batch_type, register, registered, unregister
+    from batchmix.mixing.batch_types import BatchType, batch_type_names, get_batch_type, register, registered, unregister
 
     assert batch_type_names() == ("mono", "cross", "multi")
     assert get_batch_type("cross").label == "cross-lingual"

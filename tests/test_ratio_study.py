@@ -1,4 +1,4 @@
-"""The ratio study's files and README block (batchmix.report.ratio_study) on a synthetic study: a fake
+"""The ratio study's files and README block (batchmix.report.studies.ratio_study) on a synthetic study: a fake
 grid with a known quadratic val surface, fake Optuna trials and a zero-shot run."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from batchmix.report.__main__ import main as report_main
-from batchmix.report.ratio_study import (FLAT_GAIN, GRID, OPTUNA, SOURCE, ZERO_SHOT, collect, read_timing, steps_to_fraction,
+from batchmix.report.studies.ratio_study import (FLAT_GAIN, GRID, OPTUNA, SOURCE, ZERO_SHOT, collect, read_timing, steps_to_fraction,
                                         study_block)
-from batchmix.report.results_csv import read_results
+from batchmix.report.studies.results_csv import read_results
 from test_report_fake_sweep import make_fake_sweep, simplex_grid
 
 
@@ -123,7 +123,7 @@ def test_from_results_without_the_csvs_is_one_line(tmp_path, capsys):
 
 
 def test_collect_without_a_grid_is_one_line(tmp_path, capsys):
-    from batchmix.report.ratio_study import main as collect_main
+    from batchmix.report.studies.ratio_study import main as collect_main
 
     assert collect_main(["collect", "--grid", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
@@ -134,7 +134,7 @@ def test_the_committed_csvs_reproduce_the_committed_readme_block(tmp_path):
     """experiments/ratio_study/README.md's block is what its results.csv + curves.csv give (the date aside)."""
     from pathlib import Path
 
-    from batchmix.report.study_markdown import BEGIN, END
+    from batchmix.report.markdown import BEGIN, END
 
     here = Path(__file__).resolve().parents[1] / "experiments" / "ratio_study"
     committed = (here / "README.md").read_text().split(BEGIN, 1)[1].split(END, 1)[0]

@@ -15,7 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.report.study_markdown import BEGIN, END
+from batchmix.report.markdown import BEGIN, END
 
 REPO = Path(__file__).resolve().parents[1]
 

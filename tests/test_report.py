@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from test_report_fake_sweep import make_fake_sweep, simplex_grid
 
-from batchmix.convergence import convergence_summary
-from batchmix.errors import BatchmixError
+from batchmix.eval.convergence import convergence_summary
+from batchmix.core.errors import BatchmixError
 from batchmix.report import build_report, by_ratio, load_histories, load_runs, load_val_histories, sweep_shape
 from batchmix.report.plots import ternary_xy
 

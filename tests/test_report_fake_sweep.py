@@ -1,4 +1,4 @@
-"""A synthetic sweep on disk (the files `batchmix.recipes.train.train` writes per Hydra job), for the report and
+"""A synthetic sweep on disk (the files `batchmix.run.train.train` writes per Hydra job), for the report and
 notebook tests: no training needed. Curves and metrics are plausible functions of the ratio so the
 plots have something to show; the tests below check the fake itself looks like a real run dir."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from batchmix.ratio import Ratio
+from batchmix.mixing.ratio import Ratio
 
 LANGS = ("de", "en", "es")
 

@@ -16,7 +16,7 @@ from test_report_fake_sweep import make_fake_sweep
 from batchmix.report.sweep_report import build_report
 from batchmix.report.model import CAPTIONS, VAL_TABLE_CAPTION, ReportModel, fmt_mean_std
 from batchmix.report.selection_split import selection_note
-from batchmix.report.study_markdown import write_study_markdown
+from batchmix.report.markdown import write_study_markdown
 
 RATIOS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.5, 0.5, 0.0)]
 
@@ -71,7 +71,7 @@ def test_html_and_markdown_share_captions(sweep, tmp_path):
         assert f'alt="{CAPTIONS[key]}"' in page
         assert f"**{CAPTIONS[key]}**" in readme
     # the HTML convergence prose is the model's, once
-    assert page.count("Definitions: batchmix/convergence.py") == 1
+    assert page.count("Definitions: batchmix/eval/convergence.py") == 1
     assert re.search(r"final mAP|Final mAP", readme)
 
 

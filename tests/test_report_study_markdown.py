@@ -1,4 +1,4 @@
-"""The paper-layout study block (`batchmix.report.study_markdown`, `python -m batchmix.report --markdown`):
+"""The paper-layout study block (`batchmix.report.markdown`, `python -m batchmix.report --markdown`):
 numbers equal an independent mean/std of the run files, prose outside the markers survives, the
 direction verdicts follow the stated 2-SE rule, and missing evaluation sets are named."""
 
@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from batchmix.report.__main__ import main as report_main
-from batchmix.report.study_markdown import BEGIN, END, write_study_markdown
-from batchmix.report.paper_claims import _verdict_geq, _verdict_gt, schedule_name
+from batchmix.report.markdown import BEGIN, END, write_study_markdown
+from batchmix.report.studies.paper_claims import _verdict_geq, _verdict_gt, schedule_name
 from tests.test_report_fake_sweep import make_fake_sweep
 
 RATIOS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3)]

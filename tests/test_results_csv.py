@@ -1,4 +1,4 @@
-"""results.csv / curves.csv (batchmix.report.results_csv): what a study commits, round-tripped."""
+"""results.csv / curves.csv (batchmix.report.studies.results_csv): what a study commits, round-tripped."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchmix.errors import BatchmixError
-from batchmix.report.results_csv import CURVES, RESULTS, read_results, write_results
+from batchmix.core.errors import BatchmixError
+from batchmix.report.studies.results_csv import CURVES, RESULTS, read_results, write_results
 from test_report_fake_sweep import make_fake_sweep
 
 

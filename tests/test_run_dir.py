@@ -1,4 +1,4 @@
-"""The run folder (`batchmix.run_dir`): file names, round trips through its readers and writers, the
+"""The run folder (`batchmix.core.run_dir`): file names, round trips through its readers and writers, the
 one-line error for a torn metrics.json, and resume, the report and the sweeper reading a run alike."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from batchmix.convergence import convergence_summary, mean_of_last, write_convergence
-from batchmix.errors import BatchmixError
+from batchmix.eval.convergence import convergence_summary, mean_of_last, write_convergence
+from batchmix.core.errors import BatchmixError
 from batchmix.report.aggregate import load_runs
-from batchmix.resume import config_differences, plan_resume
-from batchmix.run_dir import RunDir, find_run_dirs, flatten, read_json
-from batchmix.recipes.train import _training_summary
+from batchmix.run.resume import config_differences, plan_resume
+from batchmix.core.run_dir import RunDir, find_run_dirs, flatten, read_json
+from batchmix.run.train import _training_summary
 from hydra_plugins.batchmix_optuna_sweeper._saved_result import result_from_run_dir
 
 CFG = {"seed": 1, "objective": "map/multi", "resume": True, "save_model": False,
@@ -170,7 +170,7 @@ def test_a_types_final_loss_is_the_last_smoothed_value(tmp_path):
 
 
 def test_a_config_saved_before_a_key_existed_resumes_when_the_key_keeps_its_default():
-    from batchmix.legacy import added_keys
+    from batchmix.config.legacy import added_keys
 
     old = {**CFG, "model": {"name_or_path": "m"}}
     same = {**old, "model": {"name_or_path": "m", "train_top_layers": None, "trunk_cache": "disk"}, "export_full": False}
@@ -185,7 +185,7 @@ def test_a_config_saved_before_a_key_existed_resumes_when_the_key_keeps_its_defa
                                                 ({"temperature": 0.05, "mask_translations": False}, "none")])
 def test_a_run_made_before_loss_mask_resumes_with_the_mask_it_had(tmp_path, saved_loss, legacy):
     """The new default (answers) differs from what the old run did: the run continues as it ran."""
-    from batchmix.resume import adopt_legacy
+    from batchmix.run.resume import adopt_legacy
 
     saved = OmegaConf.create({**CFG, "loss": saved_loss})
     now = OmegaConf.create({**CFG, "loss": {"temperature": 0.05, "mask": "answers"}})

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 pytest.importorskip("sentence_transformers")
 # Texts within both of model=tiny's limits (queries 32 tokens, passages 64): there the export must
@@ -23,7 +23,7 @@ PASSAGES = ["The treaty was signed in Lisbon in 1494 by both crowns.", "Der Vert
 # makes whole; full: every weight trains and model/ is already an HF folder.
 @pytest.fixture(scope="module", params=["top", "full"])
 def run(tmp_path_factory, xquad_root, request):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     extra = ["model.train_top_layers=1", "model.trunk_cache=memory"] if request.param == "top" else []
     out = tmp_path_factory.mktemp("run")

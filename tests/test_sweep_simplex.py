@@ -18,9 +18,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
-from batchmix.ratio import Ratio
-from batchmix.sweep.simplex import GridStepError, point_from_unit, simplex_grid
+from batchmix.core.errors import BatchmixError
+from batchmix.mixing.ratio import Ratio
+from batchmix.run.sweep.simplex import GridStepError, point_from_unit, simplex_grid
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.ratio import Ratio
+from batchmix.mixing.ratio import Ratio
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -62,7 +62,7 @@ def test_model_configs_compose(name):
 
 @pytest.mark.slow
 def test_train_in_process_writes_results(tmp_path, xquad_root):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     cfg = compose_cfg(TINY + ["ratio.mono=0.5", "ratio.multi=0.25", "seed=3"])
     out = train(cfg, tmp_path)
@@ -96,7 +96,7 @@ def test_train_on_jsonl_pairs_with_distillation(tmp_path, xquad_root):
     from jsonl_rows import write_training_jsonl
     from batchmix.data.lareqa import load_lareqa
     from batchmix.data.split import split_by_article
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     train_split = split_by_article(load_lareqa(xquad_root, ["en", "de"]))["train"]
     pairs = write_training_jsonl(train_split.training_groups(), tmp_path / "pairs.jsonl")
@@ -112,7 +112,7 @@ def test_train_on_jsonl_pairs_with_distillation(tmp_path, xquad_root):
 @pytest.mark.slow
 def test_training_changes_the_model_and_the_loss_falls(tmp_path, xquad_root):
     """Plain learning check on a tiny model: the InfoNCE loss goes down over a few epochs."""
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     cfg = compose_cfg(TINY + ["data.batches_per_epoch=10", "trainer.max_epochs=3", "optim.lr=1e-3", "eval.before=false", "ratio=mono_only"])
     train(cfg, tmp_path)

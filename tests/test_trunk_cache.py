@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.models.trunk_cache import SHARD_GLOB, TRUNK_DIR, check_attention, top_states, trunk_states
 from scale_helpers import TEXTS, assert_same_grads, loss_and_grads, make_batch, tiny_encoder
 
@@ -210,11 +210,11 @@ def test_bad_trunk_cache_and_compile_are_refused():
 
 
 def test_warm_fills_what_a_run_then_reads(tmp_path, monkeypatch, xquad_root):
-    """`python -m batchmix.warm <overrides>` computes every text; the run with those overrides computes none."""
+    """`python -m batchmix.run.warm <overrides>` computes every text; the run with those overrides computes none."""
     import json
 
-    from batchmix.recipes.train import train
-    from batchmix.warm import warm
+    from batchmix.run.train import train
+    from batchmix.run.warm import warm
     from test_train import TINY, compose_cfg
 
     monkeypatch.setenv("BATCHMIX_CACHE", str(tmp_path / "cache"))
@@ -246,7 +246,7 @@ def test_warm_fills_what_a_run_then_reads(tmp_path, monkeypatch, xquad_root):
 
 
 def test_warm_needs_train_top_layers(tmp_path):
-    from batchmix.warm import warm
+    from batchmix.run.warm import warm
     from test_train import TINY, compose_cfg
 
     with pytest.raises(BatchmixError, match="model.train_top_layers=K"):
@@ -255,7 +255,7 @@ def test_warm_needs_train_top_layers(tmp_path):
 
 @pytest.mark.parametrize("key", ["export_full", "save_model"])
 def test_export_switches_take_true_or_false_only(key):
-    from batchmix.preflight import validate
+    from batchmix.run.preflight import validate
     from test_train import TINY, compose_cfg
 
     with pytest.raises(BatchmixError) as error:

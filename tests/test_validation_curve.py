@@ -15,8 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.errors import BatchmixError
-from batchmix.preflight import validate
+from batchmix.core.errors import BatchmixError
+from batchmix.run.preflight import validate
 from batchmix.eval.settings import VAL_CURVE_KEYS
 
 TINY = ["model=tiny", "data.languages=[en,de,es]", "data.batch_size=8", "data.batches_per_epoch=6", "save_model=false", "logger=csv"]
@@ -29,7 +29,7 @@ def compose_cfg(overrides):
 
 @pytest.fixture(scope="module")
 def curve_run(tmp_path_factory, xquad_root):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     run_dir = tmp_path_factory.mktemp("curve")
     cfg = compose_cfg(TINY + [f"data.root={xquad_root}", "eval.val_every_n_steps=2", "checkpoint.best=true", "optim.lr=3e-3"])
@@ -52,7 +52,7 @@ def test_val_curve_has_the_expected_steps_and_the_logger_got_the_same_values(cur
 @pytest.mark.slow
 def test_final_val_metrics_are_the_objective_and_equal_eval_py_on_the_saved_weights(curve_run, tmp_path, xquad_root):
     """The validation loop's numbers = eval.py's (another trainer, another process's batches) on the same weights."""
-    from batchmix.recipes.evaluate import evaluate
+    from batchmix.run.evaluate import evaluate
 
     run_dir, out = curve_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -84,7 +84,7 @@ def test_best_checkpoint_holds_the_weights_of_the_best_val_point(curve_run):
 
 @pytest.mark.slow
 def test_final_from_best_scores_the_best_weights(tmp_path, xquad_root):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     cfg = compose_cfg(TINY + [f"data.root={xquad_root}", "eval.val_every_n_steps=2", "checkpoint.best=true", "eval.final_from=best",
                               "optim.lr=3e-3", "eval.before=false"])
@@ -94,7 +94,7 @@ def test_final_from_best_scores_the_best_weights(tmp_path, xquad_root):
     assert list(curve["step"]) == [2, 4, 6]  # the final round (best weights) adds no point of its own
     assert metrics["val/map/multi"] == pytest.approx(curve["val/map/multi"].max(), abs=1e-6)
     # eval.py on the run scores the model the run reported: its best checkpoint, not last.ckpt.
-    from batchmix.recipes.evaluate import evaluate
+    from batchmix.run.evaluate import evaluate
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         ev = compose("eval", overrides=[f"checkpoint={tmp_path}", "split=test", "data.languages=[en,de,es]", f"data.root={xquad_root}", "eval.trec=false"])
@@ -130,7 +130,7 @@ def test_allow_test_selection_lets_a_test_objective_through():
 def test_validating_does_not_change_training(tmp_path, xquad_root):
     """The same run with and without periodic validation takes the same steps: an evaluation loop
     must draw nothing from the random state dropout uses (the tiny BERT trains with dropout 0.1)."""
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     losses = {}
     for every in (0, 2):
@@ -141,7 +141,7 @@ def test_validating_does_not_change_training(tmp_path, xquad_root):
 
 
 def test_a_run_without_val_articles_is_one_line_before_the_model_loads(tmp_path, xquad_root):
-    from batchmix.recipes.train import train
+    from batchmix.run.train import train
 
     cfg = compose_cfg(TINY + [f"data.root={xquad_root}", "data.split.train=0.9", "data.split.val=0.0", "data.split.test=0.1"])
     with pytest.raises(BatchmixError, match=r"the val split is empty .*data.split.val=0.1"):
@@ -156,7 +156,7 @@ def test_a_run_killed_after_a_validation_resumes_with_its_whole_val_curve(tmp_pa
     uninterrupted run."""
     import lightning as L
 
-    import batchmix.recipes.train as recipe
+    import batchmix.run.train as recipe
 
     overrides = TINY + [f"data.root={xquad_root}", "eval.val_every_n_steps=2", "checkpoint.every_n_steps=4"]
     recipe.train(compose_cfg(overrides), tmp_path / "whole")

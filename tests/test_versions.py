@@ -1,4 +1,4 @@
-"""versions.json: what a run was made with (batchmix.versions), read against independent sources:
+"""versions.json: what a run was made with (batchmix.core.versions), read against independent sources:
 importlib.metadata, platform, and git run here on a repository made for the test."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from importlib.metadata import version
 
 import pytest
 
-from batchmix import versions
+from batchmix.core import versions
 
 
 def _git(repo, *args):

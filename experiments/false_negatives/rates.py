@@ -27,8 +27,8 @@ from batchmix.data.datamodule import PairCollator
 from batchmix.data.load import load_splits
 from batchmix.losses.false_negatives import mask_keys, shared_key_mask, stack_rows
 from batchmix.models.loading import load_tokenizer
-from batchmix.ratio import Ratio
-from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler
+from batchmix.mixing.ratio import Ratio
+from batchmix.mixing.sampler import HybridBatchSampler
 
 TYPES = {"mono": Ratio(1, 0, 0), "cross": Ratio(0, 1, 0), "multi": Ratio(0, 0, 1)}
 SETTINGS = [("ids", False), ("answers", False), ("answers", True)]  # (loss.mask, avoid_shared_answers)

@@ -1,5 +1,5 @@
 """The false-negatives README block: rates.csv (rates.py) and the demo runs under <out> (run.sh),
-read through batchmix.run_dir.RunDir; written between the markers of the README given (or printed).
+read through batchmix.core.run_dir.RunDir; written between the markers of the README given (or printed).
 Also writes results.csv beside the README: one row per run with the numbers the block shows.
 
     .venv/bin/python experiments/false_negatives/table.py <out> [--readme experiments/false_negatives/README.md]
@@ -13,7 +13,7 @@ import re
 import statistics
 from pathlib import Path
 
-from batchmix.run_dir import RunDir
+from batchmix.core.run_dir import RunDir
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- false-negatives:begin -->", "<!-- false-negatives:end -->"

@@ -14,7 +14,7 @@ OUT=${OUT:-multirun/hard_negatives/$(date +%Y-%m-%d_%H-%M-%S)}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$SECONDS
 
-[ -f "$OUT/mine/train_negatives.jsonl" ] || "$PY" -m batchmix.mine hydra.run.dir="$OUT/mine" ${MINE_ARGS:-}
+[ -f "$OUT/mine/train_negatives.jsonl" ] || "$PY" -m batchmix.run.mine hydra.run.dir="$OUT/mine" ${MINE_ARGS:-}
 for n in 0 3; do
   t0=$SECONDS
   "$PY" train.py data.train_file="$OUT/mine/train_negatives.jsonl" data.hard_negatives=$n logger=csv \

@@ -1,5 +1,5 @@
 """The hard-negatives table: held-out metrics of the runs under <out>/negatives_<N>, read from each
-run's metrics.json / metrics_before.json / convergence.json (batchmix.run_dir.RunDir), written
+run's metrics.json / metrics_before.json / convergence.json (batchmix.core.run_dir.RunDir), written
 between the markers of the README given (or printed).
 
     .venv/bin/python experiments/hard_negatives/table.py <out> [--readme experiments/hard_negatives/README.md]
@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from batchmix.run_dir import RunDir
+from batchmix.core.run_dir import RunDir
 
 BEGIN, END = "<!-- hard-negatives:begin -->", "<!-- hard-negatives:end -->"
 COLUMNS = [  # (header, metrics key); test = the held-out articles, val = what selection would read

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ratio study (issue #16), start to finish: `make study` (or: bash experiments/ratio_study/run.sh).
-#   1. the trunk cache of every text the runs read, once, with both cores (python -m batchmix.warm);
+#   1. the trunk cache of every text the runs read, once, with both cores (batchmix warm);
 #   2. the zero-shot row: the untrained model scored by the same pipeline (eval.before of a 1-step run);
 #   3. the grid: 15 ratios (simplex step 0.25) x seeds 0,1,2 of conf/experiment/ratio_study.yaml;
 #   4. an Optuna TPE search over the same simplex with the val objective, as many trials as grid ratios;
@@ -22,7 +22,7 @@ start=$SECONDS
 stamp() { echo "[$(date -u +%T)] study: $* ($((SECONDS - start)) s)" | tee -a "$SWEEP/timing.log"; }
 
 stamp "warm"
-"$PY" -m batchmix.warm experiment=ratio_study hydra.run.dir="$SWEEP/warm" "$@"
+"$PY" -m batchmix.run.warm experiment=ratio_study hydra.run.dir="$SWEEP/warm" "$@"
 stamp "zero-shot"
 "$PY" train.py experiment=ratio_study eval.before=true data.batches_per_epoch=1 eval.val_every_n_steps=0 \
   eval.final_from=last checkpoint.best=false hydra.run.dir="$SWEEP/zero_shot" "$@"
@@ -34,7 +34,7 @@ stamp "optuna"
 "$PY" train.py -m experiment=ratio_study hparams_search=ratio_optuna hydra.sweeper.n_trials="${TRIALS:-15}" \
   +hydra.sweeper.sampler.n_startup_trials=5 hydra.sweeper.n_jobs=2 hydra.sweep.dir="$SWEEP/optuna" '~hydra.callbacks.report' "$@"
 stamp "results"
-"$PY" -m batchmix.report.ratio_study collect --grid "$SWEEP/grid" --optuna "$SWEEP/optuna" --zero-shot "$SWEEP/zero_shot" \
+"$PY" -m batchmix.report.studies.ratio_study collect --grid "$SWEEP/grid" --optuna "$SWEEP/optuna" --zero-shot "$SWEEP/zero_shot" \
   --timing "$SWEEP/timing.log" --out "$HERE"
 "$PY" -m batchmix.report --from-results "$HERE" --markdown "$HERE/README.md"
 stamp "done"

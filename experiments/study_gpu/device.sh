@@ -29,7 +29,7 @@ export PYTHONPATH="$SITE:$PWD/src" BATCHMIX_DATA="$DATA" BATCHMIX_CACHE=${BATCHM
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$OUT/device.log"
 "$PY" - <<'PY' 2>&1 | tee -a "$OUT/device.log"
 import os, lightning, torch, transformers
-from batchmix.models.embedded_e5 import ensure_embedded_model
+from batchmix.models.embedded.e5 import ensure_embedded_model
 print("torch", torch.__version__, "transformers", transformers.__version__, "lightning", lightning.__version__,
       "cuda", torch.cuda.is_available(), os.cpu_count(), "cores")
 print("model", ensure_embedded_model(progress=False))  # converted once here, not by every run at once

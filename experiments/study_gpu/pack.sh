@@ -2,7 +2,7 @@
 # Packs into .gpu/ (gitignored) what the GPU-scale study needs on a lent machine that has no hub, no
 # package index and takes 64 MiB of files (experiments/study_gpu/README.md):
 #   .gpu/e5-small-q4.bin.xz   the embedded multilingual-e5-small with every word-embedding row that no
-#                             XQuAD-R or MLQA-R text uses set to zero (batchmix.models.vocab_subset),
+#                             XQuAD-R or MLQA-R text uses set to zero (batchmix.models.embedded.vocab_subset),
 #                             checked here: 300 of the study's texts encode bit-identically to the full model
 #   .gpu/data.tar.xz          XQuAD-R and MLQA-R as they are under ../shared/data (never committed)
 #   .gpu/whl/                 the pure-Python packages that machine lacks (Hydra, OmegaConf, Optuna, ...)
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 DATA=${BATCHMIX_DATA:-../shared/data}
 mkdir -p .gpu/whl
-"$PY" -m batchmix.models.vocab_subset .gpu/e5-small-q4.bin.xz "$DATA/xquad-r" "$DATA/mlqa-r" --verify 300
+"$PY" -m batchmix.models.embedded.vocab_subset .gpu/e5-small-q4.bin.xz "$DATA/xquad-r" "$DATA/mlqa-r" --verify 300
 tar -C "$DATA" -cJf .gpu/data.tar.xz xquad-r mlqa-r
 LOCK=requirements/lock.txt   # the versions CI tests: none listed by hand here
 pin() { PIN=$(grep -i -m1 -o "^$1==[^ ]*" "$LOCK") || { echo "pack.sh: $1 is not pinned in $LOCK" >&2; exit 2; }; }

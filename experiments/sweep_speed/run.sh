@@ -3,7 +3,7 @@
 # switches of issue #15: the top 2 of 12 layers train over a cached frozen trunk
 # (model.train_top_layers=2), bf16 autocast on the CPU (trainer.precision=bf16-mixed), two sweep
 # points at a time (hydra/launcher=local_parallel, one torch thread each), the cache filled once
-# beforehand with both cores (python -m batchmix.warm). Then the report, into this folder's README.
+# beforehand with both cores (batchmix warm). Then the report, into this folder's README.
 # From the repo root:  bash experiments/sweep_speed/run.sh   (arguments go to warm and every run)
 # The time printed at the end is what experiments/sweep_speed/README.md quotes; measure it with an
 # empty trunk cache (rm -rf "${BATCHMIX_CACHE:-$HOME/.cache/batchmix}/trunk") to include building it.
@@ -17,7 +17,7 @@ SWITCHES=(model.train_top_layers=2 trainer.precision=bf16-mixed)
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$SECONDS
 
-"$PY" -m batchmix.warm experiment=paper_cpu "${SWITCHES[@]}" hydra.run.dir="$SWEEP/warm" "$@"
+"$PY" -m batchmix.run.warm experiment=paper_cpu "${SWITCHES[@]}" hydra.run.dir="$SWEEP/warm" "$@"
 warmed=$SECONDS
 "$PY" train.py -m experiment=paper_cpu "${SWITCHES[@]}" hydra/launcher=local_parallel hydra.sweep.dir="$SWEEP" "$@"
 grid=$SECONDS

@@ -16,10 +16,10 @@ from batchmix.data.hf import check_hf_options
 from batchmix.data.load import check_hf_source, check_source
 from batchmix.data.negatives import check_negatives_options
 from batchmix.data.split import check_fractions
-from batchmix.errors import BatchmixError
-from batchmix.legacy import added_key
-from batchmix.options import positive_int, select, switch
-from batchmix.sampling.hybrid_batch_sampler import MONO_MODES
+from batchmix.core.errors import BatchmixError
+from batchmix.config.legacy import added_key
+from batchmix.core.options import positive_int, select, switch
+from batchmix.mixing.sampler import MONO_MODES
 
 
 def check_batches(cfg: DictConfig) -> None:
@@ -51,7 +51,7 @@ def check_loader(cfg: DictConfig) -> None:
                             f"set data.hard_negatives=0 or loss=infonce")
 
 
-# Runs made before the option drew batches without looking at answers (batchmix.legacy).
+# Runs made before the option drew batches without looking at answers (batchmix.config.legacy).
 added_key("data.sampler.avoid_shared_answers", False)
 
 

@@ -18,8 +18,8 @@ from batchmix.data.checks import check_num_workers
 from batchmix.data.corpus import TrainingGroups
 from batchmix.data.negatives import check_hard_negatives, check_negatives_options, pick_negatives
 from batchmix.data.pretokenize import PretokenizedPairs, pad, text_settings
-from batchmix.models.tokenize import tokenize
-from batchmix.sampling.hybrid_batch_sampler import HybridBatchSampler, PairRef
+from batchmix.data.tokenize import tokenize
+from batchmix.mixing.sampler import HybridBatchSampler, PairRef
 
 
 class _RefDataset(Dataset):

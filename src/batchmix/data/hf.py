@@ -47,11 +47,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from batchmix.cache import cache_root
-from batchmix.compat import has_indices_mapping
+from batchmix.core.cache import cache_root
+from batchmix.core.compat import has_indices_mapping
 from batchmix.data.corpus import Pair, TrainingGroups
 from batchmix.data.jsonl import parse_answers, parse_negatives
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 LAYOUTS = ("long", "wide")
 FIELDS = ("id", "lang", "query", "positive", "negatives", "answers")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.data.lareqa import corpus_from_language_sets, language_set_from_squad
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 REPOSITORY = "google-research-datasets/lareqa"
 

@@ -12,7 +12,7 @@ text in one language are found without it. None of them is then scored as a nega
 `negatives` (optional): hard negative passages for the row, best first, each a string (in the
 row's language) or `{"text": ..., "lang": ..., "id": ..., "answers": [...]}` (`lang` defaults to
 the row's language; `id` and `answers` are the ids whose answer the passage is, if any, so that a
-passage answering a query is never scored as its negative). `python -m batchmix.mine` writes this
+passage answering a query is never scored as its negative). `batchmix mine` writes this
 format. Other fields (a paragraph `context`, say) are ignored: training pairs are (query, sentence)
 pairs.
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 from batchmix.data.corpus import Negative, Pair, TrainingGroups
 from batchmix.data.lareqa import check_text
-from batchmix.errors import BatchmixError
-from batchmix.io import atomic_open
+from batchmix.core.errors import BatchmixError
+from batchmix.core.io import atomic_open
 
 REQUIRED_FIELDS = ("id", "lang", "query", "positive")
 

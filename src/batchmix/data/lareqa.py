@@ -24,7 +24,7 @@ from typing import Any
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.data.root import resolve_data_root
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 # File stems that count as language codes (`en`, `zh`, `pt-br`, `zh_Hans`); anything else in the
 # folder (e.g. `dataset_info.json`) is ignored when languages are discovered.

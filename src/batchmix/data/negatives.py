@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchmix.data.corpus import Negative, TrainingGroups
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 NEGATIVES_LANG = ("any", "same", "other")
 
@@ -66,5 +66,5 @@ def check_hard_negatives(groups: TrainingGroups, n: int, rule: str) -> None:
         raise BatchmixError(
             f"data.hard_negatives={n} (data.negatives_lang={rule}): {len(short)} of {total} pairs have fewer, first "
             f"id {qid!r} in {lang!r}; lower data.hard_negatives, use data.negatives_lang=any, or mine more "
-            f"(python -m batchmix.mine mine.num_negatives={n})"
+            f"(batchmix mine mine.num_negatives={n})"
         )

@@ -31,9 +31,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from batchmix.data.corpus import TrainingGroups
-from batchmix.errors import BatchmixError
-from batchmix.cache import cache_root
-from batchmix.models.tokenize import tokenize
+from batchmix.core.errors import BatchmixError
+from batchmix.core.cache import cache_root
+from batchmix.data.tokenize import tokenize
 
 # Bump when the stored layout or the tokenisation recipe changes: older cache files are ignored.
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 ENV_VAR = "BATCHMIX_DATA"
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from batchmix.data.corpus import LAReQACorpus
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 DEFAULT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
 

@@ -22,7 +22,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from batchmix.data.corpus import LAReQACorpus
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import evaluate_embeddings
 from batchmix.eval.trec import RunCollector
 

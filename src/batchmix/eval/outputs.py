@@ -25,7 +25,7 @@ from batchmix.eval.scoring import CandidateMode, evaluate_corpus
 from batchmix.eval.pair_matrix import pair_matrix, plot_pair_matrix, write_pair_matrix_csv
 from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.eval.trec import RunCollector, write_trec
-from batchmix.run_dir import RunDir
+from batchmix.core.run_dir import RunDir
 
 
 def _subtitle(metrics: Mapping[str, float]) -> str:

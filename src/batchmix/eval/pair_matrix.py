@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from batchmix.errors import BatchmixError
-from batchmix.io import atomic_open, atomic_write_text
+from batchmix.core.errors import BatchmixError
+from batchmix.core.io import atomic_open, atomic_write_text
 
 MEAN_LABEL = "mean"
 

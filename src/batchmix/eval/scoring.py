@@ -53,7 +53,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from batchmix.data.corpus import LAReQACorpus, LanguageSet
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.metrics import METRIC_NAMES, count_scoring_at_least, per_query_metrics
 from batchmix.eval.rank_correlation import mean_rank_correlation
 from batchmix.eval.trec import RunCollector

@@ -28,7 +28,7 @@ from batchmix.data.load import load_corpus
 from batchmix.data.root import resolve_data_root
 from batchmix.data.split import split_by_article
 from batchmix.data.corpus import LAReQACorpus
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.settings import HEADLINE_ORDER
 
 log = logging.getLogger("batchmix")

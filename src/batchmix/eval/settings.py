@@ -5,7 +5,7 @@
 - ``multi`` each question against the candidates of every language at once (multilingual).
 
 Metric keys are `<metric>/<setting>`, e.g. `map/multi`. These are *not* the training batch types
-(`batchmix.batch_types`), although the three built-in types share the names: a new batch type adds
+(`batchmix.mixing.batch_types`), although the three built-in types share the names: a new batch type adds
 no evaluation setting, so report code that reads `map/<setting>` iterates over `EVAL_SETTINGS`.
 """
 

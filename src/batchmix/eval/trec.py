@@ -35,8 +35,8 @@ import torch
 from torch import Tensor
 
 from batchmix.data.corpus import LAReQACorpus
-from batchmix.errors import BatchmixError
-from batchmix.io import atomic_write_chunks, atomic_write_text
+from batchmix.core.errors import BatchmixError
+from batchmix.core.io import atomic_write_chunks, atomic_write_text
 
 _NO_SPACE = re.compile(r"^[^\s\x00]+$")
 _LINES_PER_CHUNK = 1 << 18

@@ -16,7 +16,7 @@ from batchmix.losses.base import BatchLoss, LossOutput
 from batchmix.losses.distill_mse import DistillMSELoss
 from batchmix.losses.infonce import InfoNCELoss
 from batchmix.losses.similarity_mse import SimilarityMSELoss, similarity_mse  # the function, not the module
-from batchmix.options import build
+from batchmix.core.options import build
 
 
 def loss_names() -> list[str]:

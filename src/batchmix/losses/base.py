@@ -16,7 +16,7 @@ every loss shares:
 - `temperature`, `learn_temperature`: the scale τ of the similarities; the loss owns it (a buffer, or
   a learned parameter `log_temperature`), and `train/temperature` is logged whatever loss trains.
 - `gather`: under DDP all-gather the embeddings so the global batch is the negative pool.
-- `cache_chunk`: GradCache chunk size (models/grad_cache.py), or null.
+- `cache_chunk`: GradCache chunk size (losses/grad_cache.py), or null.
 - `mask`: which false negatives an in-batch loss leaves out (losses/false_negatives.py;
   `candidate_mask`): `answers` (every candidate that answers the query, in any language, under any
   id), `ids` (only rows of its parallel id) or `none`. How many entries it left out is logged every
@@ -41,10 +41,10 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from batchmix.errors import BatchmixError
-from batchmix.legacy import added_key
+from batchmix.core.errors import BatchmixError
+from batchmix.config.legacy import added_key
 from batchmix.losses.false_negatives import check_mask, shared_key_mask
-from batchmix.options import positive_number, switch
+from batchmix.core.options import positive_number, switch
 
 
 def check_pair_shapes(q: Tensor, p: Tensor) -> None:

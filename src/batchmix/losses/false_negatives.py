@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 MASKS = ("answers", "ids", "none")
 # Padding of a row's keys; the query side and the candidate side use different ones, so two pads never match.

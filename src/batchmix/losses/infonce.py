@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.losses.base import BatchLoss, at_least_float32, check_pair_shapes
-from batchmix.options import switch
+from batchmix.core.options import switch
 
 
 def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool = False, masked: Tensor | None = None) -> Tensor:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from batchmix.errors import BatchmixError
-from batchmix.legacy import added_key
+from batchmix.core.errors import BatchmixError
+from batchmix.config.legacy import added_key
 from batchmix.models.pooling import Pooling
-from batchmix.options import select, switch
+from batchmix.core.options import select, switch
 
 # model.trunk_cache (models/trunk_cache.py): where the frozen trunk's states of train_top_layers are kept.
 TRUNK_CACHE_MODES = ("disk", "memory", "off")
-# Runs made before these keys trained every layer (batchmix.legacy).
+# Runs made before these keys trained every layer (batchmix.config.legacy).
 added_key("model.train_top_layers", None)
 added_key("model.trunk_cache", "disk")
 

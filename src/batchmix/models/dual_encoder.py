@@ -15,7 +15,7 @@ a tidy CSV.
 Scale switches (arXiv 2408.10536 trains with batch 100): under DDP the embeddings of every rank
 are all-gathered with gradients for an in-batch loss (`loss.gather=true`), so the in-batch negatives
 are the global batch; `loss.cache_chunk=N` computes an in-batch loss with GradCache
-(models/grad_cache.py), so a batch of 256 needs the activation memory of N.
+(losses/grad_cache.py), so a batch of 256 needs the activation memory of N.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from batchmix.distributed import gather_padded, gather_with_grad, world_size
-from batchmix.errors import BatchmixError
+from batchmix.core.distributed import gather_padded, gather_with_grad, world_size
+from batchmix.core.errors import BatchmixError
 from batchmix.losses import BatchLoss, LossOutput
 from batchmix.losses.false_negatives import CANDIDATE_PAD, QUERY_PAD, mask_keys, stack_rows
 from batchmix.models.frozen_weights import restore_frozen, strip_frozen
-from batchmix.models.grad_cache import grad_cached_loss
+from batchmix.losses.grad_cache import grad_cached_loss
 from batchmix.models.pooling import Pooling
 from batchmix.models.trunk_cache import TrunkStore, freeze_trunk, top_states, trunk_modules
-from batchmix.models.tokenize import tokenize
+from batchmix.data.tokenize import tokenize
 
 
 class DualEncoder(L.LightningModule):
@@ -150,7 +150,7 @@ class DualEncoder(L.LightningModule):
     @torch.inference_mode()
     def fill_trunk_cache(self, texts: list[str], tower: str = "query", batch_size: int = 64, desc: str | None = None) -> None:
         """Compute and cache the frozen-trunk states of `texts` without running the trained top layers
-        (what `batchmix.warm` needs: the runs compute the top layers themselves)."""
+        (what `batchmix.run.warm` needs: the runs compute the top layers themselves)."""
         if self.trunk_store is None or self.trunk_start is None:
             raise BatchmixError("fill_trunk_cache needs model.train_top_layers=K with a trunk cache (model.trunk_cache=disk or memory)")
         encoder = self.query_encoder if tower == "query" else self.passage_encoder

@@ -12,13 +12,13 @@ from typing import Any, Mapping
 import torch
 from omegaconf import OmegaConf
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.losses import build_loss
 from batchmix.models.dual_encoder import DualEncoder, upgrade_state_dict
 from batchmix.models.export import BASE, ENCODING_FIELDS, is_delta, load_delta
 from batchmix.models.frozen_weights import restore_frozen
 from batchmix.models.loading import load_encoder, load_tokenizer
-from batchmix.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
+from batchmix.core.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
 
 _DEFAULT_LOSS = {"_target_": "batchmix.losses.InfoNCELoss"}  # conf/loss/infonce.yaml without options: its defaults
 _DEFAULT_OPTIM = {"lr": 3e-5, "weight_decay": 0.01, "warmup_ratio": 0.1}

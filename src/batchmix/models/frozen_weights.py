@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 # The checkpoint entry: {state-dict key: content hash} of the parameters not stored.
 FROZEN = "batchmix_frozen"

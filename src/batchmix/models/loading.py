@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 EMBEDDED = "embedded:multilingual-e5-small"
 EMBEDDED_TOKENIZER = "embedded:xlmr-tokenizer"
@@ -26,11 +26,11 @@ def resolve_name(name_or_path: str) -> str:
     """Map `embedded:` names to their local directory (converting on first use)."""
     name_or_path = str(name_or_path)  # `model.name_or_path=123` arrives as an int
     if name_or_path == EMBEDDED:
-        from batchmix.models.embedded_e5 import ensure_embedded_model
+        from batchmix.models.embedded.e5 import ensure_embedded_model
 
         return str(ensure_embedded_model())
     if name_or_path == EMBEDDED_TOKENIZER:
-        from batchmix.models.embedded_e5 import ensure_embedded_tokenizer
+        from batchmix.models.embedded.e5 import ensure_embedded_tokenizer
 
         return str(ensure_embedded_tokenizer())
     if name_or_path.startswith("embedded:"):

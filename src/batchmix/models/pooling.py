@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 
 POOLINGS = ("cls", "mean")
 

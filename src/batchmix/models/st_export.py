@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from batchmix.errors import BatchmixError
-from batchmix.io import atomic_dir
+from batchmix.core.errors import BatchmixError
+from batchmix.core.io import atomic_dir
 from batchmix.models.factory import load_trained
 
 log = logging.getLogger("batchmix")

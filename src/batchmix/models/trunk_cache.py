@@ -33,8 +33,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from batchmix.compat import attention_implementation
-from batchmix.errors import BatchmixError
+from batchmix.core.compat import attention_implementation
+from batchmix.core.errors import BatchmixError
 from batchmix.models.checks import TRUNK_CACHE_MODES
 from batchmix.models.frozen_weights import content_hash
 
@@ -278,7 +278,7 @@ class TrunkStore:
         if fp not in self.caches:
             root = self.root
             if self.mode == "disk" and root is None:
-                from batchmix.cache import cache_root
+                from batchmix.core.cache import cache_root
 
                 root = cache_root()
             self.caches[fp] = TrunkCache(root / TRUNK_DIR / fp if self.mode == "disk" else None)
@@ -303,7 +303,7 @@ class TrunkStore:
 
     def write_report(self, path: Path) -> dict[str, Any]:
         """Flush, write `report()` to `path` (a run's or the warm step's `trunk_cache.json`), log one line per cache."""
-        from batchmix.io import write_json
+        from batchmix.core.io import write_json
 
         self.flush()
         report = self.report()

@@ -1,4 +1,4 @@
-"""Sweep reports: `python -m batchmix.report <multirun dir | run dir | storage URL --study NAME>`.
+"""Sweep reports: `batchmix report <multirun dir | run dir | storage URL --study NAME>`.
 
 Reusable pieces (also used by notebooks/ratio_sweep_analysis.ipynb):
 `load_runs`, `load_histories`, `load_val_histories`, `smoothed_histories`, `by_ratio`, `sweep_shape`
@@ -15,7 +15,7 @@ from typing import Any
 _EXPORTS = {
     "build_report": "batchmix.report.sweep_report",
     "by_ratio": "batchmix.report.aggregate",
-    "find_run_dirs": "batchmix.run_dir",
+    "find_run_dirs": "batchmix.core.run_dir",
     "load_histories": "batchmix.report.aggregate",
     "load_runs": "batchmix.report.aggregate",
     "load_val_histories": "batchmix.report.aggregate",

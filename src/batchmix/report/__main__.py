@@ -1,12 +1,12 @@
-"""`python -m batchmix.report SOURCE [--study NAME] [--out DIR] [--window N] [--tolerance F] [--markdown README]`,
-or `python -m batchmix.report --from-results DIR --markdown README`.
+"""`batchmix report SOURCE [--study NAME] [--out DIR] [--window N] [--tolerance F] [--markdown README]`,
+or `batchmix report --from-results DIR --markdown README`.
 
 SOURCE: a multirun dir (multirun/<date>/<time>), one run dir, or an Optuna storage URL
 (sqlite:///optuna.db, postgresql://...). Prints the path of report.html. `--markdown README`
 also regenerates a study's tables and figures in the paper's layout inside README (between the
-`batchmix:report` markers; figures in README's folder under figures/), see `batchmix.report.study_markdown`.
+`batchmix:report` markers; figures in README's folder under figures/), see `batchmix.report.markdown`.
 `--from-results DIR` builds a ratio study's README block from its committed results.csv / curves.csv
-instead of run folders (`batchmix.report.ratio_study`), so the tables, figures and fits can be
+instead of run folders (`batchmix.report.studies.ratio_study`), so the tables, figures and fits can be
 regenerated from the repo alone.
 """
 
@@ -16,15 +16,15 @@ import argparse
 import logging
 import sys
 
-from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
-from batchmix.errors import BatchmixError, error_line
+from batchmix.eval.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
+from batchmix.core.errors import BatchmixError, error_line
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m batchmix.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="batchmix report", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", nargs="?", default=None, help="multirun dir, run dir, or Optuna storage URL")
     parser.add_argument("--from-results", default=None, metavar="DIR",
-                        help="a ratio study's folder with results.csv + curves.csv (batchmix.report.ratio_study): "
+                        help="a ratio study's folder with results.csv + curves.csv (batchmix.report.studies.ratio_study): "
                              "regenerate --markdown from them, no run folders needed")
     parser.add_argument("--study", default=None, help="study name (storage URL only; optional if the storage holds one study)")
     parser.add_argument("--out", default=None, help="output dir (default: <source>/report, or ./optuna_report_<study>)")
@@ -41,20 +41,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--from-results writes a README block: add --markdown README")
     try:
         if args.from_results is not None:
-            from batchmix.report.ratio_study import write_study_readme
+            from batchmix.report.studies.ratio_study import write_study_readme
 
             readme = write_study_readme(args.from_results, args.markdown,
-                                        command=f"python -m batchmix.report --from-results {args.from_results} --markdown {args.markdown}")
+                                        command=f"batchmix report --from-results {args.from_results} --markdown {args.markdown}")
             print(f"study tables: {readme}")
             return 0
         from batchmix.report.sweep_report import build_report
 
         path = build_report(args.source, args.out, study=args.study, window=args.window, tolerance=args.tolerance, title=args.title)
         if args.markdown:
-            from batchmix.report.study_markdown import write_study_markdown
+            from batchmix.report.markdown import write_study_markdown
 
             readme = write_study_markdown(args.source, args.markdown, zero_shot=args.zero_shot, window=args.window, tolerance=args.tolerance,
-                                          command="python -m batchmix.report <sweep> --markdown " + str(args.markdown))
+                                          command="batchmix report <sweep> --markdown " + str(args.markdown))
             print(f"study tables: {readme}")
     except BatchmixError as err:
         return error_line(err)

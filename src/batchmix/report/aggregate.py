@@ -1,15 +1,15 @@
 """Every run of a sweep (or one run) as one pandas table, and every per-step history as another.
 
 A run is a folder holding batchmix's `config.yaml` plus `metrics.json` and/or `history.csv` (what
-`batchmix.recipes.train.train` writes into each Hydra job dir); folders are found at any depth, so a
+`batchmix.run.train.train` writes into each Hydra job dir); folders are found at any depth, so a
 multirun dir, a dir of multiruns, or a single run dir all work. Hydra's own `.hydra/config.yaml`
 is not a run.
 
 `load_runs` columns: `run` (path relative to the given root), `run_dir`, `status` (complete = has
-metrics.json), `ratio_<type>` per batch type of `batchmix.batch_types` (`ratio_mono`, `ratio_cross`,
+metrics.json), `ratio_<type>` per batch type of `batchmix.mixing.batch_types` (`ratio_mono`, `ratio_cross`,
 `ratio_multi`, ...; a type missing from a run's ratio has share 0), `ratio` (label `mono/cross/multi`),
 `seed`, every metrics.json key, `before/<key>` for the aggregate keys of metrics_before.json,
-the convergence figures `conv/...` (`batchmix.convergence`, recomputed from history.csv so every run
+the convergence figures `conv/...` (`batchmix.eval.convergence`, recomputed from history.csv so every run
 uses the same smoothing), the validation-curve figures `conv/val/map/multi/...` (`val_convergence` of
 val_history.csv, else convergence.json's; absent for runs made before validation was logged), and
 `cfg/<dotted key>` for each config value that differs between runs.
@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from batchmix.batch_types import batch_type_names
-from batchmix.convergence import (DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_METRIC, convergence_summary, smoothed_curves,
+from batchmix.mixing.batch_types import batch_type_names
+from batchmix.eval.convergence import (DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_METRIC, convergence_summary, smoothed_curves,
                                   val_convergence)
-from batchmix.ratio import COMPLEMENT_KEY
-from batchmix.run_dir import RunDir, find_run_dirs, flatten
+from batchmix.mixing.ratio import COMPLEMENT_KEY
+from batchmix.core.run_dir import RunDir, find_run_dirs, flatten
 
 _RATIO_DECIMALS = 6  # shares are rounded for grouping: 0.30000000000000004 and 0.3 are one ratio
 

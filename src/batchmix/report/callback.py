@@ -24,7 +24,7 @@ log = logging.getLogger("batchmix")
 
 
 class ReportCallback(Callback):
-    """`window` / `tolerance`: as `python -m batchmix.report --window/--tolerance` (None: its defaults).
+    """`window` / `tolerance`: as `batchmix report --window/--tolerance` (None: its defaults).
     Imports nothing heavy until the sweep ends, so single runs start as fast as without it."""
 
     def __init__(self, window: int | None = None, tolerance: float | None = None, enabled: bool = True) -> None:
@@ -42,6 +42,6 @@ class ReportCallback(Callback):
             options = {k: v for k, v in (("window", self.window), ("tolerance", self.tolerance)) if v is not None}
             path = build_report(sweep_dir, **options)
         except Exception as err:  # noqa: BLE001 - the sweep's results are safe; the report is a view of them
-            log.warning("sweep report failed (%s: %s); rebuild with: python -m batchmix.report %s", type(err).__name__, err, sweep_dir)
+            log.warning("sweep report failed (%s: %s); rebuild with: batchmix report %s", type(err).__name__, err, sweep_dir)
             return
         print(f"report: {path}", flush=True)

@@ -4,7 +4,7 @@
 and owns what both views show: the per-ratio summary (mean ± std over seeds, one formatter), the
 convergence and validation-curve tables, the figures with their captions, the selection split, and
 the prose that explains them. `report/sweep_report.py` renders it to report.html,
-`report/study_markdown.py` to a study README; neither picks columns, formats numbers or describes
+`report/markdown.py` to a study README; neither picks columns, formats numbers or describes
 convergence on its own, so the two can never disagree.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from batchmix.batch_types import batch_type_names
-from batchmix.convergence import (ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_FRACTIONS, VAL_METRIC,
+from batchmix.mixing.batch_types import batch_type_names
+from batchmix.eval.convergence import (ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_FRACTIONS, VAL_METRIC,
                                   figure_name, fraction_name)
 from batchmix.eval.settings import HEADLINE_ORDER
 from batchmix.report import plots
@@ -152,13 +152,13 @@ class ReportModel:
         return tables
 
     def convergence_note(self) -> str:
-        """What the convergence figures mean (definitions: batchmix/convergence.py)."""
+        """What the convergence figures mean (definitions: batchmix/eval/convergence.py)."""
         p = f"{100 * self.tolerance:g} %"
         return (f"steps to {p}: the first global step from which the smoothed curve stays within {p} of its final "
                 f"smoothed value ('–': it did not stay there for the last {100 * DEFAULT_MIN_SETTLED:g} % of the run, or "
                 "the ratio has no batch of that type). AUC/step: trapezoid area under the raw curve divided by its step "
                 "span (its mean height; lower = lower loss over the whole run). final: last smoothed value. "
-                "Definitions: batchmix/convergence.py.")
+                "Definitions: batchmix/eval/convergence.py.")
 
     def val_table(self) -> pd.DataFrame:
         """Per ratio, over the runs with a validation curve: final val map/multi, steps to 90 / 95 % of it, AUC."""
@@ -179,7 +179,7 @@ class ReportModel:
                 f"steps to {p}: the first validated step at or above that share of the run's own final val value, "
                 "so ratios that end at different accuracies compare on speed; AUC/step: trapezoid area under the "
                 "val points divided by their step span (mean height; higher = more accurate over the whole run). "
-                "Defined by val_convergence in batchmix/convergence.py.")
+                "Defined by val_convergence in batchmix/eval/convergence.py.")
 
     def curves_note(self) -> str:
         return (f"Per batch type, smoothed with a bias-corrected EMA (span {self.window} observations of that type) on the "

@@ -4,7 +4,7 @@ optional `optuna_study.json`) or straight from its storage (`optuna.load_study`)
 The CSV is what `study.trials_dataframe(multi_index=False)` writes: `number`, `state`, `value` /
 `value_<metric name>` (one objective) or `values_<i>` / `values_<metric name>` (several),
 `params_<name>`, `user_attrs_<name>`. A trial's ratio (one share per batch type of
-`batchmix.batch_types`) comes from the user attributes `ratio.mono` / `ratio.cross` / `ratio.multi` / ...
+`batchmix.mixing.batch_types`) comes from the user attributes `ratio.mono` / `ratio.cross` / `ratio.multi` / ...
 (what the batchmix Optuna sweeper records) or `ratio_mono` / ..., else from params of those names or
 `mono` / ...; a single missing share is the complement. Objective
 directions and the study name come from the study itself (storage), else from `optuna_study.json`
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from batchmix.errors import BatchmixError
+from batchmix.core.errors import BatchmixError
 from batchmix.report.aggregate import ratio_columns, ratio_label
 
 TRIALS_FILE = "optuna_trials.csv"
@@ -54,7 +54,7 @@ class StudyTable:
 
 
 def guess_direction(metric: str) -> str:
-    from batchmix.selection import mode
+    from batchmix.eval.selection import mode
 
     name = metric.lower()
     return "minimize" if mode(name) == "min" or "loss" in name or "mse" in name else "maximize"

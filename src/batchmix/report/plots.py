@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.tri import Triangulation
 
-from batchmix.batch_types import batch_type_names, get_batch_type
-from batchmix.convergence import ALL, DEFAULT_WINDOW
-from batchmix.errors import BatchmixError
+from batchmix.mixing.batch_types import batch_type_names, get_batch_type
+from batchmix.eval.convergence import ALL, DEFAULT_WINDOW
+from batchmix.core.errors import BatchmixError
 from batchmix.eval.settings import EVAL_SETTINGS, SETTING_COLORS
 from batchmix.report.aggregate import (by_ratio, line_axis, ratio_columns, smoothed_histories, sort_columns, sweep_shape,
                                        triangle_columns)

@@ -4,7 +4,7 @@ A number used to choose (a checkpoint, a trial, a ratio) is optimistic; a reader
 numbers were and which were not. The objective in each run's config.yaml names it: `val/...` reads
 the val split, so the test and zero-shot numbers are untouched estimates; anything else but
 `train/...` reads the test split (only allowed with `allow_test_selection=true`), and the report says
-so plainly. The rule is `batchmix.selection.reads_test`, the one training enforces.
+so plainly. The rule is `batchmix.eval.selection.reads_test`, the one training enforces.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from batchmix.convergence import VAL_METRIC
-from batchmix.run_dir import RunDir
-from batchmix.selection import VAL_PREFIX, reads_test
+from batchmix.eval.convergence import VAL_METRIC
+from batchmix.core.run_dir import RunDir
+from batchmix.eval.selection import VAL_PREFIX, reads_test
 
 
 def run_objectives(run_dirs: Iterable[str | os.PathLike]) -> list[str]:

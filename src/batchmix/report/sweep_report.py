@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from batchmix.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
-from batchmix.errors import BatchmixError
-from batchmix.io import atomic_write_text
+from batchmix.eval.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
+from batchmix.core.errors import BatchmixError
+from batchmix.core.io import atomic_write_text
 from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.report.aggregate import ratio_columns, triangle_columns, used_ratio_columns
 from batchmix.report.html import Section, render_html

@@ -14,8 +14,8 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
-from batchmix.batch_types import batch_type_names
-from batchmix.convergence import VAL_METRIC
+from batchmix.mixing.batch_types import batch_type_names
+from batchmix.eval.convergence import VAL_METRIC
 from batchmix.report.plots import colour_key, mean_band, ratio_colors
 
 

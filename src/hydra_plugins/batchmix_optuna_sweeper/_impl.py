@@ -4,7 +4,7 @@ Why our own sweeper and not hydra-optuna-sweeper: that plugin (1.3.x) pins optun
 out current samplers and SQLAlchemy 2; Optuna's ask/tell API makes the loop a page of code.
 
 - Storage is always a database (default: SQLite in the sweep dir), so a job can reach its trial
-  (`batchmix.sweep.trial`) and a rerun with the same storage and study name resumes the study.
+  (`batchmix.run.sweep.trial`) and a rerun with the same storage and study name resumes the study.
 - `n_trials` is the study's target of finished (COMPLETE or PRUNED) trials, as Optuna's
   `MaxTrialsCallback`: a run adds only the missing ones, so a killed sweep rerun with the same
   command ends with exactly `n_trials`; a finished study runs nothing. Parallel sweepers on one
@@ -44,8 +44,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 
-from batchmix.errors import error_line
-from batchmix.sweep.trial import trial_env
+from batchmix.core.errors import error_line
+from batchmix.run.sweep.trial import trial_env
 
 from ._heartbeat import Heartbeat, fail_stale_trials, on_stale
 from ._loop import _Run

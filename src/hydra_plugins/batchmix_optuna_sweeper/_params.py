@@ -7,8 +7,8 @@ Grammar as in hydra-optuna-sweeper: `interval(a, b)` -> FloatDistribution (`int(
 excluded, as Hydra's basic sweeper does), a plain value -> passed unchanged to every job.
 Added: `simplex(a, b, c)` -> a point of the simplex over the sub-keys `<key>.a`, `<key>.b`,
 `<key>.c`, sampled as free coordinates `<key>.u1`, `<key>.u2` in [0, 1] and mapped uniformly onto
-the simplex (`batchmix.sweep.simplex.point_from_unit`), so no sampled point is ever rejected.
-`simplex()` with no names: one component per batch type of `batchmix.batch_types`, read when the
+the simplex (`batchmix.run.sweep.simplex.point_from_unit`), so no sampled point is ever rejected.
+`simplex()` with no names: one component per batch type of `batchmix.mixing.batch_types`, read when the
 trial is sampled (`ratio: simplex()` covers a type registered later too).
 """
 
@@ -21,8 +21,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from batchmix.batch_types import batch_type_names
-from batchmix.sweep.simplex import point_from_unit
+from batchmix.mixing.batch_types import batch_type_names
+from batchmix.run.sweep.simplex import point_from_unit
 
 
 @dataclass(frozen=True)

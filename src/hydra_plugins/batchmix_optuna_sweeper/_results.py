@@ -9,8 +9,8 @@ from typing import Any
 import optuna
 from omegaconf import OmegaConf
 
-from batchmix.selection import selection_split
-from batchmix.sweep.objectives import objective_names
+from batchmix.eval.selection import selection_split
+from batchmix.eval.objectives import objective_names
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from batchmix.errors import BatchmixError
-from batchmix.run_dir import RunDir
-from batchmix.sweep.objectives import select_objective
+from batchmix.core.errors import BatchmixError
+from batchmix.core.run_dir import RunDir
+from batchmix.eval.objectives import select_objective
 
 
 def result_from_run_dir(run_dir: Optional[Path], objective: Any) -> Optional[Any]:

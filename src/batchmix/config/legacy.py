@@ -1,0 +1,64 @@
+"""Config keys added (or renamed) after run folders were written, each with its *legacy* value:
+what a run made before the key existed did. Each key declares it where the key is checked
+(`added_key(...)` beside the option's own code), not in a central list.
+
+Why: a rerun resumes a run folder only if its config is the same run (batchmix.run.resume). A saved
+`config.yaml` that lacks a key is read as if it held the legacy value, so an old run folder
+resumes, and resumes with the behaviour it had, even when the key's new default differs (e.g.
+`loss.mask`: `answers` now, `ids` before it existed). A renamed key is read under its new name
+with its value translated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AddedKey:
+    key: str
+    legacy: Any
+    renamed_from: tuple[str, Mapping[Any, Any]] | None = None  # (old key, old value -> new value)
+
+
+_ADDED: dict[str, AddedKey] = {}
+
+
+def added_key(key: str, legacy: Any, renamed_from: tuple[str, Mapping[Any, Any]] | None = None) -> AddedKey:
+    """Declare `key` as added after runs were written, with the value such a run had."""
+    entry = _ADDED[key] = AddedKey(key, legacy, renamed_from)
+    return entry
+
+
+def added_keys() -> dict[str, AddedKey]:
+    """Every declaration. The modules that declare them are imported here, so a reader of saved
+    configs sees all of them whatever it imported itself."""
+    import batchmix.data.checks  # noqa: F401  data.sampler.avoid_shared_answers
+    import batchmix.losses.base  # noqa: F401  loss.mask
+    import batchmix.models.checks  # noqa: F401  model.train_top_layers, model.trunk_cache
+    import batchmix.models.export  # noqa: F401  export_full
+
+    return dict(_ADDED)
+
+
+def upgrade(saved: Mapping[str, Any], present: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A saved config (flat dotted keys) as today's code reads it, for the keys `present` in today's
+    config: a renamed key under its new name, a missing added key at its legacy value. Returns the
+    upgraded mapping and the keys it derived so (absent from the file under their names)."""
+    out, derived = dict(saved), []
+    for key, entry in added_keys().items():
+        if key in out or key not in present:
+            continue
+        old = entry.renamed_from
+        if old is not None and old[0] in out:
+            value = out.pop(old[0])
+            out[key] = old[1].get(value, value)
+        else:
+            out[key] = entry.legacy
+        derived.append(key)
+    for entry in added_keys().values():  # a renamed key's old name is gone from today's config
+        if entry.renamed_from is not None:
+            out.pop(entry.renamed_from[0], None)
+    return out, derived

@@ -1,1 +1,0 @@
-"""Recipes: the steps a command runs, shared by the commands that run them."""

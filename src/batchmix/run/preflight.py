@@ -1,0 +1,132 @@
+"""The pre-flight: every option checked before any data or model loads, so a typo costs a second.
+
+Each component checks its own options (the loss when built, the pooling when built, `data/checks.py`,
+`models/checks.py`, `eval/`, `distributed.py`, `eval/objectives.py`); this module only calls them,
+in one order, for `train.py` / `eval.py` / the sweep dry run, and checks the options of the run
+itself (`optim.lr`, `resume`, `checkpoint.every_n_steps`, the run dir). Every failure is one
+`BatchmixError` line.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from batchmix.data.checks import check_batches, check_data, check_data_files, check_loader
+from batchmix.core.distributed import check_world_size
+from batchmix.core.errors import BatchmixError
+from batchmix.eval.scoring import check_candidates
+from batchmix.eval.sets import eval_sets
+from batchmix.run.loggers import logger_builder
+from batchmix.losses import build_loss
+from batchmix.models.checks import check_model
+from batchmix.core.options import positive_int, positive_number, select, switch
+from batchmix.mixing.ratio import Ratio
+from batchmix.eval.selection import check_selection
+
+
+def check_ratio(cfg: DictConfig) -> Ratio:
+    ratio_cfg = select(cfg, "ratio")
+    if not isinstance(ratio_cfg, DictConfig):
+        raise BatchmixError(f"ratio={ratio_cfg!r} must be a mapping such as ratio.mono=0.5 ratio.multi=0.0")
+    return Ratio.from_mapping(OmegaConf.to_container(ratio_cfg, resolve=True))
+
+
+def validate(cfg: DictConfig) -> Ratio:
+    """Fail fast on impossible training settings, without reading a file. Returns the validated ratio."""
+    ratio = check_ratio(cfg)
+    check_batches(cfg)
+    build_loss(select(cfg, "loss"))  # the loss checks its own options; building it loads nothing
+    check_world_size(cfg)
+    check_model(cfg)
+    check_loader(cfg)
+    check_run(cfg)
+    logger_builder(cfg)  # the logger's options (nothing is started)
+    check_candidates(select(cfg, "eval.candidates"))
+    positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
+    eval_sets(cfg, warn=False)  # eval.sets: keys, splits, no training questions, data roots
+    check_selection(cfg)  # objective, pruning metric, best checkpoint: the val split only
+    positive_number("optim.lr", select(cfg, "optim.lr"), "3e-5")
+    return ratio
+
+
+def validate_train(cfg: DictConfig) -> Ratio:
+    """`validate`, then the data settings that need no file read (data root, languages, split shares)."""
+    ratio = validate(cfg)
+    check_data(cfg)
+    return ratio
+
+
+def validate_eval(cfg: DictConfig) -> None:
+    """What `eval.py` can check before its model loads."""
+    check_data_files(cfg)
+    check_candidates(select(cfg, "eval.candidates"))
+    positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
+    check_model(cfg)
+    check_device(OmegaConf.select(cfg, "device", default="auto"), OmegaConf.select(cfg, "precision", default="auto"))
+
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")  # auto: a batchmix run's own (run/evaluate.py)
+
+
+def check_device(device: Any, precision: Any) -> None:
+    """eval.py's `device` and `precision` (the trainer's, for train.py, are Lightning's to check)."""
+    if device not in DEVICES:
+        raise BatchmixError(f"device={device!r} is not one of {list(DEVICES)}; e.g. device=cuda (auto: a GPU if there is one)")
+    if precision not in PRECISIONS:
+        raise BatchmixError(f"precision={precision!r} is not one of {list(PRECISIONS)}; e.g. precision=bf16-mixed on a GPU")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BatchmixError("device=cuda but this machine has no usable CUDA device; use device=cpu or device=auto")
+
+
+def check_run(cfg: DictConfig) -> None:
+    switch("resume", OmegaConf.select(cfg, "resume", default=False))
+    for key in ("save_model", "export_full"):  # a typo such as export_full=ture would count as true
+        switch(key, OmegaConf.select(cfg, key, default=False))
+    check_every_n_steps(OmegaConf.select(cfg, "checkpoint.every_n_steps", default=50))
+    check_keep(OmegaConf.select(cfg, "checkpoint.keep", default="auto"))
+
+
+KEEP = ("auto", "all", "last", "best", "none")
+
+
+def check_keep(keep: Any) -> str:
+    """`checkpoint.keep`: which checkpoint files a finished run keeps (batchmix.run.checkpointing.resolve_keep)."""
+    if keep not in KEEP:
+        raise BatchmixError(f"checkpoint.keep={keep!r} is not one of {list(KEEP)}: e.g. checkpoint.keep=none in a sweep")
+    return keep
+
+
+def check_every_n_steps(value: Any) -> int:
+    """`checkpoint.every_n_steps`: how often `checkpoints/last.ckpt` is saved during training."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BatchmixError(
+            f"checkpoint.every_n_steps={value!r} must be a non-negative integer (0: only at the end of training and on SIGTERM)"
+        )
+    return value
+
+
+def check_writable(path: Path, key: str = "hydra.run.dir") -> Path:
+    """The run dir must be writable before hours of training, not after (`key`: the setting to fix)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # A probe file of its own: DDP ranks check the same dir at once, and a shared probe name
+        # let one rank delete the file another was about to delete (seen as a rank dying at start).
+        with tempfile.TemporaryFile(dir=path, prefix=".batchmix_write_test."):
+            pass
+    except OSError as err:
+        raise BatchmixError(f"output dir {path} is not writable ({err.strerror}); set {key}=<a writable folder>") from None
+    return path
+
+
+def offline_defaults() -> None:
+    """No network here is the normal case: never let an unreachable hub stall a run for minutes."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
