@@ -1,5 +1,5 @@
-"""Where the Hydra configs live (`CONF_DIR`) and the resolvers they use (`${bm_complement:...}`, the
-sweep's), registered on import. The checks of the options live with the components that own them;
+"""Where the Hydra configs live (`CONF_DIR`), the resolvers they use (`${bm_complement:...}`, the
+sweep's) and their schemas (config/schema.py), registered on import. The checks of the options live with the components that own them;
 `batchmix.run.preflight` runs them all before any data or model loads."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from batchmix.config.schema import register as register_schemas
 from batchmix.mixing.ratio import complement
 from batchmix.run.sweep.simplex import register_resolvers as register_sweep_resolvers
 
@@ -21,3 +22,4 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+register_schemas()

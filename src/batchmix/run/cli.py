@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from batchmix.config import CONF_DIR
 from batchmix.core.errors import BatchmixError, error_line, exit_on_error
@@ -58,12 +63,33 @@ class RunDirCheck(Callback):
             check_writable(Path(str(path)), key)
 
 
+@contextmanager
+def config_errors_in_one_line() -> Iterator[None]:
+    """A value of the wrong type or an unknown key, refused by Hydra while it composes the config (the
+    schemas of batchmix/config/schema.py), as batchmix's one line and status 2: Hydra would print it
+    over several lines and exit 1. HYDRA_FULL_ERROR lets the exception reach this block."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except (ConfigCompositionException, OmegaConfBaseException) as err:
+        lines = [str(e).splitlines()[0].strip() for e in (err, err.__cause__) if e is not None and str(e)]
+        sys.exit(error_line(f"{': '.join(lines)} (the keys and their types: docs/config.md)"))
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
 def train_main() -> None:
-    _train()
+    with config_errors_in_one_line():
+        _train()
 
 
 def eval_main() -> None:
-    _eval()
+    with config_errors_in_one_line():
+        _eval()
 
 
 def export_main(argv: list[str] | None = None) -> int:
@@ -114,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if kind == "argv":
         return int(entry(rest) or 0)
     sys.argv = [f"batchmix {name}", *rest]  # Hydra reads its overrides (and --help, -m, --cfg) from sys.argv
-    entry()
+    with config_errors_in_one_line():
+        entry()
     return 0
 
 
