@@ -111,14 +111,15 @@ def embedded_model_embeddings(
         print(f"embeddings: loaded from {cache}")
         return saved["q_emb"], saved["c_emb"]
 
-    from batchmix.losses import InfoNCELoss
     from batchmix.models.dual_encoder import DualEncoder
-    from batchmix.models.loading import EMBEDDED, load_encoder, load_tokenizer
+    from batchmix.models.loading import EMBEDDED
+    from batchmix.models.spec import ModelSpec
 
-    model = DualEncoder(
-        load_encoder(EMBEDDED), load_tokenizer(EMBEDDED), InfoNCELoss(), pooling="mean",
-        query_prefix="query: ", passage_prefix="passage: ", query_max_length=512, passage_max_length=512,
-    )
+    model = DualEncoder(ModelSpec(
+        name_or_path=EMBEDDED, architecture=None, pooling="mean", normalize=True, shared=True, query_prefix="query: ",
+        passage_prefix="passage: ", query_max_length=512, passage_max_length=512, freeze_embeddings=False,
+        train_top_layers=None, trunk_cache="off", gradient_checkpointing=False, compile=False, compile_backend="inductor",
+    ))
     start = time.perf_counter()
     tables = {}
     for tower, field in (("query", "questions"), ("passage", "candidates")):

@@ -5,7 +5,7 @@ This script compares three configurations of one `DualEncoder` training step:
 - `batch 32`: the first 32 pairs;
 - `batch 256`: 256 pairs in one graph;
 - `batch 256, cache_chunk=32`: the same 256 pairs through GradCache,
-  `build_dual_encoder(model_cfg, {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, "cache_chunk": 32}, optim_cfg)`.
+  `build_dual_encoder(model_cfg, build_loss({"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, "cache_chunk": 32}), optim_cfg)`.
 
 The step is `DualEncoder.training_step` (forward and the InfoNCE loss) followed by
 `loss.backward()`; under GradCache that backward runs the cached chunk passes. It is in train mode,
@@ -191,13 +191,14 @@ def _slice(batch: dict, n: int) -> dict:
 
 
 def measure(cfg, config: Config, batch_path: Path, device: str, threads: int) -> Measurement:
+    from batchmix.losses import build_loss
     from batchmix.models.factory import build_dual_encoder
 
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer attached: logging is a no-op
     torch.manual_seed(cfg.seed)
     loss_cfg = {"_target_": "batchmix.losses.InfoNCELoss", "temperature": cfg.loss.temperature, "cache_chunk": config.chunk}
-    module = build_dual_encoder(cfg.model, loss_cfg, cfg.optim).to(device).train()
+    module = build_dual_encoder(cfg.model, build_loss(loss_cfg), cfg.optim).to(device).train()
     if device == "cpu":
         # from_pretrained may leave fp32 weights backed by the mmapped safetensors file, paged in
         # on first touch: a step reading embedding rows no earlier step read would count them as

@@ -67,7 +67,10 @@ def main() -> int:
     texts = len(rows) + len(pool)
 
     module = build_dual_encoder({"name_or_path": EMBEDDED, "pooling": "mean", "query_prefix": "query: ", "passage_prefix": "passage: ",
-                                 "query_max_length": args.max_length, "passage_max_length": args.max_length}).eval()
+                                 "query_max_length": args.max_length, "passage_max_length": args.max_length, "architecture": None,
+                                 "normalize": True, "shared": True, "freeze_embeddings": False, "train_top_layers": None,
+                                 "trunk_cache": "off", "gradient_checkpointing": False, "compile": False,
+                                 "compile_backend": "inductor"}).eval()
     transformer = Transformer(resolve_name(EMBEDDED), max_seq_length=args.max_length)
     st_model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()], device="cpu")
     dataset = Dataset.from_dict({"anchor": [groups.pairs[g][lang].query for g, lang in rows],

@@ -248,10 +248,11 @@ def trainable(params) -> int:
 def build_batchmix_module(setup: BatchmixSetup):
     import lightning as L
 
+    from batchmix.losses import build_loss
     from batchmix.models.factory import build_dual_encoder
 
     L.seed_everything(setup.cfg.seed, workers=True, verbose=False)
-    return build_dual_encoder(setup.cfg.model, setup.cfg.loss, setup.cfg.optim)
+    return build_dual_encoder(setup.cfg.model, build_loss(setup.cfg.loss), setup.cfg.optim)
 
 
 def run_batchmix(setup: BatchmixSetup, total_steps: int, times: StepTimes, train_mode: bool) -> float:

@@ -33,9 +33,9 @@ import lightning as L  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
 from batchmix.eval.rounds import EvalRound  # noqa: E402
 from batchmix.eval.validation import LAReQAValidation  # noqa: E402
-from batchmix.losses import InfoNCELoss  # noqa: E402
 from batchmix.models.dual_encoder import DualEncoder  # noqa: E402
-from batchmix.models.loading import EMBEDDED, load_encoder, load_tokenizer  # noqa: E402
+from batchmix.models.loading import EMBEDDED  # noqa: E402
+from batchmix.models.spec import ModelSpec  # noqa: E402
 
 REFERENCE = {
     "xquad-r": {"map/mono": 0.800, "map/cross": 0.640, "map/multi": 0.298, "bias/rank_distance": 1214.0},
@@ -59,10 +59,11 @@ def main() -> int:
     args = parser.parse_args()
 
     corpus = load_lareqa(args.root, args.languages, name=args.corpus)
-    model = DualEncoder(
-        load_encoder(EMBEDDED), load_tokenizer(EMBEDDED), InfoNCELoss(),
-        pooling="mean", query_prefix="query: ", passage_prefix="passage: ", query_max_length=512, passage_max_length=512,
-    )
+    model = DualEncoder(ModelSpec(
+        name_or_path=EMBEDDED, architecture=None, pooling="mean", normalize=True, shared=True, query_prefix="query: ",
+        passage_prefix="passage: ", query_max_length=512, passage_max_length=512, freeze_embeddings=False,
+        train_top_layers=None, trunk_cache="off", gradient_checkpointing=False, compile=False, compile_backend="inductor",
+    ))
     start = time.perf_counter()
     round_ = EvalRound({"all": corpus}, tokenize=model.tokenize, batch_size=args.batch_size, width=model.embedding_dim)
     validation = LAReQAValidation()

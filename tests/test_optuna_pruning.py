@@ -10,9 +10,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from batchmix.config import CONF_DIR
-from batchmix.eval.scoring import evaluate_corpus
+from batchmix.eval.scoring import evaluate_embeddings
 from batchmix.run.sweep import trial as trial_context
 from batchmix.run.sweep.pruning import ValidationPruning, pruning_callbacks
+from embeddings import encode_corpus
 
 TINY = ["model=tiny", "data.languages=[en,de]", "data.batch_size=8", "data.batches_per_epoch=2", "save_model=false",
         "eval.before=false", "trainer.max_epochs=3", "ratio=cross_only"]
@@ -39,6 +40,7 @@ def setup(xquad_root):
     from batchmix.data.load import load_splits
     from batchmix.eval.rounds import EvalRound
     from batchmix.eval.validation import LAReQAValidation
+    from batchmix.losses import build_loss
     from batchmix.models.factory import build_dual_encoder
     from batchmix.mixing.ratio import Ratio
     from batchmix.mixing.sampler import HybridBatchSampler
@@ -49,7 +51,7 @@ def setup(xquad_root):
 
     def fit(callback: L.Callback, every: int = 2):
         L.seed_everything(0, verbose=False)
-        module = build_dual_encoder(cfg.model, cfg.loss, cfg.optim)
+        module = build_dual_encoder(cfg.model, build_loss(cfg.loss), cfg.optim)
         sampler = HybridBatchSampler([groups.langs_of(i) for i in range(len(groups))], 8, Ratio(0, 1, 0), batches_per_epoch=2, seed=0)
         collator = PairCollator(groups, module.tokenizer, query_prefix="", passage_prefix="", query_max_length=16, passage_max_length=16)
         validation = LAReQAValidation(EvalRound({"val": splits["val"]}, tokenize=module.tokenize, batch_size=64, width=module.embedding_dim))
@@ -79,7 +81,7 @@ def test_reported_value_is_the_val_curve_and_the_validation_metric(setup):
     curve = {row["step"]: row["val/map/multi"] for row in validation.history}
     assert trial.reports == pytest.approx(curve, rel=1e-6)  # the same points the curve holds (logged as float32)
     # An independent path: encode_texts (another batching) and the scorer on the last weights.
-    expected = evaluate_corpus(splits["val"], *module.encoders(64), progress=False)["map/multi"]
+    expected = evaluate_embeddings(splits["val"], *encode_corpus(splits["val"], module), progress=False)["map/multi"]
     assert trial.reports[6] == pytest.approx(expected, abs=1e-6)
 
 

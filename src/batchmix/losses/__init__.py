@@ -8,6 +8,7 @@ in its module docstring, one loss per file.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,17 @@ def build_loss(cfg: Mapping[str, Any]) -> BatchLoss:
     return build(cfg, "loss", loss_names(), "infonce", base=BatchLoss)
 
 
+def loss_class(target: Any) -> type[BatchLoss]:
+    """The class a `loss._target_` names, to read its class properties (e.g. `in_batch`) before
+    building it; `BatchLoss` for a target that names none (`build_loss` reports that)."""
+    module, _, name = str(target).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return BatchLoss
+    return cls if isinstance(cls, type) and issubclass(cls, BatchLoss) else BatchLoss
+
+
 __all__ = [
     "BatchLoss",
     "DistillMSELoss",
@@ -36,6 +48,7 @@ __all__ = [
     "LossOutput",
     "SimilarityMSELoss",
     "build_loss",
+    "loss_class",
     "loss_names",
     "similarity_mse",
 ]

@@ -22,10 +22,15 @@ every loss shares:
   id), `ids` (only rows of its parallel id) or `none`. How many entries it left out is logged every
   step as `masked` (train/<batch type>/masked).
 
+A loss wraps the model it trains (as sentence-transformers' losses do): `loss.step(model, batch)`
+embeds one training batch with the model's `encode` (`EncodingModel`: all it needs) and returns the
+`LossOutput`, plainly or, with `cache_chunk`, through GradCache (losses/grad_cache.py); it adds the
+false-negative mask keys to the batch first. So the models never import the losses.
+
 A loss that scores every query against every positive of the batch is *in-batch* (`in_batch = True`):
 its embeddings are gathered under DDP and it works with GradCache. A per-example loss sets
-`in_batch = False`. A loss that needs the model (e.g. a teacher built from the student) gets it in
-`bind(model)`, called once by `DualEncoder`; a loss that needs more texts in the batch names them
+`in_batch = False` (it has no negatives: `data.hard_negatives` is refused with it). A loss that needs
+the model (e.g. a teacher built from the student) gets it in `bind(model)`, called once by `DualEncoder`; a loss that needs more texts in the batch names them
 through `pivot_lang` (the collator adds `pivot_query` / `pivot_positive`).
 
 The in-batch similarity MSE (losses/similarity_mse.py) is logged for every batch type whatever loss
@@ -36,14 +41,16 @@ to `logs`, on the same embeddings the loss saw. Subclasses implement `compute`.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from batchmix.core.distributed import gather_padded, gather_with_grad
 from batchmix.core.errors import BatchmixError
 from batchmix.config.legacy import added_key
-from batchmix.losses.false_negatives import check_mask, shared_key_mask
+from batchmix.losses.false_negatives import CANDIDATE_PAD, QUERY_PAD, check_mask, mask_keys, shared_key_mask, stack_rows
+from batchmix.losses.grad_cache import grad_cached_loss
 from batchmix.core.options import positive_number, switch
 
 
@@ -71,6 +78,16 @@ def similarity_mse(q: Tensor, p: Tensor, masked: Tensor | None = None) -> Tensor
     target = torch.eye(*similarities.shape, dtype=similarities.dtype, device=similarities.device)
     errors = (similarities - target).square()
     return errors.mean() if masked is None else errors[~masked].mean()
+
+
+class EncodingModel(Protocol):
+    """What a loss needs from the model it trains (batchmix.models.dual_encoder.DualEncoder is one)."""
+
+    device: torch.device
+
+    def encode(self, features: dict[str, Tensor], tower: str = "query") -> Tensor: ...
+
+    def parameters(self) -> Any: ...
 
 
 class LossOutput(NamedTuple):
@@ -119,9 +136,49 @@ class BatchLoss(nn.Module):
     def bind(self, model: nn.Module) -> None:
         """Called once by the model that trains with this loss; the default needs nothing from it."""
 
+    @property
+    def gathers(self) -> bool:
+        """Whether the embeddings are all-gathered across DDP ranks (an in-batch loss with `gather`)."""
+        return self.in_batch and self.gather
+
+    def step(self, model: EncodingModel, batch: dict[str, Any]) -> LossOutput:
+        """The loss of one training batch, embedded by `model`: through GradCache with `cache_chunk`."""
+        batch = self.with_mask_keys(batch, model.device)
+        if self.cache_chunk is not None:
+            return grad_cached_loss(self, model, batch, self.cache_chunk)
+        q = self.gathered(model.encode(batch["query"], "query"))  # under DDP: the global batch's negatives
+        n = model.encode(batch["negative"], "passage") if "negative" in batch else None
+        return self(q, self.candidates(model.encode(batch["positive"], "passage"), n), batch)
+
+    def gathered(self, x: Tensor) -> Tensor:
+        """Every rank's embeddings, with gradients, under DDP when `gathers`; else `x`."""
+        return gather_with_grad(x) if self.gathers else x
+
+    def candidates(self, positives: Tensor, negatives: Tensor | None) -> Tensor:
+        """What each query is scored against: the (gathered) positives, then the (gathered) hard
+        negatives, in the order of `with_mask_keys`."""
+        p = self.gathered(positives)
+        return p if negatives is None else torch.cat([p, self.gathered(negatives)])
+
+    def with_mask_keys(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+        """The batch plus the keys the false-negative mask compares (`false_negatives.mask_keys`):
+        `query_keys` [B, Wq] and `candidate_keys` [B + M, Wc] (the positives, then the hard negatives),
+        all-gathered like the embeddings under DDP. A batch without `ids`, `mask=none` or a
+        per-example loss (no candidates to mask): the batch as it is."""
+        keys = mask_keys(batch, self.mask) if self.in_batch else None
+        if keys is None:
+            return batch
+
+        def rows(x: Tensor, pad: int) -> Tensor:
+            x = x.to(device)
+            return gather_padded(x, pad) if self.gathers else x
+
+        query, candidates = keys
+        return {**batch, "query_keys": rows(query, QUERY_PAD), "candidate_keys": stack_rows([rows(c, CANDIDATE_PAD) for c in candidates])}
+
     def candidate_mask(self, batch: dict[str, Any]) -> Tensor | None:
         """Bool [B, C]: the (query, candidate) pairs an in-batch loss leaves out, from the batch's
-        `query_keys` and `candidate_keys` (`DualEncoder.with_mask_keys`, for `self.mask`); None
+        `query_keys` and `candidate_keys` (`with_mask_keys`, for `self.mask`); None
         under `mask=none` or when the batch has no keys."""
         if MASK in batch:
             return batch[MASK]

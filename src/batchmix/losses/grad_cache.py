@@ -14,7 +14,8 @@ Tevatron). The loss L(q, p) depends on the encoder only through the embeddings, 
 Peak activation memory is that of one chunk (two in the last step); compute is one extra forward.
 
 Written here rather than taken from sentence-transformers because its loss is bound to its own
-model and trainer; this one works on a `DualEncoder` inside Lightning's automatic optimisation
+model and trainer; this one works on any model with `encode` (a `DualEncoder`), called by
+`BatchLoss.step`, inside Lightning's automatic optimisation
 (gradient clipping, accumulation, AMP scaling and DDP all unchanged):
 - the hook's `grad_output` carries Lightning's scaling (AMP loss scale, 1/accumulate_grad_batches);
 - the re-embedding runs under the autocast state of the forward pass;
@@ -27,16 +28,11 @@ model and trainer; this one works on a `DualEncoder` inside Lightning's automati
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import get_device_states, set_device_states
-
-from batchmix.losses import LossOutput
-
-if TYPE_CHECKING:
-    from batchmix.models.dual_encoder import DualEncoder
 
 
 class RandContext:
@@ -64,10 +60,11 @@ def _chunk(features: dict[str, Tensor], start: int, stop: int) -> dict[str, Tens
     return {k: v[start:stop] for k, v in features.items()}
 
 
-def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int) -> LossOutput:
-    """The loss's output for the whole batch; its `loss` is a leaf whose backward runs the cached
-    chunk passes. Works for any in-batch loss: the gradients of the loss's own learned parameters
-    (e.g. a learned temperature) are cached with those of the embeddings."""
+def grad_cached_loss(loss_fn: Any, module: Any, batch: dict[str, Any], chunk_size: int) -> Any:
+    """`loss_fn`'s output (a `LossOutput`) for the whole batch embedded by `module` (a
+    `base.EncodingModel`); its `loss` is a leaf whose backward runs the cached chunk passes. Works for
+    any in-batch loss: the gradients of the loss's own learned parameters (e.g. a learned
+    temperature) are cached with those of the embeddings."""
     # Hard negatives (batch["negative"]) are a third set of chunks, embedded by the passage tower.
     features = {"query": batch["query"], "passage": batch["positive"], **({"negative": batch["negative"]} if "negative" in batch else {})}
     pieces = [
@@ -83,19 +80,19 @@ def grad_cached_loss(module: DualEncoder, batch: dict[str, Any], chunk_size: int
             reps[name].append(module.encode(feats, TOWER[name]))
     leaves = {name: torch.cat(chunks).detach().requires_grad_() for name, chunks in reps.items()}
     with torch.enable_grad():
-        q_all = module.gather_embeddings(leaves["query"])
-        out = module.loss_fn(q_all, module.candidates(leaves["passage"], leaves.get("negative")), batch)
-        learned = [param for param in module.loss_fn.parameters() if param.requires_grad]
+        q_all = loss_fn.gathered(leaves["query"])
+        out = loss_fn(q_all, loss_fn.candidates(leaves["passage"], leaves.get("negative")), batch)
+        learned = [param for param in loss_fn.parameters() if param.requires_grad]
         grads = torch.autograd.grad(out.loss, [*leaves.values(), *learned])
     device = leaves["query"].device.type
     autocast = {"device_type": device, "enabled": torch.is_autocast_enabled(device), "dtype": torch.get_autocast_dtype(device)}
     cache = {**dict(zip(leaves, grads)), "loss": list(zip(learned, grads[len(leaves):]))}
     loss = out.loss.detach().requires_grad_()
     loss.register_hook(partial(_backward_hook, module, features, pieces, rng_states, cache, autocast))
-    return LossOutput(loss, out.logs)
+    return out._replace(loss=loss)
 
 
-def _backward_hook(module: DualEncoder, features, pieces, rng_states, cache, autocast, grad_output: Tensor) -> None:
+def _backward_hook(module: Any, features, pieces, rng_states, cache, autocast, grad_output: Tensor) -> None:
     params = [param for param in module.parameters() if param.requires_grad]
     last = {max(i for i, piece in enumerate(pieces) if piece[0] == name) for name in features}
 

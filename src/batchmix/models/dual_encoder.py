@@ -4,18 +4,14 @@ Queries and passages go through the same encoder by default (`shared=True`, as i
 arXiv 2408.10536); `shared=False` gives the passage tower its own copy. Embeddings are pooled
 (`cls` or `mean`) and L2-normalised, so a dot product is a cosine.
 
-The loss is a `BatchLoss` built from `conf/loss` (batchmix/losses/base.py: one interface). It owns
-its options (temperature, a distillation teacher) and says whether it is in-batch; this module never
-asks which loss trains. Every training step logs `train/loss` and each part the loss returns
-(`train/mse`, the in-batch similarity MSE logged whatever loss trains, because its convergence per
-batch type is what batchmix studies), and the same per batch type (`train/{mono,cross,multi}/loss`,
-`.../mse`). The per-step history is kept on the module (and in checkpoints) so a run can write it as
-a tidy CSV.
-
-Scale switches (arXiv 2408.10536 trains with batch 100): under DDP the embeddings of every rank
-are all-gathered with gradients for an in-batch loss (`loss.gather=true`), so the in-batch negatives
-are the global batch; `loss.cache_chunk=N` computes an in-batch loss with GradCache
-(losses/grad_cache.py), so a batch of 256 needs the activation memory of N.
+The loss is a `BatchLoss` built from `conf/loss` (batchmix/losses/base.py: one interface). As in
+sentence-transformers, the loss wraps the model it is given: `loss.step(model, batch)` embeds the
+batch with `encode` (plainly, or with GradCache for `loss.cache_chunk=N`, all-gathered under DDP for
+`loss.gather=true`), so this module imports nothing from batchmix.losses and never asks which loss
+trains. Every training step logs `train/loss` and each part the loss returns (`train/mse`, the
+in-batch similarity MSE logged whatever loss trains, because its convergence per batch type is what
+batchmix studies), and the same per batch type (`train/{mono,cross,multi}/loss`, `.../mse`). The
+per-step history is kept on the module (and in checkpoints) so a run can write it as a tidy CSV.
 """
 
 from __future__ import annotations
@@ -27,73 +23,74 @@ import lightning as L
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from batchmix.core.distributed import gather_padded, gather_with_grad, world_size
+from batchmix.core.distributed import world_size
 from batchmix.core.errors import BatchmixError
-from batchmix.losses import BatchLoss, LossOutput
-from batchmix.losses.false_negatives import CANDIDATE_PAD, QUERY_PAD, mask_keys, stack_rows
 from batchmix.models.frozen_weights import restore_frozen, strip_frozen
-from batchmix.losses.grad_cache import grad_cached_loss
+from batchmix.models.loading import load_encoder, load_tokenizer
 from batchmix.models.pooling import Pooling
+from batchmix.models.spec import ModelSpec, OptimSpec
 from batchmix.models.trunk_cache import TrunkStore, freeze_trunk, top_states, trunk_modules
 from batchmix.data.tokenize import tokenize
 
 
 class DualEncoder(L.LightningModule):
-    def __init__(
-        self,
-        encoder: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        loss: BatchLoss,
-        *,
-        pooling: str = "mean",
-        normalize: bool = True,
-        shared: bool = True,
-        query_prefix: str = "",
-        passage_prefix: str = "",
-        query_max_length: int = 64,
-        passage_max_length: int = 128,
-        freeze_embeddings: bool = False,
-        train_top_layers: int | None = None,
-        trunk_cache: str = "disk",
-        lr: float = 2e-5,
-        weight_decay: float = 0.01,
-        warmup_ratio: float = 0.1,
-    ) -> None:
+    """`spec`: the encoder(s) and how they embed; `loss`: what trains them (a `batchmix.losses` loss,
+    or None for a model that only encodes); `optim`: the optimiser's settings (None: not trained)."""
+
+    def __init__(self, spec: ModelSpec, loss: nn.Module | None = None, optim: OptimSpec | None = None) -> None:
         super().__init__()
+        self.spec, self.optim = spec, optim
+        self.tokenizer = load_tokenizer(spec.name_or_path)
+        encoder = load_encoder(spec.name_or_path, spec.architecture)
         self.query_encoder = encoder
-        self.passage_encoder = encoder if shared else copy.deepcopy(encoder)
-        self.tokenizer = tokenizer
-        self.pooler = Pooling(pooling)
-        self.normalize = normalize
-        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
-        self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
-        self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
+        self.passage_encoder = encoder if spec.shared else copy.deepcopy(encoder)
+        self.pooler = Pooling(spec.pooling)
+        self.normalize = spec.normalize
+        self.query_prefix, self.passage_prefix = spec.query_prefix, spec.passage_prefix
+        self.query_max_length, self.passage_max_length = spec.query_max_length, spec.passage_max_length
         for enc in (self.query_encoder, self.passage_encoder):
             if getattr(enc, "pooler", None) is not None:
                 # BERT-style poolers are unused by cls/mean pooling; frozen so no trainable weight
                 # goes without a gradient (which DDP would reject).
                 enc.pooler.requires_grad_(False)
-        if freeze_embeddings:
+        if spec.freeze_embeddings:
             # The 250k-row XLM-R vocabulary is most of a small model's weights; freezing it keeps
             # CPU steps fast and AdamW state small, and barely changes retrieval quality.
             for enc in self.distinct_encoders():
                 enc.get_input_embeddings().weight.requires_grad_(False)
         # train_top_layers=K: only the top K layers train; the frozen trunk below runs without dropout
         # and its output is cached per text (models/trunk_cache.py; trunk_cache=off: plain forward).
-        self.train_top_layers = train_top_layers
+        self.train_top_layers = spec.train_top_layers
         self.trunk_start: int | None = None
         self.trunk_store: TrunkStore | None = None
-        if train_top_layers is not None:
+        if spec.train_top_layers is not None:
             for enc in self.distinct_encoders():
-                self.trunk_start = freeze_trunk(enc, train_top_layers)
-            self.trunk_store = None if trunk_cache == "off" else TrunkStore(trunk_cache)
+                self.trunk_start = freeze_trunk(enc, spec.train_top_layers)
+            self.trunk_store = None if spec.trunk_cache == "off" else TrunkStore(spec.trunk_cache)
         # The loss (its temperature, and a distillation teacher built in `bind`) is a submodule: it
         # moves with the model, and its state is in the checkpoints (`loss_fn.log_temperature`).
         self.loss_fn = loss
-        loss.bind(self)
+        if loss is not None:
+            loss.bind(self)
         self.history: list[dict[str, Any]] = []
+        if spec.gradient_checkpointing:
+            # Recompute activations in backward: ~30% more compute for far less memory. Non-reentrant,
+            # so it works when one encoder embeds queries and passages in one step, and under DDP. After
+            # the loss is bound, so a distillation teacher (a copy of the student) keeps it off.
+            # transformers >= 5.24 names it activation checkpointing (the old name warns); older releases
+            # have only the old name.
+            for enc in self.distinct_encoders():
+                if hasattr(enc, "activation_checkpointing_enable"):
+                    enc.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                else:
+                    enc.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if spec.compile:
+            # nn.Module.compile: state-dict keys, checkpoints and exports are unchanged. dynamic=True:
+            # padded lengths change from batch to batch.
+            for enc in self.distinct_encoders():
+                enc.compile(backend=spec.compile_backend, dynamic=True)
 
     # ------------------------------------------------------------------ encoding
     def distinct_encoders(self) -> list[PreTrainedModel]:
@@ -177,49 +174,17 @@ class DualEncoder(L.LightningModule):
                 lambda texts: self.encode_texts(texts, "passage", batch_size, desc=False))
 
     # ------------------------------------------------------------------ training
-    def gather_embeddings(self, x: torch.Tensor) -> torch.Tensor:
-        """Every rank's embeddings, with gradients, under DDP for an in-batch loss with `gather=True`; else `x`."""
-        return gather_with_grad(x) if self.loss_fn.in_batch and self.loss_fn.gather else x
-
-    def with_mask_keys(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The batch plus the keys the loss's false-negative mask compares (`false_negatives.mask_keys`):
-        `query_keys` [B, Wq] and `candidate_keys` [B + M, Wc] (the positives, then the hard negatives),
-        all-gathered like the embeddings under DDP. A batch without `ids`, or `loss.mask=none`, is
-        returned as it is."""
-        keys = mask_keys(batch, self.loss_fn.mask) if self.loss_fn.in_batch else None  # a per-example loss has no candidates to mask
-        if keys is None:
-            return batch
-        gathered = self.loss_fn.in_batch and self.loss_fn.gather
-
-        def rows(x: torch.Tensor, pad: int) -> torch.Tensor:
-            x = x.to(self.device)
-            return gather_padded(x, pad) if gathered else x
-
-        query, candidates = keys
-        return {**batch, "query_keys": rows(query, QUERY_PAD), "candidate_keys": stack_rows([rows(c, CANDIDATE_PAD) for c in candidates])}
-
-    def candidates(self, positives: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
-        """What the loss scores each query against: the (gathered) positives, then the (gathered) hard
-        negatives, in the order of `with_mask_keys`."""
-        p = self.gather_embeddings(positives)
-        return p if negatives is None else torch.cat([p, self.gather_embeddings(negatives)])
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        batch = self.with_mask_keys(batch)
-        if self.loss_fn.cache_chunk is not None:
-            out = grad_cached_loss(self, batch, self.loss_fn.cache_chunk)
-        else:
-            q = self.gather_embeddings(self.encode(batch["query"], "query"))  # under DDP: the global batch's negatives
-            n = self.encode(batch["negative"], "passage") if "negative" in batch else None
-            out = self.loss_fn(q, self.candidates(self.encode(batch["positive"], "passage"), n), batch)
+        out = self.loss_fn.step(self, batch)  # the loss embeds the batch with this model (plain or GradCache)
         self._log_step(batch, out)
         return out.loss
 
-    def _log_step(self, batch: dict[str, Any], out: LossOutput) -> None:
-        """train/loss, train/<part> and the same per batch type (Lightning's logger); one history row."""
+    def _log_step(self, batch: dict[str, Any], out: Any) -> None:
+        """train/loss, train/<part> (the loss's `LossOutput`) and the same per batch type (Lightning's
+        logger); one history row."""
         loss = out.loss.detach()
         logs = {name: value.detach() for name, value in out.logs.items()}
-        btype, gathered = batch["batch_type"], self.loss_fn.in_batch and self.loss_fn.gather
+        btype, gathered = batch["batch_type"], self.loss_fn.gathers
         bs = len(batch["query"]["input_ids"]) * (world_size() if gathered else 1)  # the rows the loss saw
         self.log_dict(
             {"train/loss": loss, **{f"train/{k}": v for k, v in logs.items()},
@@ -291,11 +256,11 @@ class DualEncoder(L.LightningModule):
         trainer = self.attached_trainer()
         scaled = trainer is not None and str(trainer.precision) == "16-mixed"
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.lr, **({"foreach": True} if scaled else {"fused": True}),
+            [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.optim.lr, **({"foreach": True} if scaled else {"fused": True}),
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.optim.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:

@@ -61,7 +61,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
     run_cfg: dict[str, Any] = {}
     if cfg.checkpoint:
-        module, run_cfg = load_trained(cfg.checkpoint)
+        module, run_cfg = load_trained(cfg.checkpoint, cfg.model)  # cfg.model: what a copied-away model/ does not record
         warn_drift(RunDir.of_model(cfg.checkpoint).read_versions(), f"batchmix run {cfg.checkpoint}")
         data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
         if run_cfg.get("data", {}).get("name") == data_cfg.get("name"):

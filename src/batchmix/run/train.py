@@ -34,6 +34,7 @@ from batchmix.eval.validation import VAL, LAReQAValidation
 from batchmix.core.io import atomic_dir, write_json
 from batchmix.run.loggers import build_logger, log_final_results
 from batchmix.models.export import export_model
+from batchmix.losses import build_loss
 from batchmix.models.factory import build_dual_encoder
 from batchmix.eval.table import HEADLINE, metrics_table
 from batchmix.run.preflight import check_writable, offline_defaults, validate
@@ -103,7 +104,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # 4. Model.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_dual_encoder(cfg.model, cfg.loss, cfg.optim)
+    module = build_dual_encoder(cfg.model, build_loss(cfg.loss), cfg.optim)
     tokenizer = module.tokenizer
     text_settings = dict(
         query_prefix=cfg.model.query_prefix,
