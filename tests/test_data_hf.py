@@ -15,7 +15,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from batchmix.config import CONF_DIR  # noqa: E402
 from batchmix.data.checks import check_data, check_data_files  # noqa: E402
 from batchmix.data.corpus import Negative, Pair, TrainingGroups  # noqa: E402
-from batchmix.data.hf import HFPairs, check_hf_options, load_hf_training  # noqa: E402
+from batchmix.data.hf import check_hf_options, load_hf_training  # noqa: E402
+from batchmix.data.hf.views import HFPairs  # noqa: E402
 from batchmix.data.jsonl import load_training_jsonl, write_training_jsonl  # noqa: E402
 from batchmix.data.lareqa import load_lareqa  # noqa: E402
 from batchmix.data.load import load_splits  # noqa: E402
