@@ -46,3 +46,11 @@ def random_xquad_sized(question_ids: list[str], dim: int = 384, seed: int = 0):
         q_emb[lang] = torch.nn.functional.normalize(torch.randn(nq, dim, generator=gen), dim=1)
         c_emb[lang] = torch.nn.functional.normalize(torch.randn(n, dim, generator=gen), dim=1)
     return LAReQACorpus("xquad-r-random", sets), q_emb, c_emb
+
+
+def encode_corpus(corpus, model, batch_size: int = 64):
+    """(q_emb, c_emb) of every language by `model.encode_texts`: a batching of its own, apart from an
+    evaluation round's, for `evaluate_embeddings` as an independent path to a run's metrics."""
+    q_emb = {lang: model.encode_texts(list(ls.questions), "query", batch_size, desc=False) for lang, ls in corpus.languages.items()}
+    c_emb = {lang: model.encode_texts(list(ls.candidates), "passage", batch_size, desc=False) for lang, ls in corpus.languages.items()}
+    return q_emb, c_emb

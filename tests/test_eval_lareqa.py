@@ -12,7 +12,7 @@ from scipy import stats
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.scoring import candidate_texts, evaluate_corpus, evaluate_embeddings
+from batchmix.eval.scoring import candidate_texts, check_candidates, evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
 from embeddings import XQUAD_R_CANDIDATES, bag_of_trigrams, random_xquad_sized, trigram_xquad_slice
 
@@ -290,28 +290,15 @@ def test_real_xquad_r_slice_matches_reference(xquad_root):
     assert ours["bias/own_lang_first"] > 0.8 and ours["n_skipped/cross"] == 0.0
 
 
-def test_evaluate_corpus_encodes_once_and_equals_embeddings_path():
+def test_candidate_texts_are_the_sentence_or_the_sentence_then_its_paragraph():
     corpus, _, _ = toy_corpus(OVERLAPPING, 0)
-    calls = []
-
-    def encoder(kind):
-        def encode(texts):
-            calls.append((kind, list(texts)))
-            return bag_of_trigrams(texts)
-
-        return encode
-
-    out = evaluate_corpus(corpus, encoder("q"), encoder("p"), candidate_mode="context", progress=False)
-    assert [kind for kind, _ in calls] == ["q", "p"] * 3
-    en = corpus.languages["en"]  # calls: q/p for ar, de, en in corpus order
-    assert calls[4][1] == en.questions
-    assert calls[5][1] == [f"{s} {c}" for s, c in zip(en.candidates, en.candidate_contexts)]
+    en = corpus.languages["en"]
+    assert candidate_texts(en, "sentence") == en.candidates
+    assert candidate_texts(en, "context") == [f"{s} {c}" for s, c in zip(en.candidates, en.candidate_contexts)]
     q_emb = {lang: bag_of_trigrams(ls.questions) for lang, ls in corpus.languages.items()}
-    c_emb = {lang: bag_of_trigrams(candidate_texts(ls, "context")) for lang, ls in corpus.languages.items()}
-    assert out == evaluate_embeddings(corpus, q_emb, c_emb, progress=False)
-    sentence_mode = evaluate_corpus(corpus, encoder("q"), encoder("p"), progress=False)
-    assert calls[-1][1] == corpus.languages["en"].candidates
-    assert sentence_mode != out
+    scores = {mode: evaluate_embeddings(corpus, q_emb, {lang: bag_of_trigrams(candidate_texts(ls, mode)) for lang, ls in corpus.languages.items()},
+                                        progress=False) for mode in ("sentence", "context")}
+    assert scores["sentence"] != scores["context"]
 
 
 def test_bad_inputs_raise_one_line_errors():
@@ -327,12 +314,10 @@ def test_bad_inputs_raise_one_line_errors():
             evaluate_embeddings(corpus, q, c, progress=False)
         assert fragment in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(BatchmixError, match="eval.candidates='paragraph'"):
-        evaluate_corpus(corpus, bag_of_trigrams, bag_of_trigrams, candidate_mode="paragraph", progress=False)
-    with pytest.raises(BatchmixError, match=r"returned shape \(2, 512\)"):
-        evaluate_corpus(corpus, lambda texts: bag_of_trigrams(texts[:2]), bag_of_trigrams, progress=False)
+        check_candidates("paragraph")
     corpus.languages["de"].candidate_contexts = []
     with pytest.raises(BatchmixError, match="candidate_mode='context'"):
-        evaluate_corpus(corpus, bag_of_trigrams, bag_of_trigrams, candidate_mode="context", progress=False)
+        candidate_texts(corpus.languages["de"], "context")
     corpus.languages["de"].answer_index[0] = 999
     with pytest.raises(BatchmixError, match="answer_index 999"):
         evaluate_embeddings(corpus, q_emb, c_emb, progress=False)

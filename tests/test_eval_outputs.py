@@ -15,9 +15,9 @@ import torch
 
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.scoring import evaluate_corpus, evaluate_embeddings
+from batchmix.eval.scoring import evaluate_embeddings
 from batchmix.eval.metrics import METRIC_NAMES
-from batchmix.eval.outputs import evaluate_and_write, write_outputs
+from batchmix.eval.outputs import write_outputs
 from batchmix.eval.trec import RunCollector, write_trec
 from embeddings import bag_of_trigrams, random_xquad_sized, trigram_xquad_slice
 
@@ -207,17 +207,11 @@ def test_pairs_without_answers_are_empty_and_skipped_questions_left_out(tmp_path
         assert _ranx_scores(trec, setting, ["map"])["map"] == pytest.approx(metrics[_metric_key(setting)], abs=1e-6), setting
 
 
-def test_evaluate_and_write_end_to_end(tmp_path):
+def test_the_recipe_writes_every_output_end_to_end(tmp_path):
     corpus, _, _ = _toy()
-    calls = []
-
-    def encoder(texts):
-        calls.append(len(texts))
-        return bag_of_trigrams(texts)
-
-    metrics = evaluate_and_write(corpus, encoder, encoder, tmp_path / "eval", trec_depth=4, title="toy model v1", progress=False)
-    assert len(calls) == 6  # questions and candidates of 3 languages, each encoded once
-    assert metrics == evaluate_corpus(corpus, encoder, encoder, progress=False)
+    settings = {"batch_size": 5, "candidates": "sentence", "trec": True, "trec_depth": 4}
+    metrics = _evaluate_round(tmp_path / "eval", {"main": corpus}, settings, title="toy model v1")
+    assert metrics == _scored(corpus)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == metrics
     for name in ("map_matrix.csv", "map_matrix.png", "trec/multi.run", "trec/mono.en.qrels", "trec/README.txt"):
         assert (tmp_path / "eval" / name).is_file(), name
@@ -230,10 +224,6 @@ def test_bad_inputs_raise_one_line_errors(tmp_path):
     for depth in (-1, 1.5, "10", True):
         with pytest.raises(BatchmixError, match="trec_depth"):
             RunCollector(depth)
-    calls = []
-    with pytest.raises(BatchmixError, match="trec_depth=-3"):
-        evaluate_and_write(corpus, lambda t: calls.append(t), lambda t: calls.append(t), tmp_path, trec_depth=-3, progress=False)
-    assert calls == []  # rejected before any encoding
 
     runs = RunCollector(5)
     evaluate_embeddings(corpus, q_emb, c_emb, progress=False, runs=runs)
@@ -273,9 +263,16 @@ def _per_text(texts):
     return torch.cat([bag_of_trigrams([t], seed=zlib.crc32(t.encode())) for t in texts]).float() if texts else torch.empty(0, 512)
 
 
-def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp_path):
-    """`recipes.evaluate.evaluate_round`, what train.py (eval/<tag>/) and eval.py (its out dir) both run:
-    one Lightning validation loop over every corpus, equal to the scorer called on each corpus alone."""
+def _scored(corpus):
+    """The scorer on each language's `_per_text` embeddings: the reference the recipe must equal."""
+    q_emb = {lang: _per_text(ls.questions) for lang, ls in corpus.languages.items()}
+    c_emb = {lang: _per_text(ls.candidates) for lang, ls in corpus.languages.items()}
+    return evaluate_embeddings(corpus, q_emb, c_emb, progress=False)
+
+
+def _evaluate_round(out_dir, corpora, settings, title="toy", batch_sizes=None):
+    """`run.evaluate.evaluate_round`, what train.py (eval/<tag>/) and eval.py (its out dir) both run, with a
+    trigram model: one Lightning validation loop over every corpus; `batch_sizes` collects its batches."""
     import lightning as L
 
     from batchmix.eval.validation import LAReQAValidation
@@ -287,26 +284,30 @@ def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp
         def __init__(self):
             super().__init__()
             self.texts: list[str] = []
-            self.batch_sizes: list[int] = []
 
         def tokenize(self, texts, tower):
             self.texts += texts
             return {"ids": torch.arange(len(self.texts) - len(texts), len(self.texts))}
 
         def validation_step(self, batch, batch_idx, dataloader_idx=0):
-            self.batch_sizes.append(len(batch["rows"]))
+            if batch_sizes is not None:
+                batch_sizes.append(len(batch["rows"]))
             return {"rows": batch["rows"], "embeddings": _per_text([self.texts[i] for i in batch["features"]["ids"].tolist()])}
 
+    validation, model = LAReQAValidation(), TrigramModel()
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[validation], enable_progress_bar=False, enable_model_summary=False)
+    return evaluate_round(trainer, validation, model, corpora, "main", out_dir, settings, title=title, tag="final")
+
+
+def test_one_recipe_scores_the_main_corpus_and_every_set_into_its_own_folder(tmp_path):
+    """One validation loop over every corpus, equal to the scorer called on each corpus alone."""
     main, _, _ = _toy(0)
     other, _, _ = _toy(1, distractors=4)
     settings = {"batch_size": 7, "candidates": "sentence", "trec": False, "trec_depth": 100}
-    validation, model = LAReQAValidation(), TrigramModel()
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[validation], enable_progress_bar=False, enable_model_summary=False)
-    metrics = evaluate_round(trainer, validation, model, {"main": main, "other-set": other}, "main", tmp_path / "final", settings,
-                             title="toy", tag="final")
-    assert max(model.batch_sizes) == 7
-    own = evaluate_corpus(main, _per_text, _per_text, progress=False)
-    theirs = evaluate_corpus(other, _per_text, _per_text, progress=False)
+    batch_sizes = []
+    metrics = _evaluate_round(tmp_path / "final", {"main": main, "other-set": other}, settings, batch_sizes=batch_sizes)
+    assert max(batch_sizes) == 7
+    own, theirs = _scored(main), _scored(other)
     assert metrics == {**own, **{f"other-set/{k}": v for k, v in theirs.items()}}
     assert json.loads((tmp_path / "final" / "metrics.json").read_text()) == own  # the main corpus alone
     assert json.loads((tmp_path / "final" / "other-set" / "metrics.json").read_text()) == theirs

@@ -86,13 +86,14 @@ def test_the_frozen_trunk_runs_without_dropout_and_the_top_with_it():
 
 def test_evaluation_metrics_equal_the_plain_forward(xquad_root):
     from batchmix.data.lareqa import load_lareqa
-    from batchmix.eval.scoring import evaluate_corpus
+    from batchmix.eval.scoring import evaluate_embeddings
+    from embeddings import encode_corpus
 
     full = load_lareqa(xquad_root, ["de", "en"])
     corpus = full.subset(full.groups[:1], name="slice")
     plain, cached = pair()
-    a = evaluate_corpus(corpus, *plain.eval().encoders(), progress=False)
-    b = evaluate_corpus(corpus, *cached.eval().encoders(), progress=False)
+    a = evaluate_embeddings(corpus, *encode_corpus(corpus, plain.eval()), progress=False)
+    b = evaluate_embeddings(corpus, *encode_corpus(corpus, cached.eval()), progress=False)
     assert a.keys() == b.keys()
     assert all(abs(a[k] - b[k]) <= 1e-5 or (a[k] != a[k] and b[k] != b[k]) for k in a)  # NaN where both are NaN
 

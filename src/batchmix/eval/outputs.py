@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-from torch import Tensor
-
 from batchmix.data.corpus import LAReQACorpus
-from batchmix.eval.scoring import CandidateMode, evaluate_corpus
 from batchmix.eval.pair_matrix import pair_matrix, plot_pair_matrix, write_pair_matrix_csv
 from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.eval.trec import RunCollector, write_trec
@@ -59,31 +55,3 @@ def write_outputs(
         write_trec(out_dir / "trec", corpus, runs, tag=tag)
         paths["trec"] = out_dir / "trec"
     return paths
-
-
-def evaluate_and_write(
-    corpus: LAReQACorpus,
-    encode_queries: Callable[[list[str]], Tensor],
-    encode_passages: Callable[[list[str]], Tensor],
-    out_dir: str | os.PathLike,
-    *,
-    candidate_mode: CandidateMode = "sentence",
-    trec: bool = True,
-    trec_depth: int | None = 100,
-    title: str | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Encode, score (one pass, `evaluate_corpus`) and write every output of `write_outputs`.
-
-    `trec=False` skips the TREC files (they are large: ~1 GB for all of XQuAD-R at depth 100).
-    `trec_depth`: candidates per query in the TREC runs (None or 0: the full ranking, which an
-    outside scorer needs to reproduce our full-ranking mAP; XQuAD-R's multi run is then ~13k x 13k
-    lines). Returns the flat metrics, as `evaluate_corpus` does.
-    """
-    runs = RunCollector(trec_depth) if trec else None
-    metrics = evaluate_corpus(
-        corpus, encode_queries, encode_passages, candidate_mode=candidate_mode, device=device, progress=progress, runs=runs
-    )
-    write_outputs(out_dir, corpus, metrics, runs, title=title)
-    return metrics

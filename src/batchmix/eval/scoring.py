@@ -45,7 +45,7 @@ top-k candidates (for TREC run files) without scoring a second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -307,46 +307,3 @@ def check_candidates(mode: object) -> CandidateMode:
     if mode not in CANDIDATE_MODES:
         raise BatchmixError(f"eval.candidates={mode!r} is not one of {list(CANDIDATE_MODES)}: use eval.candidates=sentence (LAReQA) or context")
     return mode  # type: ignore[return-value]
-
-
-def _encode(encode: Callable[[list[str]], Tensor], texts: list[str], what: str) -> Tensor:
-    emb = torch.as_tensor(encode(texts))
-    if emb.dim() != 2 or emb.shape[0] != len(texts):
-        raise BatchmixError(
-            f"the {what} encoder returned shape {tuple(emb.shape)} for {len(texts)} texts; it must "
-            "return one row per text, [n_texts, D]"
-        )
-    return emb
-
-
-@torch.no_grad()
-def evaluate_corpus(
-    corpus: LAReQACorpus,
-    encode_queries: Callable[[list[str]], Tensor],
-    encode_passages: Callable[[list[str]], Tensor],
-    candidate_mode: CandidateMode = "sentence",
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    runs: RunCollector | None = None,
-) -> dict[str, float]:
-    """Encode every question and candidate once (per language), then `evaluate_embeddings`.
-
-    The encoders take a list of texts and return `[n, D]` L2-normalised embeddings (they batch
-    internally, add any model-specific prefixes such as E5's "query: " / "passage: "). `runs`: as
-    in `evaluate_embeddings`.
-    """
-    _check_corpus(corpus)
-    check_candidates(candidate_mode)
-    texts = {lang: (list(corpus.languages[lang].questions), candidate_texts(corpus.languages[lang], candidate_mode))
-             for lang in corpus.langs}
-    q_emb, c_emb = {}, {}
-    # One bar over every text of every language, so its rate and ETA hold across languages of
-    # different sizes; on a terminal only (tqdm's disable=None), never in CI logs.
-    total = sum(len(questions) + len(candidates) for questions, candidates in texts.values())
-    with tqdm(total=total, desc=f"encoding {corpus.name}", unit="text", disable=None if progress else True, leave=False) as bar:
-        for lang, (questions, candidates) in texts.items():
-            q_emb[lang] = _encode(encode_queries, questions, "query")
-            bar.update(len(questions))
-            c_emb[lang] = _encode(encode_passages, candidates, "passage")
-            bar.update(len(candidates))
-    return evaluate_embeddings(corpus, q_emb, c_emb, device=device, progress=progress, runs=runs)

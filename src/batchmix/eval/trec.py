@@ -65,7 +65,7 @@ class Ranking:
 class RunCollector:
     """Keeps the top `depth` candidates per query of every setting, from the evaluator's scores.
 
-    Pass one to `evaluate_embeddings(..., runs=collector)` (or `evaluate_corpus`): for each query
+    Pass one to `evaluate_embeddings(..., runs=collector)`: for each query
     chunk the evaluator hands over the [chunk, pool] score matrix it computed anyway; the
     collector takes the top `depth` of the whole pool (multi) and of each language block
     (mono / cross) on the scoring device, and moves only those to the CPU. No second scoring
