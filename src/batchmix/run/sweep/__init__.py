@@ -4,7 +4,3 @@ job, intermediate-value pruning, the objective(s) a job returns, and a training-
 The Optuna sweeper itself is a Hydra plugin (`hydra_plugins.batchmix_optuna_sweeper`), because
 Hydra only discovers sweepers in the `hydra_plugins` namespace package.
 """
-
-from batchmix.run.sweep.simplex import register_resolvers
-
-__all__ = ["register_resolvers"]
