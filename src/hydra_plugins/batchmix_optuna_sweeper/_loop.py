@@ -11,7 +11,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import Any, List, Optional, Protocol, Sequence
 
 import optuna
 from hydra.core.utils import JobReturn
@@ -22,10 +22,25 @@ from ._heartbeat import Heartbeat, fail_stale_trials, requeue
 from ._params import SearchSpace
 from ._study import FINISHED, StudyState, SweeperError, _finished, trial_id
 
-if TYPE_CHECKING:
-    from ._impl import OptunaSweeperImpl
-
 log = logging.getLogger(__name__)
+
+
+class _Sweeper(Protocol):
+    """What a `_Run` uses of its sweeper (`_impl.OptunaSweeperImpl`), named here so that `_impl`,
+    which builds the run, and this module do not import each other."""
+
+    n_trials: int
+    n_jobs: int
+    max_failure_rate: float
+    heartbeat_interval: int
+    launcher: Any
+
+    @property
+    def grace(self) -> int: ...
+    def _job_overrides(self, space: SearchSpace, trial: optuna.Trial, storage: str, study_name: str) -> List[str]: ...
+    def _salvage(self, trial: optuna.Trial, sweep_dir: Path) -> Optional[Any]: ...
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Optional[JobReturn], sweep_dir: Path,
+              missing: Optional[BaseException] = None) -> TrialState: ...
 
 
 def _consecutive_runs(trials: Sequence[optuna.Trial]) -> List[List[int]]:
@@ -43,7 +58,7 @@ class _Run:
     """One sweeper run: ask trials while the study is short of its target and this run's budget
     (the trials missing when it started) lasts, launch them, tell the results."""
 
-    def __init__(self, sweeper: OptunaSweeperImpl, study: optuna.Study, rdb: optuna.storages.RDBStorage, space: SearchSpace,
+    def __init__(self, sweeper: _Sweeper, study: optuna.Study, rdb: optuna.storages.RDBStorage, space: SearchSpace,
                  storage: str, sweep_dir: Path, budget: int) -> None:
         self.sweeper, self.study, self.rdb, self.space = sweeper, study, rdb, space
         self.storage, self.sweep_dir, self.budget = storage, sweep_dir, budget
