@@ -293,19 +293,19 @@ def test_config_trains_on_hf_and_evaluates_on_the_local_files(tmp_path, xquad_ro
     source = write(tmp_path, long_rows(expected, True), "train")
     cfg = compose_train([f"data.root={xquad_root}", "data.languages=[de,en]", "data.source=hf", "data.hf.path=parquet",
                          f"data.hf.data_files={source['data_files']}", "data.split.train=0", "data.split.val=0.5", "data.split.test=0.5"])
-    check_data(cfg)  # no train share needed: the pairs come from data.hf
+    check_data(cfg.data, cfg.eval.split)  # no train share needed: the pairs come from data.hf
     groups, splits = load_splits(cfg.data)
     assert groups == expected
     assert splits["test"].langs == ["de", "en"] and splits["test"].languages["en"].question_ids and splits["val"].languages["de"].questions
 
     with pytest.raises(BatchmixError, match=r"data.train_file=.* and data.source=hf both give training pairs"):
-        check_data(OmegaConf.merge(cfg, {"data": {"train_file": source["data_files"]}}))
+        check_data(OmegaConf.merge(cfg.data, {"train_file": source["data_files"]}), cfg.eval.split)
     with pytest.raises(BatchmixError, match=r"data.train_file=.* and data.source=hf"):
         load_splits(OmegaConf.merge(cfg, {"data": {"train_file": source["data_files"]}}).data)
     with pytest.raises(BatchmixError, match=r"data.hf.layout='tall'"):
-        check_data_files(OmegaConf.merge(cfg, {"data": {"hf": {"layout": "tall"}}}))
+        check_data_files(OmegaConf.merge(cfg.data, {"hf": {"layout": "tall"}}))
     wide = compose_train([f"data.root={xquad_root}", "data.source=hf", "data.hf.path=parquet", "data.hf.layout=wide",
                           'data.hf.columns.query="query_{lang}"'])
     assert wide.data.hf.columns.query == "query_{lang}"
     with pytest.raises(BatchmixError, match=r"data.hf.path=None must name the data"):
-        check_data_files(OmegaConf.merge(cfg, {"data": {"hf": {"path": None}}}))
+        check_data_files(OmegaConf.merge(cfg.data, {"hf": {"path": None}}))

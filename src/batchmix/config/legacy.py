@@ -1,6 +1,7 @@
 """Config keys added (or renamed) after run folders were written, each with its *legacy* value:
-what a run made before the key existed did. Each key declares it where the key is checked
-(`added_key(...)` beside the option's own code), not in a central list.
+what a run made before the key existed did. A key of a schema declares it in its field
+(`legacy(...)` in batchmix/config/schema.py); a key of an open node (`loss.mask`) with `added_key(...)`
+beside the option's own code.
 
 Why: a rerun resumes a run folder only if its config is the same run (batchmix.run.resume). A saved
 `config.yaml` that lacks a key is read as if it held the legacy value, so an old run folder
@@ -11,9 +12,12 @@ with its value translated.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
+
+from batchmix.config.schema import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,22 @@ def added_key(key: str, legacy: Any, renamed_from: tuple[str, Mapping[Any, Any]]
 
 
 def added_keys() -> dict[str, AddedKey]:
-    """Every declaration. The modules that declare them are imported here, so a reader of saved
-    configs sees all of them whatever it imported itself."""
-    import batchmix.data.checks  # noqa: F401  data.sampler.avoid_shared_answers
+    """Every declaration: the schema's, and those of the open nodes' modules (imported here, so a
+    reader of saved configs sees all of them whatever it imported itself)."""
     import batchmix.losses.base  # noqa: F401  loss.mask
-    import batchmix.models.checks  # noqa: F401  model.train_top_layers, model.trunk_cache
-    import batchmix.models.export  # noqa: F401  export_full
 
-    return dict(_ADDED)
+    return {**_schema_keys(TrainConfig), **_ADDED}
+
+
+def _schema_keys(schema: type, prefix: str = "") -> dict[str, AddedKey]:
+    out: dict[str, AddedKey] = {}
+    hints = typing.get_type_hints(schema)
+    for f in fields(schema):
+        if is_dataclass(hints[f.name]):
+            out.update(_schema_keys(hints[f.name], f"{prefix}{f.name}."))
+        elif "legacy" in f.metadata:
+            out[prefix + f.name] = AddedKey(prefix + f.name, f.metadata["legacy"])
+    return out
 
 
 def upgrade(saved: Mapping[str, Any], present: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

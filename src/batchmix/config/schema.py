@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, OmegaConf, ValidationError
 
 
 def legacy(default: Any, value: Any) -> Any:
@@ -104,6 +104,23 @@ class CheckpointConfig:
     every_n_steps: int = MISSING
     best: bool = MISSING
     keep: str = MISSING
+
+
+@dataclass
+class PruningConfig:
+    """The `pruning` node of hparams_search=ratio_optuna; a config without one does not prune."""
+    enabled: bool = False
+    metric: Optional[str] = None  # null: the objective
+
+
+def pruning_of(cfg: Any) -> PruningConfig:
+    """`cfg.pruning` typed (its defaults where the config has none); a wrong type as one line."""
+    from batchmix.core.errors import BatchmixError
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(PruningConfig, cfg.pruning if "pruning" in cfg else {}))
+    except ValidationError as err:
+        raise BatchmixError(f"pruning.{err.key}={err.value!r}: {str(err).splitlines()[0]}") from None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
 from batchmix.core.errors import BatchmixError
@@ -80,7 +80,7 @@ def gather_padded(x: Tensor, pad: int) -> Tensor:
 
 def check_world_size(cfg: DictConfig) -> None:
     """Under DDP data.batch_size is the global batch: it must split evenly over the processes."""
-    devices, nodes = OmegaConf.select(cfg, "trainer.devices", default=1), OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    devices, nodes = cfg.trainer.devices, select(cfg, "trainer.num_nodes") or 1  # num_nodes: only trainer=ddp sets it (Lightning: 1)
     if not (isinstance(devices, int) and isinstance(nodes, int)) or devices < 1 or nodes < 1:
         return  # "auto", -1, a device list: Lightning resolves them; the sampler checks again at setup
     world, batch = devices * nodes, select(cfg, "data.batch_size")

@@ -16,17 +16,19 @@ from batchmix.data.hf import check_hf_options
 from batchmix.data.load import check_hf_source, check_source
 from batchmix.data.negatives import check_negatives_options
 from batchmix.data.split import check_fractions
+from batchmix.config import CONF_DIR
+from batchmix.config.schema import DataConfig
 from batchmix.core.errors import BatchmixError
-from batchmix.config.legacy import added_key
+from batchmix.losses import loss_class, loss_names
 from batchmix.core.options import positive_int, select, switch
 from batchmix.mixing.sampler import MONO_MODES
 
 
-def check_batches(cfg: DictConfig) -> None:
+def check_batches(data: DataConfig) -> None:
     """`data.batch_size` and `data.batches_per_epoch` (null: one pass over the training ids)."""
-    positive_int("data.batch_size", select(cfg, "data.batch_size"))
-    if select(cfg, "data.batches_per_epoch") is not None:
-        positive_int("data.batches_per_epoch", select(cfg, "data.batches_per_epoch"))
+    positive_int("data.batch_size", data.batch_size)
+    if data.batches_per_epoch is not None:
+        positive_int("data.batches_per_epoch", data.batches_per_epoch)
 
 
 def check_num_workers(workers: Any) -> None:
@@ -37,34 +39,28 @@ def check_num_workers(workers: Any) -> None:
         )
 
 
-def check_loader(cfg: DictConfig) -> None:
+def check_loader(data: DataConfig, loss_target: str) -> None:
     """How batches are made: `data.pretokenize`, `data.sampler.avoid_shared_answers`, `data.num_workers`,
-    the hard negatives (and that the loss can use them)."""
-    switch("data.pretokenize", OmegaConf.select(cfg, "data.pretokenize", default=False))
-    switch("data.sampler.avoid_shared_answers", OmegaConf.select(cfg, "data.sampler.avoid_shared_answers", default=False))
-    check_num_workers(OmegaConf.select(cfg, "data.num_workers", default=0))
-    n, _ = check_negatives_options(OmegaConf.select(cfg, "data.hard_negatives", default=0),
-                                   OmegaConf.select(cfg, "data.negatives_lang", default="any"))
-    target = str(OmegaConf.select(cfg, "loss._target_", default=""))
-    if n and target.endswith("DistillMSELoss"):
-        raise BatchmixError(f"data.hard_negatives={n} has no use in loss=distill_mse (a per-example loss, no negatives); "
+    the hard negatives (and that the loss, `loss._target_`, can use them)."""
+    switch("data.pretokenize", data.pretokenize)
+    switch("data.sampler.avoid_shared_answers", data.sampler.avoid_shared_answers)
+    check_num_workers(data.num_workers)
+    n, _ = check_negatives_options(data.hard_negatives, data.negatives_lang)
+    if n and not loss_class(loss_target).in_batch:  # a per-example loss scores no negatives
+        name = next((k for k in loss_names() if OmegaConf.load(CONF_DIR / "loss" / f"{k}.yaml").get("_target_") == loss_target), loss_target)
+        raise BatchmixError(f"data.hard_negatives={n} has no use in loss={name} (a per-example loss, no negatives); "
                             f"set data.hard_negatives=0 or loss=infonce")
 
 
-# Runs made before the option drew batches without looking at answers (batchmix.config.legacy).
-added_key("data.sampler.avoid_shared_answers", False)
-
-
-def check_data(cfg: DictConfig) -> None:
-    """The data settings that need no file read (see the module docstring)."""
-    mono_mode = OmegaConf.select(cfg, "data.sampler.mono_mode", default="batch")
+def check_data(data: DataConfig, eval_split: str) -> None:
+    """The data settings that need no file read (see the module docstring); `eval_split`: the reported split."""
+    mono_mode = data.sampler.mono_mode
     if mono_mode not in MONO_MODES:
         raise BatchmixError(f"data.sampler.mono_mode={mono_mode!r} is not one of {list(MONO_MODES)}: use data.sampler.mono_mode=batch or pair")
-    split = select(cfg, "data.split")
+    split = select(data, "split")
     fractions = check_fractions(OmegaConf.to_container(split, resolve=True) if isinstance(split, DictConfig) else split)
     shares = ", ".join(f"{k}={v:g}" for k, v in fractions.items())
-    eval_split, train_file = OmegaConf.select(cfg, "eval.split", default="test"), select(cfg, "data.train_file")
-    from_hf = OmegaConf.select(cfg, "data.source", default="local") == "hf"
+    train_file, from_hf = data.train_file, data.source == "hf"
     if from_hf:
         check_hf_source({"train_file": train_file})
     if fractions.get(str(eval_split), 0.0) <= 0:
@@ -76,15 +72,15 @@ def check_data(cfg: DictConfig) -> None:
         raise BatchmixError(f"the training split would be empty: data.split has {shares}; set data.split.train=0.8 or give data.train_file=<pairs.jsonl>")
     if train_file and not Path(str(train_file)).expanduser().is_file():
         raise BatchmixError(f"data.train_file={str(train_file)!r} is not a file; give the path of a JSONL file of {{id, lang, query, positive}} rows")
-    check_data_files(cfg)
+    check_data_files(data)
 
 
-def check_data_files(cfg: DictConfig) -> None:
+def check_data_files(data: DataConfig) -> None:
     """`data.source`, `data.root` and one `<lang>.json` per language of `data.languages`, and with
     `data.source=hf` the `data.hf` options; reads no file."""
-    source = check_source(OmegaConf.select(cfg, "data.source", default="local"))
+    source = check_source(data.source)
     if source == "hf":  # training pairs from data.hf; evaluation still reads the local LAReQA files
-        check_hf_source({"train_file": OmegaConf.select(cfg, "data.train_file", default=None)})
-        check_hf_options(OmegaConf.select(cfg, "data.hf", default=None))
+        check_hf_source({"train_file": data.train_file})
+        check_hf_options(data.hf)
     if source in ("local", "hf"):
-        lareqa_files(select(cfg, "data.root"), select(cfg, "data.languages"), select(cfg, "data.name"))
+        lareqa_files(data.root, data.languages, data.name)

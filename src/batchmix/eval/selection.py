@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from batchmix.config.schema import pruning_of
 from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import BIAS_HIGHER_IS_BETTER
 from batchmix.eval.settings import VAL_CURVE_KEYS, VAL_SPLIT
@@ -52,26 +53,26 @@ def check_val_every_n_steps(value: Any) -> int:
 
 def check_selection(cfg: DictConfig) -> None:
     """Every choosing setting reads the val split (or allow_test_selection=true says otherwise)."""
-    allow = switch("allow_test_selection", OmegaConf.select(cfg, "allow_test_selection", default=False))
+    allow = switch("allow_test_selection", cfg.allow_test_selection)
+    pruning = pruning_of(cfg)
     objective = OmegaConf.select(cfg, "objective")
     check_objective(objective)
     names = objective_names(objective)
-    pruning_metric = OmegaConf.select(cfg, "pruning.metric", default=None)
+    pruning_metric = pruning.metric
     for key, name in [*(("objective", n) for n in names), *([("pruning.metric", pruning_metric)] if pruning_metric else [])]:
         if reads_test(name) and not allow:
             raise BatchmixError(
                 f"{key}={name!r} reads the reported (test) split, which must never choose a ratio or a checkpoint; "
                 f"use {key}={VAL_PREFIX}{name} (or allow_test_selection=true to choose on test anyway)"
             )
-    every = check_val_every_n_steps(OmegaConf.select(cfg, "eval.val_every_n_steps", default=0))
-    best = switch("checkpoint.best", OmegaConf.select(cfg, "checkpoint.best", default=False))
-    final_from = OmegaConf.select(cfg, "eval.final_from", default="last")
+    every = check_val_every_n_steps(cfg.eval.val_every_n_steps)
+    best = switch("checkpoint.best", cfg.checkpoint.best)
+    final_from = cfg.eval.final_from
     if final_from not in FINAL_FROM:
         raise BatchmixError(f"eval.final_from={final_from!r} is not one of {list(FINAL_FROM)}")
     if final_from == "best" and not best:
         raise BatchmixError("eval.final_from=best needs checkpoint.best=true (the checkpoint it reads)")
-    pruning = switch("pruning.enabled", OmegaConf.select(cfg, "pruning.enabled", default=False))
-    for key, on in (("checkpoint.best", best), ("pruning.enabled", pruning)):
+    for key, on in (("checkpoint.best", best), ("pruning.enabled", switch("pruning.enabled", pruning.enabled))):
         if not on:
             continue
         if not every:
@@ -85,5 +86,5 @@ def check_selection(cfg: DictConfig) -> None:
 def monitor(cfg: DictConfig, key: str = "objective") -> tuple[str, str]:
     """(metric, mode) that the best checkpoint (`objective`: its first name) or pruning
     (`pruning.metric`, null: the objective's) follows."""
-    name = OmegaConf.select(cfg, key, default=None) or objective_names(OmegaConf.select(cfg, "objective"))[0]
+    name = (pruning_of(cfg).metric if key == "pruning.metric" else None) or objective_names(cfg.objective)[0]
     return name, mode(name)

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from batchmix.mixing.batch_types import batch_type_names
 from batchmix.config import CONF_DIR
 from batchmix.core.errors import BatchmixError
-from batchmix.core.options import build
+from batchmix.core.options import build, select
 
 log = logging.getLogger("batchmix")
 
@@ -58,7 +58,7 @@ def build_logger(cfg: DictConfig, run_dir: str | os.PathLike):
 def logger_builder(cfg: DictConfig) -> Callable[..., Any] | None:
     """The builder of `cfg.logger` with its options bound (checked, nothing started: the pre-flight
     calls this too); None without a logger config."""
-    logger_cfg = OmegaConf.select(cfg, "logger", default=None)
+    logger_cfg = select(cfg, "logger")
     return build(logger_cfg, "logger", logger_names(), "csv") if logger_cfg else None
 
 
@@ -140,12 +140,12 @@ def wandb_run_name(cfg: DictConfig) -> str:
     readable in the W&B run list."""
     ratio = OmegaConf.to_container(cfg.ratio, resolve=True) if "ratio" in cfg else {}
     shares = "-".join(f"{float(ratio.get(k, 0.0)):g}" for k in batch_type_names())
-    return f"ratio={shares}_seed={OmegaConf.select(cfg, 'seed', default=0)}"
+    return f"ratio={shares}_seed={cfg.seed}"
 
 
 def sweep_group(cfg: DictConfig) -> str | None:
     """`logger.group`, else the sweep dir of a Hydra multirun (last two path parts), else None."""
-    explicit = OmegaConf.select(cfg, "logger.group", default=None)
+    explicit = select(cfg, "logger.group")
     if explicit:
         return str(explicit)
     try:

@@ -68,11 +68,11 @@ def check_mine(cfg: DictConfig, run_dir: str | Path) -> tuple[Any, int, str, Pat
     if unknown:  # MiningOptions(**mine) would raise a TypeError
         raise BatchmixError(f"mine has unknown option(s) {unknown}; the options are {names}")
     options = MiningOptions(**{k: v for k, v in mine.items() if k not in ("out", "batch_size")})
-    check_data_files(cfg)
+    check_data_files(cfg.data)
     batch_size = positive_int("mine.batch_size", mine.get("batch_size"))  # its default is conf/mine.yaml's
     device = select(cfg, "device") if "device" in cfg else "auto"
     check_device(device, "32-true")  # eval.py's check: one of auto|cpu|cuda, and cuda only with a GPU
-    out = check_out(mine.get("out"), run_dir, OmegaConf.select(cfg, "data.train_file", default=None))
+    out = check_out(mine.get("out"), run_dir, cfg.data.train_file)
     return options, batch_size, device, out
 
 

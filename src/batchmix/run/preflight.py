@@ -39,11 +39,11 @@ def check_ratio(cfg: DictConfig) -> Ratio:
 def validate(cfg: DictConfig) -> Ratio:
     """Fail fast on impossible training settings, without reading a file. Returns the validated ratio."""
     ratio = check_ratio(cfg)
-    check_batches(cfg)
+    check_batches(cfg.data)
     build_loss(select(cfg, "loss"))  # the loss checks its own options; building it loads nothing
     check_world_size(cfg)
     check_model(cfg)
-    check_loader(cfg)
+    check_loader(cfg.data, select(cfg, "loss._target_"))
     check_run(cfg)
     logger_builder(cfg)  # the logger's options (nothing is started)
     check_candidates(select(cfg, "eval.candidates"))
@@ -57,17 +57,17 @@ def validate(cfg: DictConfig) -> Ratio:
 def validate_train(cfg: DictConfig) -> Ratio:
     """`validate`, then the data settings that need no file read (data root, languages, split shares)."""
     ratio = validate(cfg)
-    check_data(cfg)
+    check_data(cfg.data, cfg.eval.split)
     return ratio
 
 
 def validate_eval(cfg: DictConfig) -> None:
     """What `eval.py` can check before its model loads."""
-    check_data_files(cfg)
+    check_data_files(cfg.data)
     check_candidates(select(cfg, "eval.candidates"))
     positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
     check_model(cfg)
-    check_device(OmegaConf.select(cfg, "device", default="auto"), OmegaConf.select(cfg, "precision", default="auto"))
+    check_device(cfg.device, cfg.precision)
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -88,11 +88,10 @@ def check_device(device: Any, precision: Any) -> None:
 
 
 def check_run(cfg: DictConfig) -> None:
-    switch("resume", OmegaConf.select(cfg, "resume", default=False))
-    for key in ("save_model", "export_full"):  # a typo such as export_full=ture would count as true
-        switch(key, OmegaConf.select(cfg, key, default=False))
-    check_every_n_steps(OmegaConf.select(cfg, "checkpoint.every_n_steps", default=50))
-    check_keep(OmegaConf.select(cfg, "checkpoint.keep", default="auto"))
+    for key in ("resume", "save_model", "export_full"):  # a typo such as export_full=ture would count as true
+        switch(key, cfg[key])
+    check_every_n_steps(cfg.checkpoint.every_n_steps)
+    check_keep(cfg.checkpoint.keep)
 
 
 KEEP = ("auto", "all", "last", "best", "none")

@@ -25,7 +25,7 @@ def result_from_run_dir(run_dir: Optional[Path], objective: Any) -> Optional[Any
     try:
         metrics = rd.read_metrics()
         if rd.config_file.is_file():
-            objective = OmegaConf.select(rd.load_config(), "objective", default=objective)
+            objective = OmegaConf.select(rd.load_config(), "objective") or objective
         return None if objective is None else select_objective(objective, metrics)
     except (OSError, ValueError, BatchmixError):
         return None

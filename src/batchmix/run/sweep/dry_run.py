@@ -22,7 +22,9 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from batchmix.config.schema import pruning_of
 
 from batchmix.mixing.batch_types import batch_type_names
 from batchmix.config import CONF_DIR  # registers the resolvers the configs use
@@ -61,14 +63,14 @@ def main(cfg: DictConfig) -> float | list[float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         RunDir(run_dir).write_config(cfg)
         metrics = synthetic_metrics(ratio)
-        every = int(OmegaConf.select(cfg, "eval.val_every_n_steps", default=0) or 0)
-        trial = current_trial() if OmegaConf.select(cfg, "pruning.enabled", default=False) else None
+        every, pruning = cfg.eval.val_every_n_steps, pruning_of(cfg)
+        trial = current_trial() if pruning.enabled else None
         if trial is not None and len(trial.study.directions) == 1:
             steps = int(cfg.trainer.max_steps) if int(cfg.trainer.max_steps) > 0 else 3 * every
-            metric = OmegaConf.select(cfg, "pruning.metric", default=None) or "val/map/multi"
+            metric = pruning.metric or cfg.objective
             for step in range(every, steps + 1, every):
                 report(trial, metrics[metric] * step / steps, step)
-        time.sleep(float(OmegaConf.select(cfg, "dry_run.seconds", default=0) or 0))
+        time.sleep(float(cfg.dry_run.seconds) if "dry_run" in cfg else 0.0)
         RunDir(run_dir).write_metrics(metrics)
         return select_objective(cfg.objective, metrics)
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from batchmix.config.schema import pruning_of
 
 from batchmix.eval.selection import monitor
 from batchmix.run.sweep.trial import current_trial, report
@@ -56,7 +58,7 @@ class ValidationPruning(L.Callback):
 def pruning_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """The callbacks `train()` adds for `cfg.pruning` (none when off or outside an Optuna trial);
     `batchmix.eval.selection` checked the metric and eval.val_every_n_steps before anything loaded."""
-    if not OmegaConf.select(cfg, "pruning.enabled", default=False):
+    if not pruning_of(cfg).enabled:
         return []
     trial = current_trial()
     if trial is None:
