@@ -18,7 +18,6 @@ VAL_SPLIT = "val"
 # The order the printed metrics tables list them in: the multilingual pool (LAReQA's headline) first.
 HEADLINE_ORDER: tuple[str, ...] = ("multi", "mono", "cross")
 SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
-SETTING_COLORS = {"mono": "#1f77b4", "cross": "#ff7f0e", "multi": "#2ca02c"}
 # The val-curve figures every periodic validation logs as `val/<key>` (and the only ones the best
 # checkpoint and pruning can follow); val_history.csv keeps every aggregate figure.
 VAL_CURVE_KEYS: tuple[str, ...] = ("map/multi", "map/mono", "map/cross", "recall@10/multi", "bias/rank_distance")

@@ -6,6 +6,7 @@ from typing import Mapping
 
 from batchmix.eval.settings import HEADLINE_ORDER
 
+# What train and eval print: every headline metric; batchmix.report.headlines cuts the reports' lists from it.
 HEADLINE = (
     *(f"map/{setting}" for setting in HEADLINE_ORDER),
     "map@20/multi", "mrr/multi", "recall@10/multi", "ndcg@10/multi",

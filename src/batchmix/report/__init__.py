@@ -2,7 +2,7 @@
 
 Reusable pieces (also used by notebooks/ratio_sweep_analysis.ipynb):
 `load_runs`, `load_histories`, `load_val_histories`, `smoothed_histories`, `by_ratio`, `sweep_shape`
-(aggregate), the `plot_*` functions (plots, val_curve), `selection_note` (selection_split),
+(aggregate), the `plot_*` functions and palettes (plots), `selection_note` (selection_split),
 `build_report` (sweep_report), `ReportModel` (model). Imported lazily, so the Hydra callback in
 `batchmix.report.callback` costs nothing until a sweep ends.
 """

@@ -13,7 +13,6 @@ report); the paper's claims and their noise rule from `report/studies/paper_clai
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ from batchmix.eval.settings import EVAL_SETTINGS as SETTINGS
 from batchmix.core.io import atomic_write_text
 from batchmix.report import plots
 from batchmix.report.aggregate import by_ratio, ratio_columns
-from batchmix.report.model import VAL_TABLE_CAPTION, ReportModel, cell, fmt_mean_std
+from batchmix.report.headlines import BIAS_COLUMNS, STUDY_HEADLINE
+from batchmix.report.model import VAL_TABLE_CAPTION, ReportModel, cell, ratio_rows
 from batchmix.report.studies.paper_claims import PAPER_RANK_DISTANCE, EvalSetInfo, direction_checks, schedule_name
 from batchmix.core.run_dir import RunDir, find_run_dirs
 
@@ -91,15 +91,12 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
         raise BatchmixError(f"no complete run (config.yaml + metrics.json) under {sweep}; run the study first")
     first_cfg = RunDir(complete["run_dir"].iloc[0]).read_config()
     sets, missing = eval_sets_of(complete, first_cfg)
-    metric_cols = [f"{es.prefix}{m}" for es in sets for m in
-                   (*(f"map/{s}" for s in SETTINGS), "bias/rank_distance", "bias/own_lang_first", "bias/mrc", "recall@10/multi",
-                    "ndcg@10/multi")]
-    types = batch_type_names()  # training batch types (the columns above are evaluation settings)
+    types = batch_type_names()  # training batch types (STUDY_HEADLINE's settings are evaluation settings)
     # "last 10": `convergence.mean_of_last`, from each run's history.csv (not in load_runs: runs.csv stays as it was)
     last = [mean_of_last(h) if (h := RunDir(d).read_history()) is not None else {} for d in complete["run_dir"]]
     complete = pd.concat([complete, pd.DataFrame(last, index=complete.index)], axis=1)
     conv_cols = [f"conv/{t}/{c}/last{LAST_N}" for t in types for c in ("loss", "mse")] + [f"conv/{t}/loss/auc" for t in types]
-    table = by_ratio(complete, [*metric_cols, *conv_cols, "train/steps"])
+    table = by_ratio(complete, [*(f"{es.prefix}{m}" for es in sets for m in STUDY_HEADLINE), *conv_cols, "train/steps"])
     table["schedule"] = [schedule_name(*r) for r in table[list(ratio_columns())].itertuples(index=False)]
     order = {"mono only": 0, "cross only": 1, "hybrid": 2}
     table = table.sort_values("schedule", key=lambda s: s.map(lambda x: order.get(x, 3)), kind="stable")
@@ -114,33 +111,36 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
     timing = _timing(sweep)
     if timing:
         out += [timing, ""]
+    out += _map_section(table, sets, missing, model, zs)
+    out += _bias_section(table, sets, zs, with_mrc=any(f"{es.prefix}bias/mrc" in complete for es in sets))
+    out += ["### The paper's direction, checked on these runs", "",
+            "\"Tied\" = the difference is within two standard errors of the difference over seeds. The paper column "
+            "applies the same comparison to its Table 1 (no seeds there; \"best or tied\" allows 0.01 on monolingual mAP).", "",
+            md_table(["claim (paper, Table 1)", "evaluation set", "paper", "difference here", "here"], direction_checks(table, sets)), ""]
+    out += _convergence_section(table, types, report)
+    figs = report.curve_figures()
+    figs += [report.final_vs_ratio_figure(es.prefix, es.label, name=f"map_by_ratio_{es.prefix.rstrip('/') or 'heldout'}") for es in sets]
+    out += figures_section([(f.name, f.caption, f.figure) for f in figs], figures_dir, figures_link)
+    return "\n".join(out).rstrip() + "\n"
 
-    # Table 1 layout: rows = batch schedule, column groups = evaluation sets.
-    header = ["model", "batches", f"ratio {'/'.join(types)}", "seeds"] + [f"{es.label} {s}" for es in sets for s in SETTINGS]
-    rows = []
-    if zs is not None:
-        rows.append([model, "none (zero-shot)", "–", "–"] + [fmt_mean_std(zs.get(f"{es.prefix}map/{s}", math.nan), math.nan, 1) for es in sets for s in SETTINGS])
-    for _, r in table.iterrows():
-        rows.append([model, r["schedule"], r["ratio"], int(r["n"])]
-                    + [cell(r, f"{es.prefix}map/{s}") for es in sets for s in SETTINGS])
-    out += ["### mAP (the paper's Table 1 layout; mean ± sample std over seeds)", "", md_table(header, rows), ""]
-    if missing:
-        out += [f"Configured but not found on this machine, so not scored: {', '.join(missing)} "
-                "(`required: false`; rerun the study once the data exists).", ""]
 
-    # Language bias.
-    # (key, header, digits); runs scored before MRC existed have no bias/mrc, and then no MRC column
-    bias_cols = [("bias/rank_distance", "rank distance", 1), ("bias/own_lang_first", "own-language first", 3)]
-    with_mrc = any(f"{es.prefix}bias/mrc" in complete for es in sets)
-    bias_cols += [("bias/mrc", "MRC", 3)] if with_mrc else []
-    header = ["batches", "ratio"] + [f"{es.label} {name}" for es in sets for _, name, _ in bias_cols]
-    rows = []
-    if zs is not None:
-        rows.append(["none (zero-shot)", "–"] + [fmt_mean_std(zs.get(f"{es.prefix}{key}", math.nan), math.nan, 1, digits)
-                                                 for es in sets for key, _, digits in bias_cols])
-    for _, r in table.iterrows():
-        rows.append([r["schedule"], r["ratio"]] + [cell(r, f"{es.prefix}{key}", digits) for es in sets for key, _, digits in bias_cols])
-    out += ["### Language bias (rank distance: per multilingual query, worst minus best rank of its answers across "
+def _map_section(table: pd.DataFrame, sets: list[EvalSetInfo], missing: list[str], model: str, zs: dict | None) -> list[str]:
+    """mAP in the paper's Table 1 layout: rows = batch schedule, column groups = evaluation sets."""
+    header = ["model", "batches", f"ratio {'/'.join(batch_type_names())}", "seeds"] + [f"{es.label} {s}" for es in sets for s in SETTINGS]
+    rows = ratio_rows(table, lambda r: [model, r["schedule"], r["ratio"], int(r["n"])],
+                      [(f"{es.prefix}map/{s}", 3) for es in sets for s in SETTINGS], zs, [model, "none (zero-shot)", "–", "–"])
+    return ["### mAP (the paper's Table 1 layout; mean ± sample std over seeds)", "", md_table(header, rows), ""] + (
+        [f"Configured but not found on this machine, so not scored: {', '.join(missing)} "
+         "(`required: false`; rerun the study once the data exists).", ""] if missing else [])
+
+
+def _bias_section(table: pd.DataFrame, sets: list[EvalSetInfo], zs: dict | None, with_mrc: bool) -> list[str]:
+    """Language bias per evaluation set; runs scored before MRC existed have no bias/mrc, and then no MRC column."""
+    columns = [c for c in BIAS_COLUMNS if with_mrc or c[0] != "bias/mrc"]
+    header = ["batches", "ratio"] + [f"{es.label} {name}" for es in sets for _, name, _ in columns]
+    rows = ratio_rows(table, lambda r: [r["schedule"], r["ratio"]],
+                      [(f"{es.prefix}{key}", digits) for es in sets for key, _, digits in columns], zs, ["none (zero-shot)", "–"])
+    return ["### Language bias (rank distance: per multilingual query, worst minus best rank of its answers across "
             "languages, lower = less biased; own-language first: share of queries whose same-language answer ranks first "
             "among its answers" + ("; MRC: mean Spearman correlation between the rankings of the pool by a question's "
             "translations, Yang, Jiang and Baldwin 2025, higher = less biased" if with_mrc else "") + ")", "", md_table(header, rows), "",
@@ -149,37 +149,29 @@ def study_markdown(sweep: str | os.PathLike, figures_dir: Path, figures_link: st
             + " (a candidate pool of all "
             "of XQuAD-R; ours is the held-out articles, so absolute values are not comparable, only the order).", ""]
 
-    # Directions.
-    out += ["### The paper's direction, checked on these runs", "",
-            "\"Tied\" = the difference is within two standard errors of the difference over seeds. The paper column "
-            "applies the same comparison to its Table 1 (no seeds there; \"best or tied\" allows 0.01 on monolingual mAP).", "",
-            md_table(["claim (paper, Table 1)", "evaluation set", "paper", "difference here", "here"], direction_checks(table, sets)), ""]
 
-    # Convergence: raw means of each type's last 10 batches (`convergence.mean_of_last`) and the area
-    # under each type's loss curve; short runs are too short for "steps to settle".
+def _convergence_section(table: pd.DataFrame, types: list[str], report: ReportModel) -> list[str]:
+    """Raw means of each type's last 10 batches (`convergence.mean_of_last`) and the area under each type's
+    loss curve (short runs are too short for "steps to settle"), then the validation curve's table."""
     header = ["batches", "steps"] + [f"{c} · {t}" for c in ("loss, last 10", "MSE, last 10", "loss AUC/step") for t in types]
-    rows = []
-    for _, r in table.iterrows():
-        cells = [cell(r, f"conv/{t}/{c}/last{LAST_N}") for c in ("loss", "mse") for t in types]
-        cells += [cell(r, f"conv/{t}/loss/auc") for t in types]
-        rows.append([r["schedule"], cell(r, "train/steps", 0)] + cells)
-    out += ["### Convergence per batch type (mean of the type's last 10 training batches, and the mean height of its "
-            "loss curve over the run; curves in the figures below)", "", md_table(header, rows), ""]
-    if report.has_val_curve:  # the validation curve's speed and level; runs without val_history.csv: one line
-        val = report.val_table()
-        out += [f"### {VAL_TABLE_CAPTION}", "", report.val_note(), "", md_table(list(val.columns), val.values.tolist()), ""]
-    else:
-        out += [report.val_note(), ""]
+    keys = [(f"conv/{t}/{c}/last{LAST_N}", 3) for c in ("loss", "mse") for t in types] + [(f"conv/{t}/loss/auc", 3) for t in types]
+    out = ["### Convergence per batch type (mean of the type's last 10 training batches, and the mean height of its "
+           "loss curve over the run; curves in the figures below)", "",
+           md_table(header, ratio_rows(table, lambda r: [r["schedule"], cell(r, "train/steps", 0)], keys)), ""]
+    if not report.has_val_curve:  # runs without val_history.csv: one line
+        return out + [report.val_note(), ""]
+    val = report.val_table()
+    return out + [f"### {VAL_TABLE_CAPTION}", "", report.val_note(), "", md_table(list(val.columns), val.values.tolist()), ""]
 
-    # Figures.
+
+def figures_section(figures: list[tuple[str, str, object]], figures_dir: Path, figures_link: str) -> list[str]:
+    """Each (name, caption, Figure) saved as `figures_dir/<name>.png` and shown under its caption."""
     figures_dir.mkdir(parents=True, exist_ok=True)
-    figs = report.curve_figures()
-    figs += [report.final_vs_ratio_figure(es.prefix, es.label, name=f"map_by_ratio_{es.prefix.rstrip('/') or 'heldout'}") for es in sets]
-    out += ["### Figures", ""]
-    for fig in figs:
-        plots.save_png(fig.figure, figures_dir / f"{fig.name}.png")
-        out += [f"**{fig.caption}**", "", f"![{fig.caption}]({figures_link}/{fig.name}.png)", ""]
-    return "\n".join(out).rstrip() + "\n"
+    out = ["### Figures", ""]
+    for name, caption, figure in figures:
+        plots.save_png(figure, figures_dir / f"{name}.png")
+        out += [f"**{caption}**", "", f"![{caption}]({figures_link}/{name}.png)", ""]
+    return out
 
 
 def write_study_markdown(sweep: str | os.PathLike, readme: str | os.PathLike, zero_shot: str | os.PathLike | None = None,

@@ -1,11 +1,12 @@
-"""The report model: a sweep's tables and figures, computed once and rendered twice.
+"""The report model: a sweep's tables and figures, computed once and rendered three times.
 
-`ReportModel` loads every run of a sweep (`aggregate.load_runs` / `load_histories` / `load_val_histories`)
-and owns what both views show: the per-ratio summary (mean ± std over seeds, one formatter), the
-convergence and validation-curve tables, the figures with their captions, the selection split, and
-the prose that explains them. `report/sweep_report.py` renders it to report.html,
-`report/markdown.py` to a study README; neither picks columns, formats numbers or describes
-convergence on its own, so the two can never disagree.
+`ReportModel` holds the runs of a sweep (`from_dirs`: `aggregate.load_runs` / `load_histories` /
+`load_val_histories`; or a ratio study's results.csv rows) and owns what the views show: the per-ratio
+numbers (mean ± std over seeds), the convergence and validation-curve tables, the figures with their
+captions, the selection split, and the prose that explains them. `report/sweep_report.py` renders it to
+report.html, `report/markdown.py` to a sweep's README block, `report/studies/ratio_study.py` to the
+ratio study's; every number of every view is written by `fmt_mean_std` (through `cell`, `value`,
+`ratio_rows`), so no view formats a mean, a spread or a missing value its own way.
 """
 
 from __future__ import annotations
@@ -21,14 +22,11 @@ from matplotlib.figure import Figure
 from batchmix.mixing.batch_types import batch_type_names
 from batchmix.eval.convergence import (ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_FRACTIONS, VAL_METRIC,
                                   figure_name, fraction_name)
-from batchmix.eval.settings import HEADLINE_ORDER
 from batchmix.report import plots
 from batchmix.report.aggregate import by_ratio, load_histories, load_runs, load_val_histories, sweep_shape
 from batchmix.report.selection_split import run_objectives, selection_note
-from batchmix.report.val_curve import plot_val_curve
+from batchmix.report.headlines import REPORT_HEADLINE
 
-# The headline metrics of a ratio sweep, in the order the report's summary tables show them.
-REPORT_HEADLINE = (*(f"map/{s}" for s in HEADLINE_ORDER), "bias/rank_distance", "recall@10/multi")
 # What a figure shows, once for every view (keys: the figure's file name without `.png`).
 CAPTIONS = {
     "curves_loss": "Training loss by batch type, one line per ratio (mean ± std over seeds)",
@@ -56,6 +54,23 @@ def fmt_mean_std(mean: float | None, std: float | None, n: int, digits: int = 3)
 def cell(row: pd.Series, column: str, digits: int = 3) -> str:
     """One `by_ratio` row's `column` as `fmt_mean_std` text; '–' where the runs lack the column."""
     return fmt_mean_std(float(row.get(column, math.nan)), float(row.get(f"{column}/std", math.nan)), int(row["n"]), digits)
+
+
+def value(number: float | None, digits: int = 3) -> str:
+    """One number with no spread (a zero-shot run, a single trial) in the same format; '–' where missing."""
+    return fmt_mean_std(number, None, 1, digits)
+
+
+def ci(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """A fitted value with its confidence interval: `mean [low, high]`."""
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def ratio_rows(table: pd.DataFrame, lead, keys, zero_shot=None, zero_lead: list[str] = ()) -> list[list]:
+    """The rows of a per-ratio Markdown table: `lead(row)`'s cells, then `cell` of each (key, digits) of
+    `keys`; with `zero_shot` (a run's metrics) a first row `zero_lead` + its values."""
+    rows = [[*zero_lead, *(value(zero_shot.get(k, math.nan), d) for k, d in keys)]] if zero_shot is not None else []
+    return rows + [[*lead(r), *(cell(r, k, d) for k, d in keys)] for _, r in table.iterrows()]
 
 
 @dataclass(frozen=True)
@@ -196,7 +211,7 @@ class ReportModel:
         return self._figure(f"curves_{curve}", CAPTIONS[f"curves_{curve}"], lambda: plots.plot_curves(self.histories, curve, self.window))
 
     def val_figure(self) -> ReportFigure:
-        return self._figure("curves_val", CAPTIONS["curves_val"], lambda: plot_val_curve(self.val_histories, VAL_METRIC))
+        return self._figure("curves_val", CAPTIONS["curves_val"], lambda: plots.plot_val_curve(self.val_histories, VAL_METRIC))
 
     def curve_figures(self) -> list[ReportFigure]:
         """The figures over training steps. Both views show every figure of this list (report.html in its

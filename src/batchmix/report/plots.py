@@ -1,5 +1,8 @@
-"""The report's figures, each from a DataFrame of `batchmix.report.aggregate` (or a `StudyTable`).
+"""Every figure of every report (report.html, a sweep's README, the ratio study's), each from a DataFrame.
 
+Two palettes, never mixed: a *batch type* has the registry's colour (`batch_type_palette`: mono red, cross
+blue, multi green, a registered type its own; a ratio mixes them, `barycentric_color`); an *evaluation
+setting* has `SETTING_PALETTE`, hues no built-in batch type uses, so "mono" never means two things by colour.
 Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI
 backend: PNGs render with Agg on any machine, and a notebook displays the Figure object). Seeds of
 one ratio are pooled: lines/points are means, bands/error bars one standard deviation.
@@ -16,20 +19,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.tri import Triangulation
 
 from batchmix.mixing.batch_types import batch_type_names, get_batch_type
-from batchmix.eval.convergence import ALL, DEFAULT_WINDOW
+from batchmix.eval.convergence import ALL, DEFAULT_WINDOW, VAL_METRIC
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.settings import EVAL_SETTINGS, SETTING_COLORS
+from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.report.aggregate import (by_ratio, line_axis, ratio_columns, smoothed_histories, sort_columns, sweep_shape,
                                        triangle_columns)
 from batchmix.report.optuna_trials import StudyTable
+from batchmix.report.studies.mixture_model import simplex_points
 
 CURVE_LABELS = {"loss": "training loss", "mse": "similarity MSE"}
+# The evaluation settings' colours (orange, brown, black): apart from every batch type's red / blue / green.
+SETTING_PALETTE = {"mono": "#ff7f0e", "cross": "#8c564b", "multi": "#222222"}
 METRIC_LABELS = {"map": "mAP", "mrr": "MRR", "ndcg@10": "nDCG@10"}
 SQRT3_2 = math.sqrt(3) / 2
 
@@ -57,11 +64,16 @@ def _names_label() -> str:
     return "/".join(batch_type_names())
 
 
+def batch_type_palette() -> dict[str, object]:
+    """Each registered batch type's colour (`BatchType.color`), in registry order: the batch-type palette."""
+    return {name: get_batch_type(name).color for name in batch_type_names()}
+
+
 def barycentric_color(*shares: float) -> tuple[float, float, float]:
     """The ratio (shares in registry order) as a colour mix of its corners, each batch type's colour
-    (mono red, cross blue, multi green): similar ratios get similar colours, and a line's colour says
-    which batch types it trained on."""
-    corners = np.array([to_rgb(get_batch_type(name).color) for name in batch_type_names()[:len(shares)]])
+    (`batch_type_palette`): similar ratios get similar colours, and a line's colour says which batch
+    types it trained on."""
+    corners = np.array([to_rgb(color) for color in list(batch_type_palette().values())[:len(shares)]])
     rgb = np.array(shares, dtype=float) @ corners
     return tuple(float(c) for c in np.clip(rgb, 0, 1))
 
@@ -138,8 +150,6 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
         ax.xaxis.set_tick_params(labelbottom=True)
     if scale is not None:
         axis, norm = scale
-        from matplotlib.cm import ScalarMappable
-
         fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes), label=f"{axis.removeprefix('ratio_')} share", shrink=0.6)
     else:
         handles, labels = axes[-1].get_legend_handles_labels()
@@ -150,10 +160,60 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
     return fig
 
 
+def color_word(batch_type: str) -> str:
+    """A batch type's colour in words for legends and captions (`BatchType.color_name`, else its hex code)."""
+    t = get_batch_type(batch_type)
+    return t.color_name or to_hex(t.color)
+
+
 def colour_key() -> str:
     """`(colour: mono red,\ncross blue, multi green)`: each type's colour word (else its hex code)."""
-    words = [f"{t.name} {t.color_name or to_hex(t.color)}" for t in map(get_batch_type, batch_type_names())]
+    words = [f"{name} {color_word(name)}" for name in batch_type_names()]
     return f"(colour: {words[0]},\n{', '.join(words[1:])})"
+
+
+# The validation curve (val_history.csv, one row per validation): no smoothing, each point is a whole val split.
+
+
+def val_curve_means(val_histories: pd.DataFrame, metric: str = VAL_METRIC) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per ratio label (plot order): (steps, mean over seeds, sample std) of `metric`; ratios without it left out."""
+    if val_histories.empty or metric not in val_histories.columns:
+        return {}
+    rows = val_histories.dropna(subset=[metric])
+    out = {}
+    for ratio in ratio_colors(val_histories)[0]:
+        sub = rows[rows["ratio"] == ratio]
+        if not sub.empty:
+            out[ratio] = mean_band(sub, metric)
+    return out
+
+
+def plot_val_curve(val_histories: pd.DataFrame, metric: str = VAL_METRIC) -> Figure:
+    """`metric` at each validation against the global step (0 = the untrained model), one line per
+    ratio (mean over seeds, band +-1 std); `val_histories` from `aggregate.load_val_histories`."""
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    ax = fig.subplots()
+    curves = val_curve_means(val_histories, metric)
+    if not curves:
+        fig.suptitle(f"no {metric} in any run's val_history.csv")
+        return fig
+    colors, scale = ratio_colors(val_histories)
+    for ratio, (x, mean, std) in curves.items():
+        ax.plot(x, mean, color=colors[ratio], lw=1.6, marker="o", ms=3.5, label=ratio)
+        if std.any():
+            ax.fill_between(x, mean - std, mean + std, color=colors[ratio], alpha=0.15, lw=0)
+    ax.set_xlabel("global step")
+    ax.set_ylabel(f"{metric} (val split, higher = better)")
+    ax.grid(alpha=0.3)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    if scale is not None:
+        axis, norm = scale
+        fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=f"{axis.removeprefix('ratio_')} share", shrink=0.8)
+    else:
+        fig.legend(*ax.get_legend_handles_labels(), title=f"ratio {_names_label()}\n{colour_key()}",
+                   loc="outside right center", fontsize=9, title_fontsize=9)
+    fig.suptitle(f"Validation {metric.removeprefix('val/')} by step, overlaid by ratio", fontsize=14)
+    return fig
 
 
 # ---------------------------------------------------------------------------- final metrics
@@ -179,7 +239,7 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTI
         for col in cols:
             setting = col.split("/")[-1]
             axes[0].errorbar(x, table[col], yerr=table[f"{col}/std"].fillna(0), marker="o", capsize=3, lw=1.8,
-                             color=SETTING_COLORS.get(setting), label=f"{shown} {setting}")
+                             color=SETTING_PALETTE.get(setting), label=f"{shown} {setting}")
         axes[0].set_ylabel(f"final {shown} (held-out)")
         axes[0].legend()
         fixed = [f"{c.removeprefix('ratio_')} = {table[c].iloc[0]:g}" for c in ratio_columns() if c != axis and table[c].nunique() == 1]
@@ -204,7 +264,7 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTI
     for off, col in zip(offsets, cols):
         setting = col.split("/")[-1]
         axes[0].errorbar(order[col], y + off, xerr=order[f"{col}/std"].fillna(0), fmt="o", capsize=2,
-                         color=SETTING_COLORS.get(setting), label=f"{shown} {setting}")
+                         color=SETTING_PALETTE.get(setting), label=f"{shown} {setting}")
     axes[0].set_yticks(y, [f"{r}  (n={n})" if n > 1 else r for r, n in zip(order["ratio"], order["n"])])
     axes[0].set_ylabel(f"ratio {_names_label()}")
     axes[0].set_xlabel(f"final {shown} (held-out)")
@@ -352,4 +412,77 @@ def plot_pareto_front(study: StudyTable) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.suptitle(f"Pareto front: {len(front)} of {len(done)} completed trials", fontsize=14)
+    return fig
+
+
+# ------------------------------------------------------------- the ratio study (results.csv / curves.csv)
+
+SURFACE_STEP = 0.02  # the fine simplex grid the fitted surface is drawn on
+
+
+def plot_ternary_fits(runs: pd.DataFrame, panels: Sequence[tuple], columns: int = 3) -> Figure:
+    """`panels`: (metric, fit) pairs, metric with .column, .label, .maximize (ratio_study.FitMetric), fit a
+    MixtureFit over three shares. Colours: yellow = better."""
+    names = panels[0][1].names
+    corners = [n.removeprefix("ratio_") for n in names]
+    grid = simplex_points(3, SURFACE_STEP)
+    gx, gy = ternary_xy(*grid.T)
+    tri = Triangulation(gx, gy)
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(5.6 * columns, 5.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (metric, fit) in zip(axes, panels):
+        surface = fit.predict(grid)["mean"].to_numpy()
+        means = by_ratio(runs, [metric.column])
+        px, py = ternary_xy(*(means[n] for n in names))
+        values = means[metric.column].to_numpy(float)
+        both = np.concatenate([surface, values[np.isfinite(values)]])
+        norm = Normalize(both.min(), both.max() if both.max() > both.min() else both.min() + 1e-9)
+        cmap = colormaps["viridis" if metric.maximize else "viridis_r"]
+        _draw_simplex(ax, corners)
+        ax.tricontourf(tri, surface, levels=14, cmap=cmap, norm=norm, zorder=0)
+        sc = ax.scatter(px, py, c=values, cmap=cmap, norm=norm, s=90, edgecolors="white", linewidths=1.2, zorder=4)
+        fig.colorbar(sc, ax=ax, shrink=0.75)
+        ax.set_title(f"{metric.label}\n(R² {fit.fit.rsquared:.2f}; {'higher' if metric.maximize else 'lower'} = better)", fontsize=10)
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    return fig
+
+
+def _run_colors(runs: pd.DataFrame) -> dict[str, tuple]:
+    names = [c for c in runs.columns if c.startswith("ratio_")][:3]
+    return {r["run"]: barycentric_color(*(r[n] for n in names)) for _, r in runs.iterrows()}
+
+
+def plot_study_curves(curves: pd.DataFrame, runs: pd.DataFrame, types: Sequence[str]) -> Figure:
+    """Loss (top) and MSE (bottom) per batch type (columns), one line per grid run."""
+    colors = _run_colors(runs)
+    fig = Figure(figsize=(5.2 * len(types), 7.6), layout="constrained")
+    axes = fig.subplots(2, len(types), squeeze=False, sharex=True)
+    for row, curve in enumerate(("loss", "mse")):
+        for col, batch_type in enumerate(types):
+            ax = axes[row, col]
+            part = curves[(curves["curve"] == curve) & (curves["batch_type"] == batch_type) & curves["run"].isin(colors)]
+            for run, line in part.groupby("run", sort=False):
+                ax.plot(line["step"], line["value"], color=colors[run], lw=0.9, alpha=0.8)
+            ax.set_title(f"{batch_type} batches: {'InfoNCE loss' if curve == 'loss' else 'MSE'}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("step")
+    return fig
+
+
+def plot_study_val_curves(curves: pd.DataFrame, runs: pd.DataFrame,
+                          keys: Sequence[str] = ("val/map/multi", "val/map/mono", "val/map/cross")) -> Figure:
+    """The val curves of every grid run, one panel per metric."""
+    colors = _run_colors(runs)
+    fig = Figure(figsize=(5.2 * len(keys), 3.9), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False).ravel()
+    for ax, key in zip(axes, keys):
+        part = curves[(curves["curve"] == key) & curves["run"].isin(colors)]
+        for run, line in part.groupby("run", sort=False):
+            ax.plot(line["step"], line["value"], color=colors[run], lw=0.9, alpha=0.8, marker=".")
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
     return fig

@@ -24,7 +24,8 @@ from batchmix.core.io import atomic_write_text
 from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.report.aggregate import ratio_columns, triangle_columns, used_ratio_columns
 from batchmix.report.html import Section, render_html
-from batchmix.report.model import REPORT_HEADLINE, VAL_TABLE_CAPTION, ReportFigure, ReportModel
+from batchmix.report.headlines import REPORT_HEADLINE, RUNS_TABLE_HEADLINE
+from batchmix.report.model import VAL_TABLE_CAPTION, ReportFigure, ReportModel
 from batchmix.report.optuna_trials import StudyTable, load_study_files, load_study_storage
 from batchmix.report import plots
 
@@ -157,8 +158,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
 def _runs_section(runs: pd.DataFrame, model: ReportModel) -> Section:
     """Every run, one row each: the headline metrics, its convergence and the config values that vary."""
     steps = f"conv/all/loss/{model.steps_key}"
-    show = [c for c in ("run", "ratio", "seed", "status", "map/multi", "map/mono", "map/cross", "bias/rank_distance",
-                        steps, "train/steps") if c in runs.columns]
+    show = [c for c in ("run", "ratio", "seed", "status", *RUNS_TABLE_HEADLINE, steps, "train/steps") if c in runs.columns]
     show += [c for c in runs.columns if c.startswith("cfg/")][:6]
     per_run = runs[show].copy()
     for c in per_run.columns:

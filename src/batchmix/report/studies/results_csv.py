@@ -26,21 +26,20 @@ import pandas as pd
 
 from batchmix.core.errors import BatchmixError
 from batchmix.eval.settings import VAL_CURVE_KEYS
+from batchmix.report.headlines import STUDY_HEADLINE
 
 RESULTS = "results.csv"
 CURVES = "curves.csv"
 CURVE_POINTS = 50  # bins per training curve: enough for the shape, small enough to commit
-HEADLINE = ("map/multi", "map/mono", "map/cross", "mrr/multi", "recall@10/multi", "ndcg@10/multi",
-            "bias/rank_distance", "bias/own_lang_first", "bias/mrc")
 _FRONT = ("run", "seed", "train/steps")
 
 
 def _is_headline(column: str) -> bool:
     """`map/multi`, `val/map/multi`, `mlqa-r/bias/mrc`, ...: a headline metric under any split prefix (one level)."""
-    if column in HEADLINE:
+    if column in STUDY_HEADLINE:
         return True
     head, _, rest = column.partition("/")
-    return rest in HEADLINE and head != "before"  # before/...: the untrained model, not a split
+    return rest in STUDY_HEADLINE and head != "before"  # before/...: the untrained model, not a split
 
 
 def results_table(runs: pd.DataFrame) -> pd.DataFrame:
