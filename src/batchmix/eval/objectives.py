@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Mapping
 
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.metrics import METRIC_NAMES
+from batchmix.eval.metrics import metric_names
 from batchmix.eval.scoring import BIAS_NAMES
 from batchmix.eval.settings import EVAL_SETTINGS
 
@@ -34,7 +34,7 @@ def objective_pattern() -> re.Pattern[str]:
     eval/scoring.py): a new metric there is a valid objective here. Plus any `train/...` summary."""
     lang = r"[a-z]{2,3}"
     return re.compile(
-        rf"^(val/)?({_alternatives(METRIC_NAMES)})/({_alternatives(EVAL_SETTINGS)})(/{lang}(-{lang})?)?$"
+        rf"^(val/)?({_alternatives(metric_names())})/({_alternatives(EVAL_SETTINGS)})(/{lang}(-{lang})?)?$"
         rf"|^(val/)?bias/({_alternatives(BIAS_NAMES)})(/{lang})?$|^train/.+$"
     )
 

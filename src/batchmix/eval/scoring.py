@@ -17,7 +17,7 @@ so bf16/fp16 outputs do not create spurious ties):
   macro mean over the pairs with at least one answerable question. Questions whose id is absent
   from Y are skipped: `n_skipped/cross/<X>-<Y>` (and the total `n_skipped/cross`).
 
-`<m>` ranges over `metrics.METRIC_NAMES` (map, map@20, mrr, recall@{1,5,10,100}, ndcg@10;
+`<m>` ranges over `metrics.metric_names()` (map, map@20, mrr, recall@{1,5,10,100}, ndcg@10;
 definitions and the tie rule in `batchmix.eval.metrics`). With one relevant item per query,
 as in the mono/cross settings, map = mrr.
 
@@ -54,14 +54,14 @@ from tqdm.auto import tqdm
 
 from batchmix.data.corpus import LAReQACorpus, LanguageSet
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.metrics import METRIC_NAMES, count_scoring_at_least, per_query_metrics
+from batchmix.eval.metrics import count_scoring_at_least, metric_names, per_query_metrics
 from batchmix.eval.rank_correlation import mean_rank_correlation
 from batchmix.eval.trec import RunCollector
 
 CandidateMode = Literal["sentence", "context"]
 CANDIDATE_MODES: tuple[str, ...] = ("sentence", "context")
 # The key layout of the metrics (module docstring), which `sweep.objectives` accepts as objectives:
-# `<m>/<setting>[/<lang>|/<X>-<Y>]` for m in metrics.METRIC_NAMES and the settings of
+# `<m>/<setting>[/<lang>|/<X>-<Y>]` for m in metrics.metric_names() and the settings of
 # `eval.settings.EVAL_SETTINGS`, and `bias/<name>[/<lang>]`.
 BIAS_NAMES: tuple[str, ...] = ("rank_distance", "own_lang_first", "mrc")
 BIAS_HIGHER_IS_BETTER: tuple[str, ...] = ("mrc",)  # a rank correlation; the other bias measures improve downwards
@@ -246,7 +246,7 @@ def evaluate_embeddings(
             continue
         mono[lang] = _add_setting(out, block_ranks[lang][:, y : y + 1], f"mono/{lang}")
     if mono:
-        for name in METRIC_NAMES:
+        for name in metric_names():
             out[f"{name}/mono"] = sum(m[name] for m in mono.values()) / len(mono)
 
     # Cross-lingual: X questions against Y candidates, skipping ids absent from Y.
@@ -266,7 +266,7 @@ def evaluate_embeddings(
     if len(langs) > 1:
         out["n_skipped/cross"] = float(n_skipped_total)
     if cross:
-        for name in METRIC_NAMES:
+        for name in metric_names():
             out[f"{name}/cross"] = sum(m[name] for m in cross) / len(cross)
 
     # Language bias in the multilingual pool: per query language, then macro over languages.
