@@ -34,5 +34,5 @@ class SigtermInValidation(L.Callback):
 
 if __name__ == "__main__":
     if STEP:  # the recipe's slot for extra callbacks (Optuna pruning; none in these runs)
-        recipe.pruning_callbacks = lambda cfg: [SigtermInValidation(int(STEP))]
+        recipe.pruning_callbacks = lambda *_: [SigtermInValidation(int(STEP))]
     train_main()

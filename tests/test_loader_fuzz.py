@@ -228,9 +228,9 @@ def _load_all(root: Path, bad_file: Path) -> str:
         return f"lareqa error: {str(err).replace(str(bad_file), '<file>')[:50]}"
     source = {lang: json.loads((root / f"{lang}.json").read_text(encoding="utf-8-sig")) for lang in corpus.langs}
     assert_consistent_corpus(corpus, source)
-    assert_consistent_corpus(load_corpus({"root": str(root), "languages": None, "name": "fuzz"}), source)
+    assert_consistent_corpus(load_corpus({"root": str(root), "languages": None, "name": "fuzz", "source": "local"}), source)
     try:
-        groups, splits = load_splits({"root": str(root), "languages": None, "name": "fuzz", "split": SPLIT, "split_seed": 0})
+        groups, splits = load_splits({"root": str(root), "languages": None, "name": "fuzz", "source": "local", "train_file": None, "split": SPLIT, "split_seed": 0})
     except BatchmixError as err:  # e.g. too few article groups left for three splits
         assert_clear_error(err)
         return "lareqa loaded, split error"

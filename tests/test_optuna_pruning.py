@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from batchmix.config import CONF_DIR
 from batchmix.eval.scoring import evaluate_embeddings
 from batchmix.run.sweep import trial as trial_context
+from batchmix.config.schema import pruning_of
 from batchmix.run.sweep.pruning import ValidationPruning, pruning_callbacks
 from embeddings import encode_corpus
 
@@ -87,12 +88,12 @@ def test_reported_value_is_the_val_curve_and_the_validation_metric(setup):
 
 def test_pruning_is_off_by_default_and_outside_a_trial(setup, monkeypatch):
     cfg, splits, _ = setup
-    assert pruning_callbacks(cfg) == []  # train.yaml has no pruning section
+    assert pruning_callbacks(pruning_of(cfg), cfg.objective) == []  # train.yaml has no pruning section
     for key in (trial_context.STORAGE_ENV, trial_context.STUDY_ENV, trial_context.TRIAL_ID_ENV):
         monkeypatch.delenv(key, raising=False)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         on = compose("train", overrides=TINY + ["hparams_search=ratio_optuna", "pruning.enabled=true"])
-    assert pruning_callbacks(on) == []  # configured, but this is not a trial
+    assert pruning_callbacks(pruning_of(on), on.objective) == []  # configured, but this is not a trial
 
 
 def test_callback_reaches_the_trial_through_the_environment(setup, tmp_path, monkeypatch):
@@ -104,7 +105,7 @@ def test_callback_reaches_the_trial_through_the_environment(setup, tmp_path, mon
         monkeypatch.setenv(key, value)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         on = compose("train", overrides=TINY + ["hparams_search=ratio_optuna", "pruning.enabled=true"])
-    (callback,) = pruning_callbacks(on)
+    (callback,) = pruning_callbacks(pruning_of(on), on.objective)
     assert callback.metric == "val/map/multi" and callback.trial.number == trial.number
     trial_context.report(callback.trial, 0.25, step=2)
     assert optuna.load_study(study_name="s", storage=storage).trials[0].intermediate_values == {2: 0.25}

@@ -167,14 +167,14 @@ def test_a_run_killed_after_a_validation_resumes_with_its_whole_val_curve(tmp_pa
             if trainer.global_step == 4:
                 raise RuntimeError("killed")
 
-    monkeypatch.setattr(recipe, "pruning_callbacks", lambda cfg: [DieBeforeStep5()])
+    monkeypatch.setattr(recipe, "pruning_callbacks", lambda *_: [DieBeforeStep5()])
     with pytest.raises(RuntimeError, match="killed"):
         recipe.train(compose_cfg(overrides), tmp_path / "killed")
     saved = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 4
     (state,) = [v for k, v in saved["callbacks"].items() if k.startswith("LAReQAValidation")]
     assert [row["step"] for row in state["history"]] == [0, 2, 4]
-    monkeypatch.setattr(recipe, "pruning_callbacks", lambda cfg: [])
+    monkeypatch.setattr(recipe, "pruning_callbacks", lambda *_: [])
     recipe.train(compose_cfg(overrides), tmp_path / "killed")
     whole = pd.read_csv(tmp_path / "whole" / "val_history.csv")
     resumed = pd.read_csv(tmp_path / "killed" / "val_history.csv")

@@ -82,6 +82,18 @@ class OptimConfig:
 
 
 @dataclass
+class EvalSetConfig:
+    """One entry of `eval.sets` (batchmix/eval/sets.py), read with these defaults where it leaves a key out;
+    `eval.sets` itself stays an open mapping, so a composed (and saved) config holds what the user wrote."""
+    dataset: Optional[str] = None  # null: the entry's key
+    root: Optional[str] = None  # null: $BATCHMIX_DATA/<dataset> or ../shared/data/<dataset>
+    languages: Any = None  # null: every <lang>.json at the root
+    source: str = "local"  # local | hub
+    split: str = "all"  # all | train | val | test (article split with data.split / data.split_seed)
+    required: bool = True  # false: a missing corpus is skipped with a warning
+
+
+@dataclass
 class EvalSettings:
     """What eval.py and train.py's evaluation share."""
     batch_size: int = MISSING

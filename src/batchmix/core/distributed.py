@@ -11,15 +11,14 @@ parameters receive exactly the gradient of a single process on the concatenated 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig
 from torch import Tensor
 
 from batchmix.core.errors import BatchmixError
-from batchmix.core.options import select
 
 
 def world_size() -> int:
@@ -78,12 +77,13 @@ def gather_padded(x: Tensor, pad: int) -> Tensor:
     return gather_tensor(padded)
 
 
-def check_world_size(cfg: DictConfig) -> None:
-    """Under DDP data.batch_size is the global batch: it must split evenly over the processes."""
-    devices, nodes = cfg.trainer.devices, select(cfg, "trainer.num_nodes") or 1  # num_nodes: only trainer=ddp sets it (Lightning: 1)
+def check_world_size(trainer: Mapping[str, Any], batch: int) -> None:
+    """Under DDP data.batch_size (`batch`) is the global batch: it must split evenly over the
+    processes of the `trainer` node."""
+    devices, nodes = trainer["devices"], trainer.get("num_nodes", 1)  # num_nodes: only trainer=ddp sets it (Lightning's default: 1)
     if not (isinstance(devices, int) and isinstance(nodes, int)) or devices < 1 or nodes < 1:
         return  # "auto", -1, a device list: Lightning resolves them; the sampler checks again at setup
-    world, batch = devices * nodes, select(cfg, "data.batch_size")
+    world = devices * nodes
     if batch % world:
         raise BatchmixError(
             f"data.batch_size={batch} (the global batch) is not divisible by the {world} processes "

@@ -24,21 +24,21 @@ def check_source(source: Any) -> str:
 
 def check_hf_source(data: Mapping[str, Any]) -> None:
     """`data.source=hf` takes its training pairs from `data.hf`: a `data.train_file` as well is ambiguous."""
-    if data.get("train_file"):
+    if data["train_file"]:
         raise BatchmixError(f"data.train_file={str(data['train_file'])!r} and data.source=hf both give training pairs; "
                             f"drop one (data.train_file=null, or data.source=local)")
 
 
 def load_corpus(data: Mapping[str, Any]) -> LAReQACorpus:
     """The whole LAReQA corpus named by the config (local folder or the hub; `hf`: the local folder)."""
-    source = check_source(data.get("source", "local"))
-    langs = data.get("languages")
+    source = check_source(data["source"])
+    langs = data["languages"]
     languages = None if langs is None else [langs] if isinstance(langs, str) else list(langs)  # data.languages=en: one
     if source == "hub":
         from batchmix.data.hub import load_lareqa_hub
 
-        return load_lareqa_hub(data.get("name", "xquad-r"), languages)
-    return load_lareqa(data.get("root"), languages, name=data.get("name", "xquad-r"))
+        return load_lareqa_hub(data["name"], languages)
+    return load_lareqa(data["root"], languages, name=data["name"])
 
 
 def load_splits(data: Mapping[str, Any]) -> tuple[TrainingGroups, dict[str, LAReQACorpus]]:
@@ -48,19 +48,19 @@ def load_splits(data: Mapping[str, Any]) -> tuple[TrainingGroups, dict[str, LARe
     `data.hf` with `data.source=hf`; the evaluation corpora are always the held-out article splits
     of the LAReQA corpus.
     """
-    source = check_source(data.get("source", "local"))
+    source = check_source(data["source"])
     if source == "hf":
         check_hf_source(data)
         from batchmix.data.hf import check_hf_options
 
-        check_hf_options(data.get("hf"))  # before the corpus is read: a bad option costs nothing
+        check_hf_options(data["hf"])  # before the corpus is read: a bad option costs nothing
     corpus = load_corpus(data)
-    splits = split_by_article(corpus, dict(data.get("split") or {}), seed=int(data.get("split_seed", 0)))
+    splits = split_by_article(corpus, dict(data["split"]), seed=int(data["split_seed"]))
     if source == "hf":
         from batchmix.data.hf import load_hf_training
 
-        groups = load_hf_training(data.get("hf"))
-    elif data.get("train_file"):
+        groups = load_hf_training(data["hf"])
+    elif data["train_file"]:
         groups = load_training_jsonl(data["train_file"])
     else:
         if "train" not in splits:

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from batchmix.config.schema import pruning_of
+from batchmix.config.schema import PruningConfig
 from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import BIAS_HIGHER_IS_BETTER
 from batchmix.eval.settings import VAL_CURVE_KEYS, VAL_SPLIT
-from batchmix.core.options import switch
 from batchmix.eval.objectives import check_objective, objective_names
 
 VAL_PREFIX = f"{VAL_SPLIT}/"
@@ -51,28 +48,26 @@ def check_val_every_n_steps(value: Any) -> int:
     return value
 
 
-def check_selection(cfg: DictConfig) -> None:
-    """Every choosing setting reads the val split (or allow_test_selection=true says otherwise)."""
-    allow = switch("allow_test_selection", cfg.allow_test_selection)
-    pruning = pruning_of(cfg)
-    objective = OmegaConf.select(cfg, "objective")
+def check_selection(objective: Any, pruning: PruningConfig, eval_cfg: Any, checkpoint: Any, allow_test: bool) -> None:
+    """Every choosing setting reads the val split (or allow_test_selection=true says otherwise):
+    `objective`, the `pruning` node, `eval` (val_every_n_steps, final_from), `checkpoint.best`."""
     check_objective(objective)
     names = objective_names(objective)
     pruning_metric = pruning.metric
     for key, name in [*(("objective", n) for n in names), *([("pruning.metric", pruning_metric)] if pruning_metric else [])]:
-        if reads_test(name) and not allow:
+        if reads_test(name) and not allow_test:
             raise BatchmixError(
                 f"{key}={name!r} reads the reported (test) split, which must never choose a ratio or a checkpoint; "
                 f"use {key}={VAL_PREFIX}{name} (or allow_test_selection=true to choose on test anyway)"
             )
-    every = check_val_every_n_steps(cfg.eval.val_every_n_steps)
-    best = switch("checkpoint.best", cfg.checkpoint.best)
-    final_from = cfg.eval.final_from
+    every = check_val_every_n_steps(eval_cfg.val_every_n_steps)
+    best = checkpoint.best
+    final_from = eval_cfg.final_from
     if final_from not in FINAL_FROM:
         raise BatchmixError(f"eval.final_from={final_from!r} is not one of {list(FINAL_FROM)}")
     if final_from == "best" and not best:
         raise BatchmixError("eval.final_from=best needs checkpoint.best=true (the checkpoint it reads)")
-    for key, on in (("checkpoint.best", best), ("pruning.enabled", switch("pruning.enabled", pruning.enabled))):
+    for key, on in (("checkpoint.best", best), ("pruning.enabled", pruning.enabled)):
         if not on:
             continue
         if not every:
@@ -83,8 +78,8 @@ def check_selection(cfg: DictConfig) -> None:
             raise BatchmixError(f"{key}=true follows {followed!r}, which is not on the val curve; use one of {curve}")
 
 
-def monitor(cfg: DictConfig, key: str = "objective") -> tuple[str, str]:
-    """(metric, mode) that the best checkpoint (`objective`: its first name) or pruning
+def monitor(objective: Any, pruning_metric: str | None = None) -> tuple[str, str]:
+    """(metric, mode) that the best checkpoint (the objective's first name) or pruning
     (`pruning.metric`, null: the objective's) follows."""
-    name = (pruning_of(cfg).metric if key == "pruning.metric" else None) or objective_names(cfg.objective)[0]
+    name = pruning_metric or objective_names(objective)[0]
     return name, mode(name)

@@ -2,7 +2,7 @@
 
 A study wants the held-out split of the training data *and* corpora the model never trained on,
 scored zero-shot: MLQA-R after training on XQuAD-R, or XQuAD-R's held-out articles in languages
-left out of training. Each entry of `eval.sets` names one LAReQA corpus:
+left out of training. Each entry of `eval.sets` names one LAReQA corpus (defaults: config/schema.py's EvalSetConfig):
 
     eval:
       sets:
@@ -21,9 +21,12 @@ The checks here run before any model or data loads; a set that would score train
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
+from omegaconf import OmegaConf, ValidationError
+
+from batchmix.config.schema import EvalSetConfig
 from batchmix.data.load import load_corpus
 from batchmix.data.root import resolve_data_root
 from batchmix.data.split import split_by_article
@@ -34,7 +37,6 @@ from batchmix.eval.settings import HEADLINE_ORDER
 log = logging.getLogger("batchmix")
 
 SPLITS = ("all", "train", "val", "test")
-KEYS = ("dataset", "root", "languages", "source", "split", "required")
 
 
 @dataclass(frozen=True)
@@ -48,56 +50,58 @@ class EvalSet:
     data: dict[str, Any] = field(default_factory=dict)  # a data config for `load_corpus`
 
 
-def eval_sets(cfg: Mapping[str, Any], warn: bool = True, trained_on_data: bool = True) -> list[EvalSet]:
-    """Parse and check `eval.sets` of a train or eval config (a plain dict or DictConfig).
+def eval_sets(sets: Mapping[str, Any], data: Mapping[str, Any], warn: bool = True, trained_on_data: bool = True) -> list[EvalSet]:
+    """Parse and check `eval.sets` (each entry read onto `EvalSetConfig`'s defaults) against the
+    run's `data` node; the pre-flight does it once and the recipe loads what it returns.
 
-    `trained_on_data`: the model was trained on `cfg.data` (a training run, or eval.py with a
+    `trained_on_data`: the model was trained on `data` (a training run, or eval.py with a
     batchmix checkpoint), so scoring that dataset's training articles would leak.
 
     Refuses unknown keys, bad splits, a set that re-scores training questions, and a required
     set whose data root cannot be found. Optional sets whose root is missing are dropped here
     (with a warning each if `warn`), so nothing downstream has to know they were configured.
     """
-    sets = (cfg.get("eval") or {}).get("sets") or {}
     if not isinstance(sets, Mapping):
         raise BatchmixError(f"eval.sets={sets!r} must be a mapping of name -> {{dataset, root, split, ...}}, e.g. eval.sets.mlqa-r.split=all")
-    data = cfg.get("data") or {}
     out = []
-    for key, spec in sets.items():
-        spec = dict(spec or {})
-        unknown = sorted(set(spec) - set(KEYS))
-        if unknown:
-            raise BatchmixError(f"eval.sets.{key} has unknown keys {unknown}; valid keys: {', '.join(KEYS)}")
-        dataset = str(spec.get("dataset") or key)
-        split = str(spec.get("split", "all"))
-        if split not in SPLITS:
-            raise BatchmixError(f"eval.sets.{key}.split={split!r} is not one of {list(SPLITS)}")
-        required = spec.get("required", True)
-        if not isinstance(required, bool):
-            raise BatchmixError(f"eval.sets.{key}.required={required!r} must be true or false")
-        own_pairs = data.get("train_file") or data.get("source") == "hf"  # then no LAReQA article is trained on
-        if trained_on_data and dataset == data.get("name") and not own_pairs and split in ("all", "train"):
+    for key, entry in sets.items():
+        spec = _entry(key, entry or {})
+        dataset = spec.dataset or str(key)
+        if spec.split not in SPLITS:
+            raise BatchmixError(f"eval.sets.{key}.split={spec.split!r} is not one of {list(SPLITS)}")
+        own_pairs = data["train_file"] or data["source"] == "hf"  # then no LAReQA article is trained on
+        if trained_on_data and dataset == data["name"] and not own_pairs and spec.split in ("all", "train"):
             raise BatchmixError(
-                f"eval.sets.{key} scores {dataset} split={split}, which holds the articles this run trains on; "
+                f"eval.sets.{key} scores {dataset} split={spec.split}, which holds the articles this run trains on; "
                 f"use eval.sets.{key}.split=test (held-out articles) or another dataset"
             )
-        source = spec.get("source", "local")
-        if source == "local":
+        if spec.source == "local":
             try:
-                resolve_data_root(spec.get("root"), dataset)
+                resolve_data_root(spec.root, dataset)
             except BatchmixError as err:
                 err = str(err).replace("data.root=", f"eval.sets.{key}.root=")
-                if required:
+                if spec.required:
                     raise BatchmixError(f"eval.sets.{key}: {err} (or eval.sets.{key}.required=false to skip it while missing)") from None
                 if warn:
                     log.warning("eval.sets.%s skipped: %s", key, err)
                 continue
         set_data = {
-            "name": dataset, "root": spec.get("root"), "languages": spec.get("languages"), "source": source,
-            "split": dict(data.get("split") or {}), "split_seed": int(data.get("split_seed", 0)),
+            "name": dataset, "root": spec.root, "languages": spec.languages, "source": spec.source,
+            "split": dict(data["split"]), "split_seed": int(data["split_seed"]),
         }
-        out.append(EvalSet(key=str(key), dataset=dataset, split=split, required=required, data=set_data))
+        out.append(EvalSet(key=str(key), dataset=dataset, split=spec.split, required=spec.required, data=set_data))
     return out
+
+
+def _entry(key: Any, entry: Any) -> EvalSetConfig:
+    """One `eval.sets` entry typed; an unknown key or a wrong type as one line."""
+    unknown = sorted(set(entry) - {f.name for f in fields(EvalSetConfig)}) if isinstance(entry, Mapping) else []
+    if unknown:
+        raise BatchmixError(f"eval.sets.{key} has unknown keys {unknown}; valid keys: {', '.join(f.name for f in fields(EvalSetConfig))}")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(EvalSetConfig, entry))
+    except ValidationError as err:
+        raise BatchmixError(f"eval.sets.{key}.{err.key}={err.value!r}: {str(err).splitlines()[0]}") from None
 
 
 def load_eval_set(spec: EvalSet) -> LAReQACorpus:

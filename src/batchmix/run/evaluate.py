@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     if cfg.split not in SPLITS:
         raise BatchmixError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
     validate_eval(cfg)
-    extra_sets = eval_sets(cfg, trained_on_data=bool(cfg.checkpoint))  # checked before the model loads
+    extra_sets = eval_sets(cfg.eval.sets, cfg.data, trained_on_data=bool(cfg.checkpoint))  # checked before the model loads
 
     run_cfg: dict[str, Any] = {}
     if cfg.checkpoint:
@@ -77,7 +77,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
     corpus = load_corpus(data_cfg)
     if split != "all":
-        corpus = split_by_article(corpus, data_cfg.get("split") or {}, seed=int(data_cfg.get("split_seed", 0)))[split]
+        corpus = split_by_article(corpus, data_cfg["split"], seed=int(data_cfg["split_seed"]))[split]
     log.info("evaluating %s on %s (%d languages)", what, corpus.name, len(corpus.langs))
     # eval.sets: more corpora, each scored the same way into <out_dir>/<set>/; metrics prefixed `<set>/`.
     extra = {spec.key: load_eval_set(spec) for spec in extra_sets}

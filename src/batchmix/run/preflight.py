@@ -12,15 +12,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from batchmix.config.schema import pruning_of
 from batchmix.data.checks import check_batches, check_data, check_data_files, check_loader
 from batchmix.core.distributed import check_world_size
 from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import check_candidates
-from batchmix.eval.sets import eval_sets
+from batchmix.eval.sets import EvalSet, eval_sets
 from batchmix.run.loggers import logger_builder
 from batchmix.losses import build_loss
 from batchmix.models.checks import check_model
@@ -36,29 +37,36 @@ def check_ratio(cfg: DictConfig) -> Ratio:
     return Ratio.from_mapping(OmegaConf.to_container(ratio_cfg, resolve=True))
 
 
-def validate(cfg: DictConfig) -> Ratio:
-    """Fail fast on impossible training settings, without reading a file. Returns the validated ratio."""
+class Checked(NamedTuple):
+    """What the pre-flight parsed, for the recipe to use rather than parse again."""
+    ratio: Ratio
+    sets: list[EvalSet]  # eval.sets, those missing and optional left out
+
+
+def validate(cfg: DictConfig, warn: bool = False) -> Checked:
+    """Fail fast on impossible training settings, without reading a file (`warn`: about each optional
+    eval set left out as missing; the recipe's own call says it, not the entry point's)."""
     ratio = check_ratio(cfg)
     check_batches(cfg.data)
     build_loss(select(cfg, "loss"))  # the loss checks its own options; building it loads nothing
-    check_world_size(cfg)
+    check_world_size(cfg.trainer, cfg.data.batch_size)
     check_model(cfg)
     check_loader(cfg.data, select(cfg, "loss._target_"))
     check_run(cfg)
     logger_builder(cfg)  # the logger's options (nothing is started)
     check_candidates(select(cfg, "eval.candidates"))
     positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
-    eval_sets(cfg, warn=False)  # eval.sets: keys, splits, no training questions, data roots
-    check_selection(cfg)  # objective, pruning metric, best checkpoint: the val split only
+    sets = eval_sets(cfg.eval.sets, cfg.data, warn=warn)  # keys, splits, no training questions, data roots
+    # objective, pruning metric, best checkpoint: the val split only
+    check_selection(cfg.objective, pruning_of(cfg), cfg.eval, cfg.checkpoint, allow_test=cfg.allow_test_selection)
     positive_number("optim.lr", select(cfg, "optim.lr"), "3e-5")
-    return ratio
+    return Checked(ratio, sets)
 
 
-def validate_train(cfg: DictConfig) -> Ratio:
+def validate_train(cfg: DictConfig) -> None:
     """`validate`, then the data settings that need no file read (data root, languages, split shares)."""
-    ratio = validate(cfg)
+    validate(cfg)
     check_data(cfg.data, cfg.eval.split)
-    return ratio
 
 
 def validate_eval(cfg: DictConfig) -> None:

@@ -55,9 +55,7 @@ class ResumePlan:
 
 def plan_resume(cfg: DictConfig, run_dir: Path) -> ResumePlan:
     """What to do with `run_dir` before this job writes anything into it (see the module docstring)."""
-    resume = cfg.get("resume", True)
-    if not isinstance(resume, bool):
-        raise BatchmixError(f"resume={resume!r} must be true (continue the run in this run dir) or false (start it over)")
+    resume = cfg.resume  # a bool: the schema refuses anything else at compose
     is_main = rank_zero_only.rank == 0
     if is_main:
         remove_stale_temp_files(run_dir)
@@ -161,7 +159,7 @@ def sigterm_exit(run_dir: Path, step: int) -> SystemExit:
 def _finished_result(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     rd = RunDir(run_dir)
     metrics = _read_leniently(rd.metrics_file)
-    if not metrics or (cfg.get("save_model", False) and not rd.model_info_file.exists()):
+    if not metrics or (cfg.save_model and not rd.model_info_file.exists()):
         return None
     before = _read_leniently(rd.metrics_before_file)
     return {"objective": select_objective(cfg.objective, metrics), "metrics": metrics, "metrics_before": before,

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from batchmix.config.schema import pruning_of
 from batchmix.run.checkpointing import AtomicCheckpointIO, LastCheckpoint, drop_checkpoints, resolve_keep
 from batchmix.eval.convergence import write_convergence
 from batchmix.data.corpus import LAReQACorpus
@@ -29,7 +30,7 @@ from batchmix.data.load import load_splits
 from batchmix.data.negatives import check_hard_negatives, check_negatives_options
 from batchmix.data.pretokenize import pretokenize
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
+from batchmix.eval.sets import headline_keys, load_eval_set, prefixed
 from batchmix.eval.validation import VAL, LAReQAValidation
 from batchmix.core.io import atomic_dir, write_json
 from batchmix.run.loggers import build_logger, log_final_results
@@ -58,7 +59,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run = RunDir(run_dir)  # the run folder's layout: batchmix.core.run_dir
 
     # 1. Validate everything cheap before anything heavy loads.
-    ratio = validate(cfg)
+    ratio, sets = validate(cfg, warn=True)
     # A rerun into the same run dir (resume=true): skip a finished run, continue an interrupted one.
     plan = plan_resume(cfg, run_dir)
     if plan.finished is not None:
@@ -76,18 +77,19 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     # 2. Data: training pairs and held-out article splits: val chooses, the reported split (test) and
     # eval.sets are scored, never used to choose (batchmix.eval.selection).
     groups, splits = load_splits(cfg.data)
-    hard_negatives = check_negatives_options(cfg.data.get("hard_negatives", 0), cfg.data.get("negatives_lang", "any"))
+    hard_negatives = check_negatives_options(cfg.data.hard_negatives, cfg.data.negatives_lang)
     check_hard_negatives(groups, *hard_negatives)  # every pair has enough, before the model loads
     # Which training ids share an answer (data/corpus.py), indexed once here (DataLoader workers inherit it):
     # the queries `loss.mask=answers` keeps from being one another's negatives.
     sharing = sum(1 for other in groups.shared_answers if other)
+    loss = build_loss(cfg.loss)
     log.info("answers: %d of %d training ids share an answer with another id (any language); loss.mask=%s%s", sharing, len(groups),
-             cfg.loss.get("mask", "none"), ", the sampler keeps them apart" if cfg.data.sampler.get("avoid_shared_answers", False) else "")
+             loss.mask if loss.in_batch else "none", ", the sampler keeps them apart" if cfg.data.sampler.avoid_shared_answers else "")
     eval_split = cfg.eval.split
     eval_corpus = _nonempty(splits, eval_split, "eval.split")
     val_corpus = _nonempty(splits, VAL, "data.split.val") if eval_split != VAL else eval_corpus
     # eval.sets: more corpora scored the same way (e.g. MLQA-R zero-shot), metrics prefixed `<set>/`.
-    extra_sets = {spec.key: load_eval_set(spec) for spec in eval_sets(cfg)}
+    extra_sets = {spec.key: load_eval_set(spec) for spec in sets}
 
     # 3. The hybrid schedule (its constructor refuses ratios this data cannot satisfy).
     sampler = HybridBatchSampler(
@@ -97,14 +99,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         batches_per_epoch=cfg.data.batches_per_epoch,
         mono_mode=cfg.data.sampler.mono_mode,
         # data.sampler.avoid_shared_answers: no two queries of a batch share an answer (data/corpus.py)
-        exclusive=groups.shared_answers if cfg.data.sampler.get("avoid_shared_answers", False) else None,
+        exclusive=groups.shared_answers if cfg.data.sampler.avoid_shared_answers else None,
         seed=cfg.seed,
     )
     log.info("ratio %s: %d training ids, %d batches/epoch %s", ratio.label(), len(groups), len(sampler), ratio.counts(len(sampler)))
 
     # 4. Model.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_dual_encoder(cfg.model, build_loss(cfg.loss), cfg.optim)
+    module = build_dual_encoder(cfg.model, loss, cfg.optim)
     tokenizer = module.tokenizer
     text_settings = dict(
         query_prefix=cfg.model.query_prefix,
@@ -118,7 +120,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         **text_settings,
         pivot_lang=module.loss_fn.pivot_lang,  # a loss that needs pivot-language texts in the batch names the language
         # data.pretokenize: tokenise every pair once into the on-disk cache (same batches, faster)
-        pretokenized=pretokenize(groups, tokenizer, **text_settings) if cfg.data.get("pretokenize", False) else None,
+        pretokenized=pretokenize(groups, tokenizer, **text_settings) if cfg.data.pretokenize else None,
         hard_negatives=hard_negatives[0],  # data.hard_negatives per query, chosen by data.negatives_lang
         negatives_lang=hard_negatives[1],
     )
@@ -153,7 +155,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             *best_checkpoint(cfg, run.checkpoints_dir),
             checkpoint,
             NonFiniteLossGuard(run_dir, checkpoint),  # a NaN/inf loss stops the run before it touches the model
-            *pruning_callbacks(cfg),  # reports the val curve to an Optuna trial, if any
+            *pruning_callbacks(pruning_of(cfg), cfg.objective),  # reports the val curve to an Optuna trial, if any
         ],
         **({"val_check_interval": every, "check_val_every_n_epoch": None} if every else {}),
     )
@@ -197,10 +199,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if cfg.save_model:
         with atomic_dir(run.model_dir) as staging:  # all of model/ or none of it
             # what training changed over the base model (export_full=true: a standalone HF folder)
-            export_model(module, staging, base=str(cfg.model.name_or_path), full=bool(cfg.get("export_full", False)),
+            export_model(module, staging, base=str(cfg.model.name_or_path), full=cfg.export_full,
                          precision=str(cfg.trainer.precision))
     # checkpoint.keep: what a finished run keeps of checkpoints/ (auto: nothing in a sweep that exported model/).
-    keep = resolve_keep(cfg.checkpoint.get("keep", "auto"), multirun=_in_multirun(), exported=bool(cfg.save_model))
+    keep = resolve_keep(cfg.checkpoint.keep, multirun=_in_multirun(), exported=bool(cfg.save_model))
     for path in drop_checkpoints(run.checkpoints_dir, keep):
         log.info("checkpoint.keep=%s: removed %s", keep, path)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
@@ -232,7 +234,7 @@ def best_checkpoint(cfg: DictConfig, dirpath: Path) -> list[ModelCheckpoint]:
     (what the final evaluation and an export need; last.ckpt holds the optimizer for resuming)."""
     if not cfg.checkpoint.best:
         return []
-    metric, mode = monitor(cfg)
+    metric, mode = monitor(cfg.objective)
     return [ModelCheckpoint(dirpath=str(dirpath), filename=Path(BEST_CHECKPOINT).stem, monitor=metric, mode=mode,
                             save_top_k=1, save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)]
 

@@ -33,32 +33,32 @@ def warm(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Encode every text the runs of `cfg` read through the trunk cache; returns the cache report."""
     from batchmix.run.preflight import validate
 
-    validate(cfg)
-    if cfg.model.get("train_top_layers") is None or cfg.model.get("trunk_cache", "disk") != "disk":
+    sets = validate(cfg, warn=True).sets
+    if cfg.model.train_top_layers is None or cfg.model.trunk_cache != "disk":
         raise BatchmixError("batchmix.run.warm fills the disk cache of model.train_top_layers: give model.train_top_layers=K "
                             "(and model.trunk_cache=disk)")
     import torch
 
     from batchmix.data.load import load_splits
     from batchmix.eval.scoring import candidate_texts
-    from batchmix.eval.sets import eval_sets, load_eval_set
+    from batchmix.eval.sets import load_eval_set
     from batchmix.eval.validation import VAL
     from batchmix.models.factory import build_dual_encoder
     from batchmix.core.run_dir import TRUNK_CACHE
 
     groups, splits = load_splits(cfg.data)
     corpora = [splits[name] for name in dict.fromkeys([VAL, cfg.eval.split]) if name in splits]
-    corpora += [load_eval_set(spec) for spec in eval_sets(cfg)]
+    corpora += [load_eval_set(spec) for spec in sets]
     queries = {p.query for group in groups.pairs for p in group.values()}
     passages = {t for group in groups.pairs for p in group.values() for t in (p.positive, *(n.text for n in p.negatives))}
     for corpus in corpora:
         for ls in corpus.languages.values():
             queries.update(ls.questions)
             passages.update(candidate_texts(ls, cfg.eval.candidates))
-    device = "cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    device = "cuda" if str(cfg.trainer.accelerator) in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)  # as train.py builds it: a random-init model (model.architecture) is then the same
     module = build_dual_encoder(cfg.model).to(device)
-    bf16 = str(cfg.trainer.get("precision", "32-true")).startswith("bf16")
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
     start = time.perf_counter()
     log.info("warming the trunk cache: %d queries, %d passages (%s, %s)", len(queries), len(passages), device, "bf16" if bf16 else "fp32")
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):

@@ -58,7 +58,7 @@ def synthetic_metrics(ratio: Ratio) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | list[float]:
     with exit_on_error():
-        ratio = validate(cfg)
+        ratio = validate(cfg).ratio
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         RunDir(run_dir).write_config(cfg)

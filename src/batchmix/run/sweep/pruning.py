@@ -15,9 +15,8 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
-from omegaconf import DictConfig
 
-from batchmix.config.schema import pruning_of
+from batchmix.config.schema import PruningConfig
 
 from batchmix.eval.selection import monitor
 from batchmix.run.sweep.trial import current_trial, report
@@ -55,10 +54,11 @@ class ValidationPruning(L.Callback):
             raise optuna.TrialPruned(pruned)
 
 
-def pruning_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """The callbacks `train()` adds for `cfg.pruning` (none when off or outside an Optuna trial);
-    `batchmix.eval.selection` checked the metric and eval.val_every_n_steps before anything loaded."""
-    if not pruning_of(cfg).enabled:
+def pruning_callbacks(pruning: PruningConfig, objective: Any) -> list[L.Callback]:
+    """The callbacks `train()` adds for the `pruning` node (none when off or outside an Optuna trial),
+    following `pruning.metric` or else the objective's first name; `batchmix.eval.selection` checked
+    them and eval.val_every_n_steps before anything loaded."""
+    if not pruning.enabled:
         return []
     trial = current_trial()
     if trial is None:
@@ -67,5 +67,5 @@ def pruning_callbacks(cfg: DictConfig) -> list[L.Callback]:
     if len(trial.study.directions) > 1:
         log.warning("pruning is off: Optuna cannot prune a multi-objective study")
         return []
-    metric, _ = monitor(cfg, "pruning.metric")
+    metric, _ = monitor(objective, pruning.metric)
     return [ValidationPruning(trial, metric)]
