@@ -145,7 +145,7 @@ class BatchLoss(nn.Module):
         """The loss of one training batch, embedded by `model`: through GradCache with `cache_chunk`."""
         batch = self.with_mask_keys(batch, model.device)
         if self.cache_chunk is not None:
-            return grad_cached_loss(self, model, batch, self.cache_chunk)
+            return LossOutput(*grad_cached_loss(self, model, batch, self.cache_chunk))
         q = self.gathered(model.encode(batch["query"], "query"))  # under DDP: the global batch's negatives
         n = model.encode(batch["negative"], "passage") if "negative" in batch else None
         return self(q, self.candidates(model.encode(batch["positive"], "passage"), n), batch)

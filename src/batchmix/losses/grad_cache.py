@@ -60,9 +60,9 @@ def _chunk(features: dict[str, Tensor], start: int, stop: int) -> dict[str, Tens
     return {k: v[start:stop] for k, v in features.items()}
 
 
-def grad_cached_loss(loss_fn: Any, module: Any, batch: dict[str, Any], chunk_size: int) -> Any:
-    """`loss_fn`'s output (a `LossOutput`) for the whole batch embedded by `module` (a
-    `base.EncodingModel`); its `loss` is a leaf whose backward runs the cached chunk passes. Works for
+def grad_cached_loss(loss_fn: Any, module: Any, batch: dict[str, Any], chunk_size: int) -> tuple[Tensor, dict[str, Tensor]]:
+    """`loss_fn`'s output for the whole batch embedded by `module` (a `base.EncodingModel`), as
+    (loss, logs) of a `LossOutput`; the loss is a leaf whose backward runs the cached chunk passes. Works for
     any in-batch loss: the gradients of the loss's own learned parameters (e.g. a learned
     temperature) are cached with those of the embeddings."""
     # Hard negatives (batch["negative"]) are a third set of chunks, embedded by the passage tower.
@@ -89,7 +89,7 @@ def grad_cached_loss(loss_fn: Any, module: Any, batch: dict[str, Any], chunk_siz
     cache = {**dict(zip(leaves, grads)), "loss": list(zip(learned, grads[len(leaves):]))}
     loss = out.loss.detach().requires_grad_()
     loss.register_hook(partial(_backward_hook, module, features, pieces, rng_states, cache, autocast))
-    return out._replace(loss=loss)
+    return loss, out.logs
 
 
 def _backward_hook(module: Any, features, pieces, rng_states, cache, autocast, grad_output: Tensor) -> None:
