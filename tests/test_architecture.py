@@ -14,17 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OURS = ("batchmix", "hydra_plugins.batchmix_optuna_sweeper")  # hydra_plugins is shared with other installed plugins
 
 
-# The two marks below name the imports that break the target today, in packages being reworked
-# (config/, data/checks.py); remove a mark when its test passes (strict: an unexpected pass fails).
+# The mark below names the imports that break the target today, in packages being reworked
+# (config/, data/checks.py); remove it when its test passes (strict: an unexpected pass fails).
 @pytest.mark.xfail(strict=True, reason="config -> run.sweep.simplex and mixing.ratio (config/__init__'s resolvers); "
-                   "config.legacy -> losses.base (and data.checks, models.checks, models.export); data.checks -> losses")
+                   "data.checks -> losses")
 def test_each_package_imports_only_the_layers_below_it():
     lint = Path(sys.executable).parent / "lint-imports"
     out = subprocess.run([str(lint), "--no-logo", "--no-cache", "pyproject.toml"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="config.legacy <-> losses.base (and data.checks, models.checks, models.export)")
 def test_no_import_cycle():
     graph = grimp.build_graph("batchmix", "hydra_plugins", cache_dir=None)  # TYPE_CHECKING and in-function imports too
     modules = {m for m in graph.modules if any(m == p or m.startswith(p + ".") for p in OURS)}

@@ -1,7 +1,7 @@
 """Config keys added (or renamed) after run folders were written, each with its *legacy* value:
 what a run made before the key existed did. A key of a schema declares it in its field
-(`legacy(...)` in batchmix/config/schema.py); a key of an open node (`loss.mask`) with `added_key(...)`
-beside the option's own code.
+(`legacy(...)` in batchmix/config/schema.py); a key of an open node (`loss.mask`: each loss takes
+its own options, so no schema field carries it) in `OPEN_KEYS` below.
 
 Why: a rerun resumes a run folder only if its config is the same run (batchmix.run.resume). A saved
 `config.yaml` that lacks a key is read as if it held the legacy value, so an old run folder
@@ -27,21 +27,13 @@ class AddedKey:
     renamed_from: tuple[str, Mapping[Any, Any]] | None = None  # (old key, old value -> new value)
 
 
-_ADDED: dict[str, AddedKey] = {}
-
-
-def added_key(key: str, legacy: Any, renamed_from: tuple[str, Mapping[Any, Any]] | None = None) -> AddedKey:
-    """Declare `key` as added after runs were written, with the value such a run had."""
-    entry = _ADDED[key] = AddedKey(key, legacy, renamed_from)
-    return entry
+# Runs made before `loss.mask` existed masked by parallel id only (loss.mask_translations: true): they resume with that.
+OPEN_KEYS = (AddedKey("loss.mask", "ids", renamed_from=("loss.mask_translations", {True: "ids", False: "none"})),)
 
 
 def added_keys() -> dict[str, AddedKey]:
-    """Every declaration: the schema's, and those of the open nodes' modules (imported here, so a
-    reader of saved configs sees all of them whatever it imported itself)."""
-    import batchmix.losses.base  # noqa: F401  loss.mask
-
-    return {**_schema_keys(TrainConfig), **_ADDED}
+    """Every declaration: the schema's fields' and the open nodes'."""
+    return {**_schema_keys(TrainConfig), **{entry.key: entry for entry in OPEN_KEYS}}
 
 
 def _schema_keys(schema: type, prefix: str = "") -> dict[str, AddedKey]:

@@ -48,7 +48,6 @@ from torch import Tensor, nn
 
 from batchmix.core.distributed import gather_padded, gather_with_grad
 from batchmix.core.errors import BatchmixError
-from batchmix.config.legacy import added_key
 from batchmix.losses.false_negatives import CANDIDATE_PAD, QUERY_PAD, check_mask, mask_keys, shared_key_mask, stack_rows
 from batchmix.losses.grad_cache import grad_cached_loss
 from batchmix.core.options import positive_number, switch
@@ -102,8 +101,6 @@ def check_cache_chunk(cache_chunk: Any) -> int | None:
     return cache_chunk
 
 
-# Runs made before `loss.mask` existed masked by parallel id only: they resume with that.
-added_key("loss.mask", "ids", renamed_from=("loss.mask_translations", {True: "ids", False: "none"}))
 MASK = "candidate_mask"  # the batch key `forward` hands `compute` the mask under
 
 

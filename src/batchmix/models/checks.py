@@ -7,15 +7,11 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from batchmix.core.errors import BatchmixError
-from batchmix.config.legacy import added_key
 from batchmix.models.pooling import Pooling
 from batchmix.core.options import select, switch
 
 # model.trunk_cache (models/trunk_cache.py): where the frozen trunk's states of train_top_layers are kept.
 TRUNK_CACHE_MODES = ("disk", "memory", "off")
-# Runs made before these keys trained every layer (batchmix.config.legacy).
-added_key("model.train_top_layers", None)
-added_key("model.trunk_cache", "disk")
 
 
 def check_model(cfg: DictConfig) -> None:

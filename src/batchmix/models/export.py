@@ -23,7 +23,6 @@ from safetensors.torch import load_file, save_file
 
 from batchmix.core.errors import BatchmixError
 from batchmix.core.io import write_json
-from batchmix.config.legacy import added_key
 from batchmix.models.frozen_weights import content_hash, frozen_parameters
 from batchmix.core.run_dir import MODEL_INFO, read_json
 
@@ -32,8 +31,6 @@ BASE, FROZEN_HASHES = "base", "frozen"  # the batchmix.json entries of a delta e
 PRECISION = "precision"  # the batchmix.json entry with the run's trainer.precision (exports since issue #26)
 # The batchmix.json entries that say how the model encodes (both export kinds); a delta adds train_top_layers.
 ENCODING_FIELDS = ("pooling", "normalize", "query_prefix", "passage_prefix", "shared", "train_top_layers")
-# `export_full` (the top-level switch for a standalone export): runs made before it exported deltas (batchmix.config.legacy).
-added_key("export_full", False)
 
 
 def export_model(module: Any, out: Path, base: str, full: bool = False, precision: str | None = None) -> None:
