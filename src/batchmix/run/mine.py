@@ -56,23 +56,20 @@ def check_mine(cfg: DictConfig, run_dir: str | Path) -> tuple[Any, int, str, Pat
     before any data or model loads; writes nothing. Returns (MiningOptions, batch size, device, out)."""
     from batchmix.data.checks import check_data_files
     from batchmix.data.mining import MiningOptions
-    from batchmix.core.options import positive_int, select
+    from batchmix.core.options import positive_int
     from batchmix.run.preflight import check_device
 
-    mine = select(cfg, "mine")
-    mine = OmegaConf.to_container(mine, resolve=True) if isinstance(mine, DictConfig) else mine
-    if not isinstance(mine, dict):
-        raise BatchmixError(f"mine={mine!r} must be the block of mining options (conf/mine.yaml)")
+    mine = OmegaConf.to_container(cfg.mine, resolve=True)
     names = [f.name for f in fields(MiningOptions)] + ["out", "batch_size"]
     unknown = sorted(str(k) for k in set(mine) - set(names))
-    if unknown:  # MiningOptions(**mine) would raise a TypeError
+    if unknown:  # a `+mine.<key>=` the schema let in; MiningOptions(**mine) would raise a TypeError
         raise BatchmixError(f"mine has unknown option(s) {unknown}; the options are {names}")
     options = MiningOptions(**{k: v for k, v in mine.items() if k not in ("out", "batch_size")})
     check_data_files(cfg.data)
-    batch_size = positive_int("mine.batch_size", mine.get("batch_size"))  # its default is conf/mine.yaml's
-    device = select(cfg, "device") if "device" in cfg else "auto"
+    batch_size = positive_int("mine.batch_size", mine["batch_size"])
+    device = cfg.device
     check_device(device, "32-true")  # eval.py's check: one of auto|cpu|cuda, and cuda only with a GPU
-    out = check_out(mine.get("out"), run_dir, cfg.data.train_file)
+    out = check_out(mine["out"], run_dir, cfg.data.train_file)
     return options, batch_size, device, out
 
 
@@ -89,7 +86,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     groups, splits = load_splits(cfg.data)
     # A LAReQA train split: every sentence of the training articles is a candidate; own pairs: their positives.
-    pool = build_pool(groups, None if cfg.data.get("train_file") or cfg.data.get("source") == "hf" else splits.get("train"))
+    pool = build_pool(groups, None if cfg.data.train_file or cfg.data.source == "hf" else splits.get("train"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module = build_dual_encoder(cfg.model).to(device)

@@ -25,7 +25,7 @@ from batchmix.eval.sets import EvalSet, eval_sets
 from batchmix.run.loggers import logger_builder
 from batchmix.losses import build_loss
 from batchmix.models.checks import check_model
-from batchmix.core.options import positive_int, positive_number, select, switch
+from batchmix.core.options import positive_int, positive_number, select
 from batchmix.mixing.ratio import Ratio
 from batchmix.eval.selection import check_selection
 
@@ -54,8 +54,8 @@ def validate(cfg: DictConfig, warn: bool = False) -> Checked:
     check_loader(cfg.data, select(cfg, "loss._target_"))
     check_run(cfg)
     logger_builder(cfg)  # the logger's options (nothing is started)
-    check_candidates(select(cfg, "eval.candidates"))
-    positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
+    check_candidates(cfg.eval.candidates)
+    positive_int("eval.batch_size", cfg.eval.batch_size)
     sets = eval_sets(cfg.eval.sets, cfg.data, warn=warn)  # keys, splits, no training questions, data roots
     # objective, pruning metric, best checkpoint: the val split only
     check_selection(cfg.objective, pruning_of(cfg), cfg.eval, cfg.checkpoint, allow_test=cfg.allow_test_selection)
@@ -72,8 +72,8 @@ def validate_train(cfg: DictConfig) -> None:
 def validate_eval(cfg: DictConfig) -> None:
     """What `eval.py` can check before its model loads."""
     check_data_files(cfg.data)
-    check_candidates(select(cfg, "eval.candidates"))
-    positive_int("eval.batch_size", select(cfg, "eval.batch_size"))
+    check_candidates(cfg.eval.candidates)
+    positive_int("eval.batch_size", cfg.eval.batch_size)
     check_model(cfg)
     check_device(cfg.device, cfg.precision)
 
@@ -96,8 +96,6 @@ def check_device(device: Any, precision: Any) -> None:
 
 
 def check_run(cfg: DictConfig) -> None:
-    for key in ("resume", "save_model", "export_full"):  # a typo such as export_full=ture would count as true
-        switch(key, cfg[key])
     check_every_n_steps(cfg.checkpoint.every_n_steps)
     check_keep(cfg.checkpoint.keep)
 
@@ -114,7 +112,7 @@ def check_keep(keep: Any) -> str:
 
 def check_every_n_steps(value: Any) -> int:
     """`checkpoint.every_n_steps`: how often `checkpoints/last.ckpt` is saved during training."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if value < 0:  # an int: the schema's type
         raise BatchmixError(
             f"checkpoint.every_n_steps={value!r} must be a non-negative integer (0: only at the end of training and on SIGTERM)"
         )
