@@ -44,9 +44,9 @@ def test_one_formatter_for_mean_and_std(mean, std, n, digits, text):
 
 def test_each_figure_is_drawn_once(sweep):
     model = ReportModel.from_dirs([sweep])
-    first = model.curves_figure("loss")
-    assert model.curves_figure("loss") is first and first.caption == CAPTIONS["curves_loss"]
-    assert model.curves_figure("mse") is not first
+    loss, mse = model.curve_figures()[:2]
+    assert model.curve_figures()[0] is loss and loss.caption == CAPTIONS["curves_loss"]
+    assert loss.name == "curves_loss" and mse.name == "curves_mse" and mse is not loss
 
 
 def test_results_table_is_the_mean_and_std_of_the_run_files(sweep):
@@ -105,8 +105,8 @@ def test_val_table_and_figure_are_the_run_files_pooled_by_ratio(sweep, tmp_path)
     table = model.val_table()
     assert list(table.columns) == ["ratio mono/cross/multi", "runs", "final val/map/multi", "steps to 90 %",
                                    "steps to 95 %", "AUC / step"]
-    figure = model.val_figure()
-    assert figure.name == "curves_val" and figure in model.curve_figures()
+    figure = model.curve_figures()[-1]
+    assert figure.name == "curves_val" and figure.caption == CAPTIONS["curves_val"]
     lines = {line.get_label(): line for line in figure.figure.axes[0].get_lines()}
     page = build_report(sweep, tmp_path / "html").read_text()
     for ratio in RATIOS:

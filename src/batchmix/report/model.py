@@ -12,13 +12,16 @@ ratio study's; every number of every view is written by `fmt_mean_std` (through 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from batchmix.core.errors import BatchmixError
 from batchmix.mixing.batch_types import batch_type_names
 from batchmix.eval.convergence import (ALL, DEFAULT_MIN_SETTLED, DEFAULT_TOLERANCE, DEFAULT_WINDOW, VAL_FRACTIONS, VAL_METRIC,
                                   figure_name, fraction_name)
@@ -78,6 +81,38 @@ class ReportFigure:
     name: str      # file name without .png
     caption: str
     figure: Figure
+
+
+@dataclass(frozen=True)
+class CurvePlot:
+    """A figure over training steps, drawn from a `ReportModel` (its histories, val histories, window)."""
+
+    name: str                                      # file name without .png
+    caption: str
+    draw: Callable[["ReportModel"], Figure]
+    shows: Callable[["ReportModel"], bool] = lambda model: True  # e.g. only where some run has a val curve
+
+
+# The curve figures every view shows, in order: a new plot over training steps is one entry (or one
+# `registered(...)` from outside the package).
+CURVE_PLOTS: list[CurvePlot] = [
+    CurvePlot("curves_loss", CAPTIONS["curves_loss"], lambda m: plots.plot_curves(m.histories, "loss", m.window)),
+    CurvePlot("curves_mse", CAPTIONS["curves_mse"], lambda m: plots.plot_curves(m.histories, "mse", m.window)),
+    CurvePlot("curves_val", CAPTIONS["curves_val"], lambda m: plots.plot_val_curve(m.val_histories, VAL_METRIC),
+              lambda m: m.has_val_curve),
+]
+
+
+@contextmanager
+def registered(plot: CurvePlot) -> Iterator[CurvePlot]:
+    """Show one more curve figure in every report built while the block runs."""
+    if any(p.name == plot.name for p in CURVE_PLOTS):
+        raise BatchmixError(f"a report figure named {plot.name!r} is already registered")
+    CURVE_PLOTS.append(plot)
+    try:
+        yield plot
+    finally:
+        CURVE_PLOTS.remove(plot)
 
 
 class ReportModel:
@@ -207,17 +242,10 @@ class ReportModel:
             self._figures[name] = ReportFigure(name, caption, draw())
         return self._figures[name]
 
-    def curves_figure(self, curve: str) -> ReportFigure:
-        return self._figure(f"curves_{curve}", CAPTIONS[f"curves_{curve}"], lambda: plots.plot_curves(self.histories, curve, self.window))
-
-    def val_figure(self) -> ReportFigure:
-        return self._figure("curves_val", CAPTIONS["curves_val"], lambda: plots.plot_val_curve(self.val_histories, VAL_METRIC))
-
     def curve_figures(self) -> list[ReportFigure]:
-        """The figures over training steps. Both views show every figure of this list (report.html in its
-        curves section, the study README under Figures): a new curve plot is one entry here. The
-        validation curve only where some run has a val_history.csv."""
-        return [self.curves_figure("loss"), self.curves_figure("mse"), *([self.val_figure()] if self.has_val_curve else [])]
+        """The figures over training steps (`CURVE_PLOTS`, those it `shows`). Both views show every one
+        (report.html in its curves section, the study README under Figures)."""
+        return [self._figure(p.name, p.caption, partial(p.draw, self)) for p in CURVE_PLOTS if p.shows(self)]
 
     def final_vs_ratio_figure(self, prefix: str = "", set_label: str | None = None, name: str = "final_vs_ratio") -> ReportFigure:
         """Final mAP per setting and rank distance against the ratio; `prefix` selects an evaluation set."""
