@@ -19,8 +19,8 @@ from batchmix.losses import (
     SimilarityMSELoss,
     build_loss,
     loss_names,
-    similarity_mse,
 )
+from batchmix.losses.base import similarity_mse
 from batchmix.losses.distill_mse import distill_mse
 from batchmix.losses.infonce import info_nce
 

@@ -1,5 +1,8 @@
 """Batch losses, each built from its config (`conf/loss/<name>.yaml`, `_target_` = the class).
 
+The package exports what a config or a new loss names: the loss classes (`_target_:
+batchmix.losses.InfoNCELoss`, ...), their base `BatchLoss` and its `LossOutput`, and `build_loss`.
+
 `build_loss(cfg)` instantiates one with all of its config and turns every mistake (an unknown
 `_target_`, an option the loss does not take, a bad value) into one `batchmix: error:` line. Every
 loss subclasses `BatchLoss` (losses/base.py: the one interface) and keeps its formula and paper
@@ -16,7 +19,7 @@ from batchmix.config import CONF_DIR
 from batchmix.losses.base import BatchLoss, LossOutput
 from batchmix.losses.distill_mse import DistillMSELoss
 from batchmix.losses.infonce import InfoNCELoss
-from batchmix.losses.similarity_mse import SimilarityMSELoss, similarity_mse  # the function, not the module
+from batchmix.losses.similarity_mse import SimilarityMSELoss
 from batchmix.core.options import build
 
 
@@ -50,5 +53,4 @@ __all__ = [
     "build_loss",
     "loss_class",
     "loss_names",
-    "similarity_mse",
 ]

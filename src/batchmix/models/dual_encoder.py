@@ -17,7 +17,7 @@ per-step history is kept on the module (and in checkpoints) so a run can write i
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -167,11 +167,6 @@ class DualEncoder(L.LightningModule):
         """Embed one batch of an evaluation round's texts (`batchmix.eval.rounds`) on the run's device and
         precision; `batchmix.eval.validation.LAReQAValidation` gathers and scores them."""
         return {"rows": batch["rows"], "embeddings": self.encode(batch["features"], batch["tower"]).float()}
-
-    def encoders(self, batch_size: int = 64) -> tuple[Callable[[list[str]], torch.Tensor], Callable[[list[str]], torch.Tensor]]:
-        """(encode_queries, encode_passages) callables for the evaluator (which shows its own progress)."""
-        return (lambda texts: self.encode_texts(texts, "query", batch_size, desc=False),
-                lambda texts: self.encode_texts(texts, "passage", batch_size, desc=False))
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
