@@ -13,15 +13,23 @@ import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
 from batchmix.core.errors import BatchmixError
-from batchmix.run.loggers import build_logger, log_final_results, map_matrix_rows, resolve_wandb_mode, sweep_group, wandb_logged_in
+from batchmix.mixing.ratio import Ratio
+from batchmix.run.loggers import build_logger, log_final_results, map_matrix_rows, resolve_wandb_mode, sweep_group, wandb_logged_in, wandb_run_name
 
 
 def compose_cfg(overrides: list[str], hydra: bool = False):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=overrides, return_hydra_config=hydra)
+
+
+def logger_of(cfg, run_dir):
+    """The logger train() builds for `cfg` (its name from the ratio and seed, the resolved config recorded)."""
+    ratio = Ratio.from_mapping(OmegaConf.to_container(cfg.ratio, resolve=True))
+    return build_logger(cfg.logger, run_dir, name=wandb_run_name(ratio, cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
 
 
 class StepLogger(L.LightningModule):
@@ -71,7 +79,7 @@ def closed_port_url() -> str:
 
 
 def test_csv_logger_writes_metrics_csv_with_per_type_columns(tmp_path):
-    logger = build_logger(compose_cfg(["logger=csv"]), tmp_path)
+    logger = logger_of(compose_cfg(["logger=csv"]), tmp_path)
     fit(logger, tmp_path)
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "train/mono/loss", "train/cross/mse", "train/multi/mse", "step"} <= set(header)
@@ -80,7 +88,7 @@ def test_csv_logger_writes_metrics_csv_with_per_type_columns(tmp_path):
 def test_tensorboard_logger_writes_event_files_with_the_curves(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logger = build_logger(compose_cfg(["logger=tensorboard"]), tmp_path)
+    logger = logger_of(compose_cfg(["logger=tensorboard"]), tmp_path)
     fit(logger, tmp_path)
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events
@@ -91,14 +99,14 @@ def test_tensorboard_logger_writes_event_files_with_the_curves(tmp_path):
 
 
 def test_none_and_unknown_logger(tmp_path):
-    assert build_logger(compose_cfg(["logger=none"]), tmp_path) is False
+    assert logger_of(compose_cfg(["logger=none"]), tmp_path) is False
     cfg = compose_cfg(["logger=csv", "logger._target_=batchmix.run.loggers.mlflow_logger"])
     with pytest.raises(BatchmixError, match="logger._target_='batchmix.run.loggers.mlflow_logger' is not a batchmix logger; "
                                             "pick one with logger=csv, logger=none, logger=tensorboard, logger=wandb"):
-        build_logger(cfg, tmp_path)
+        logger_of(cfg, tmp_path)
     cfg = compose_cfg(["logger=wandb", "+logger.job_type=eval"])  # an option the builder does not take: never dropped
     with pytest.raises(BatchmixError, match="logger 'batchmix.run.loggers.wandb_logger' got unknown option.*job_type.*it accepts: .*probe_timeout"):
-        build_logger(cfg, tmp_path)
+        logger_of(cfg, tmp_path)
 
 
 # --------------------------------------------------------------------------------------- W&B mode
@@ -153,12 +161,10 @@ def test_sweep_group_is_the_sweep_dir_in_a_multirun(tmp_path):
     cfg = compose_cfg(["logger=wandb", "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}/multirun/2025-06-01/12-00-00"], hydra=True)
     try:
         HydraConfig.instance().set_config(cfg)
-        assert sweep_group(cfg) == "2025-06-01/12-00-00"
-        cfg_named = compose_cfg(["logger=wandb", "logger.group=ablation"])
-        assert sweep_group(cfg_named) == "ablation"
+        assert sweep_group() == "2025-06-01/12-00-00"
     finally:
         HydraConfig.instance().cfg = None
-    assert sweep_group(compose_cfg(["logger=wandb"])) is None  # a single run outside a sweep
+    assert sweep_group() is None  # a single run outside a sweep
 
 
 def test_map_matrix_rows_from_metric_keys():
@@ -241,7 +247,7 @@ def test_wandb_offline_run_has_name_group_config_curves_summary_and_matrix(tmp_p
 
     cfg = compose_cfg(["logger=wandb", "logger.group=sweepA", "ratio.mono=0.2", "ratio.multi=0.3", "seed=3"])
     run_dir = tmp_path / "run"
-    logger = build_logger(cfg, run_dir)
+    logger = logger_of(cfg, run_dir)
     fit(logger, run_dir)
     metrics = {"map/multi": 0.61, "map/mono": 0.8, "map/mono/en": 0.9, "map/mono/de": 0.7,
                "map/cross/de-en": 0.55, "map/cross/en-de": 0.45, "bias/rank_distance": 0.12}
@@ -265,9 +271,9 @@ def test_wandb_offline_run_has_name_group_config_curves_summary_and_matrix(tmp_p
 
 
 def test_each_job_gets_its_own_wandb_run_even_if_the_last_one_was_left_open(tmp_path, offline_env):
-    first = build_logger(compose_cfg(["logger=wandb", "ratio.mono=1.0"]), tmp_path / "a")
+    first = logger_of(compose_cfg(["logger=wandb", "ratio.mono=1.0"]), tmp_path / "a")
     first_id = first.experiment.id  # never finished: a sweep point that crashed
-    second = build_logger(compose_cfg(["logger=wandb", "ratio.mono=0.0"]), tmp_path / "b")
+    second = logger_of(compose_cfg(["logger=wandb", "ratio.mono=0.0"]), tmp_path / "b")
     assert second.experiment.id != first_id
     log_final_results(second, {"map/multi": 0.3}, tmp_path / "b")
     assert offline_run(tmp_path / "a")[1]["name"] == "ratio=1-0-0_seed=0"
@@ -276,7 +282,7 @@ def test_each_job_gets_its_own_wandb_run_even_if_the_last_one_was_left_open(tmp_
 
 def test_log_final_results_is_a_no_op_for_other_loggers(tmp_path):
     for name in ("csv", "none"):
-        log_final_results(build_logger(compose_cfg([f"logger={name}"]), tmp_path), {"map/multi": 0.5}, tmp_path)
+        log_final_results(logger_of(compose_cfg([f"logger={name}"]), tmp_path), {"map/multi": 0.5}, tmp_path)
     assert not (tmp_path / "wandb").exists()
 
 

@@ -1,7 +1,8 @@
 """Experiment loggers for a training job: `logger=csv | tensorboard | wandb | none`.
 
 Each `conf/logger/<name>.yaml` names its builder here (`_target_`, `_partial_: true`) with its options;
-`build_logger(cfg, run_dir)` instantiates it and calls it with the run dir and the job config, and
+`build_logger(cfg.logger, run_dir, name=..., config=...)` instantiates it and calls it with the run dir,
+the run's name (`wandb_run_name`) and the job config to record, and
 returns what `lightning.Trainer(logger=...)` takes; `log_final_results`
 puts the evaluation into the logger at the end of a job (W&B: summary + the per-language-pair mAP
 matrix as a `wandb.Table`; the other loggers keep nothing extra, metrics.json is the record).
@@ -31,12 +32,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from omegaconf import DictConfig, OmegaConf
-
-from batchmix.mixing.batch_types import batch_type_names
+from batchmix.mixing.ratio import Ratio
 from batchmix.config import CONF_DIR
 from batchmix.core.errors import BatchmixError
-from batchmix.core.options import build, select
+from batchmix.core.options import build
 
 log = logging.getLogger("batchmix")
 
@@ -44,22 +43,21 @@ WANDB_MODES = ("online", "offline", "disabled")
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
 
 
-def build_logger(cfg: DictConfig, run_dir: str | os.PathLike):
-    """The Lightning logger of `cfg.logger` (a builder below, with its options), writing into `run_dir`
+def build_logger(logger: Any, run_dir: str | os.PathLike, *, name: str, config: Mapping[str, Any]):
+    """The Lightning logger of the `logger` node (a builder below, with its options), writing into `run_dir`
     (False for `none`). Under DDP only global rank 0 builds one: one W&B run per training job, and
     the other ranks log nothing (their metrics are rank 0's: the val metrics are computed on the
     gathered embeddings, the gathered loss on the global batch)."""
     from lightning.pytorch.utilities import rank_zero_only  # deferred: the pre-flight imports this module
 
-    make = logger_builder(cfg)
-    return make(run_dir=Path(run_dir), cfg=cfg) if make is not None and rank_zero_only.rank == 0 else False
+    make = logger_builder(logger)
+    return make(run_dir=Path(run_dir), name=name, config=config) if make is not None and rank_zero_only.rank == 0 else False
 
 
-def logger_builder(cfg: DictConfig) -> Callable[..., Any] | None:
-    """The builder of `cfg.logger` with its options bound (checked, nothing started: the pre-flight
+def logger_builder(logger: Any) -> Callable[..., Any] | None:
+    """The builder of the `logger` node with its options bound (checked, nothing started: the pre-flight
     calls this too); None without a logger config."""
-    logger_cfg = select(cfg, "logger")
-    return build(logger_cfg, "logger", logger_names(), "csv") if logger_cfg else None
+    return build(logger, "logger", logger_names(), "csv") if logger else None
 
 
 def logger_names() -> list[str]:
@@ -67,14 +65,14 @@ def logger_names() -> list[str]:
     return sorted(path.stem for path in (CONF_DIR / "logger").glob("*.yaml"))
 
 
-def csv_logger(run_dir: Path, cfg: DictConfig):
+def csv_logger(run_dir: Path, name: str, config: Mapping[str, Any]):
     """Lightning's CSVLogger: <run dir>/csv/metrics.csv."""
     from lightning.pytorch.loggers import CSVLogger
 
     return CSVLogger(save_dir=str(run_dir), name="csv", version="")
 
 
-def tensorboard_logger(run_dir: Path, cfg: DictConfig):
+def tensorboard_logger(run_dir: Path, name: str, config: Mapping[str, Any]):
     """Lightning's TensorBoardLogger: <run dir>/tensorboard."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -84,7 +82,7 @@ def tensorboard_logger(run_dir: Path, cfg: DictConfig):
         raise BatchmixError(f"logger=tensorboard needs the tensorboard package ({err}); pip install tensorboard, or use logger=csv") from None
 
 
-def no_logger(run_dir: Path, cfg: DictConfig) -> bool:
+def no_logger(run_dir: Path, name: str, config: Mapping[str, Any]) -> bool:
     """No experiment logger (Lightning's `logger=False`)."""
     return False
 
@@ -135,19 +133,15 @@ def map_matrix_rows(metrics: Mapping[str, float], metric: str = "map") -> tuple[
 # ---------------------------------------------------------------------------------------------- W&B
 
 
-def wandb_run_name(cfg: DictConfig) -> str:
+def wandb_run_name(ratio: Ratio, seed: int) -> str:
     """`ratio=0.2-0.5-0.3_seed=0`: the sweep coordinates (one share per batch type, registry order),
     readable in the W&B run list."""
-    ratio = OmegaConf.to_container(cfg.ratio, resolve=True) if "ratio" in cfg else {}
-    shares = "-".join(f"{float(ratio.get(k, 0.0)):g}" for k in batch_type_names())
-    return f"ratio={shares}_seed={cfg.seed}"
+    return f"ratio={'-'.join(f'{share:g}' for share in ratio.as_dict().values())}_seed={seed}"
 
 
-def sweep_group(cfg: DictConfig) -> str | None:
-    """`logger.group`, else the sweep dir of a Hydra multirun (last two path parts), else None."""
-    explicit = select(cfg, "logger.group")
-    if explicit:
-        return str(explicit)
+def sweep_group() -> str | None:
+    """The sweep dir of a Hydra multirun (last two path parts), else None: a run's W&B group
+    where `logger.group` names none."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -218,7 +212,7 @@ def resolve_wandb_mode(requested: str | None = None, probe_timeout: float = 3.0)
     return mode
 
 
-def wandb_logger(run_dir: Path, cfg: DictConfig, *, project: str | None = "batchmix", entity: str | None = None,
+def wandb_logger(run_dir: Path, name: str, config: Mapping[str, Any], *, project: str | None = "batchmix", entity: str | None = None,
                  group: str | None = None, tags: list[str] | None = None, mode: str | None = None,
                  probe_timeout: float = 3.0, init_timeout: float = 30.0):
     """Lightning's WandbLogger on a W&B run started by the policy in the module docstring."""
@@ -234,13 +228,11 @@ def wandb_logger(run_dir: Path, cfg: DictConfig, *, project: str | None = "batch
         # this job gets its own run instead of Lightning silently reusing the old one.
         wandb.finish()
     project = project or "batchmix"
-    name = wandb_run_name(cfg)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["run_dir"] = str(run_dir)
+    config = {**config, "run_dir": str(run_dir)}
     init: dict[str, Any] = {
         "project": project,
         "entity": entity,
-        "group": str(group) if group else sweep_group(cfg),
+        "group": str(group) if group else sweep_group(),
         "name": name,
         "job_type": "train",
         "tags": list(tags or []),

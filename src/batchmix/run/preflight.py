@@ -53,7 +53,7 @@ def validate(cfg: DictConfig, warn: bool = False) -> Checked:
     check_model(cfg)
     check_loader(cfg.data, select(cfg, "loss._target_"))
     check_run(cfg)
-    logger_builder(cfg)  # the logger's options (nothing is started)
+    logger_builder(select(cfg, "logger"))  # the logger's options (nothing is started)
     check_candidates(cfg.eval.candidates)
     positive_int("eval.batch_size", cfg.eval.batch_size)
     sets = eval_sets(cfg.eval.sets, cfg.data, warn=warn)  # keys, splits, no training questions, data roots

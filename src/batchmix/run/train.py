@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from batchmix.config.schema import pruning_of
 from batchmix.run.checkpointing import AtomicCheckpointIO, LastCheckpoint, drop_checkpoints, resolve_keep
@@ -33,7 +33,7 @@ from batchmix.core.errors import BatchmixError
 from batchmix.eval.sets import headline_keys, load_eval_set, prefixed
 from batchmix.eval.validation import VAL, LAReQAValidation
 from batchmix.core.io import atomic_dir, write_json
-from batchmix.run.loggers import build_logger, log_final_results
+from batchmix.run.loggers import build_logger, log_final_results, wandb_run_name
 from batchmix.models.export import export_model
 from batchmix.losses import build_loss
 from batchmix.models.factory import build_dual_encoder
@@ -141,7 +141,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # 6. The trainer: checkpoints/last.ckpt every checkpoint.every_n_steps steps, at the end and on
     # SIGTERM (atomically); checkpoints/best.ckpt (checkpoint.best) at the best val objective.
-    logger = build_logger(cfg, run_dir)
+    logger = build_logger(cfg.logger, run_dir, name=wandb_run_name(ratio, cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
     checkpoint = LastCheckpoint(run.checkpoints_dir, every_n_steps=cfg.checkpoint.every_n_steps, val_every_n_steps=every)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
