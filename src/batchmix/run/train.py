@@ -152,7 +152,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             validation,
             # best before last (Lightning runs checkpoint callbacks last, in this order): a SIGTERM held
             # through a validation stops the run in last's on_validation_end, after best.ckpt saw the point
-            *best_checkpoint(cfg, run.checkpoints_dir),
+            *best_checkpoint(cfg.checkpoint.best, cfg.objective, run.checkpoints_dir),
             checkpoint,
             NonFiniteLossGuard(run_dir, checkpoint),  # a NaN/inf loss stops the run before it touches the model
             *pruning_callbacks(pruning_of(cfg), cfg.objective),  # reports the val curve to an Optuna trial, if any
@@ -229,12 +229,12 @@ def _nonempty(splits: dict[str, LAReQACorpus], name: str, what: str) -> LAReQACo
     return splits[name]
 
 
-def best_checkpoint(cfg: DictConfig, dirpath: Path) -> list[ModelCheckpoint]:
-    """checkpoint.best: Lightning's ModelCheckpoint on the first objective (a val metric), weights only
-    (what the final evaluation and an export need; last.ckpt holds the optimizer for resuming)."""
-    if not cfg.checkpoint.best:
+def best_checkpoint(best: bool, objective: Any, dirpath: Path) -> list[ModelCheckpoint]:
+    """checkpoint.best: Lightning's ModelCheckpoint on the objective's first name (a val metric), weights
+    only (what the final evaluation and an export need; last.ckpt holds the optimizer for resuming)."""
+    if not best:
         return []
-    metric, mode = monitor(cfg.objective)
+    metric, mode = monitor(objective)
     return [ModelCheckpoint(dirpath=str(dirpath), filename=Path(BEST_CHECKPOINT).stem, monitor=metric, mode=mode,
                             save_top_k=1, save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)]
 
