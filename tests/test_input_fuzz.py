@@ -146,7 +146,7 @@ def test_mutated_negatives_and_answers_load_or_fail_clearly(raw: bytes, n: int, 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pairs.jsonl"
         path.write_bytes(raw)
-        data = {"root": str(lareqa_root), "languages": None, "name": "fuzz", "split": SPLIT, "split_seed": 0,
+        data = {"root": str(lareqa_root), "languages": None, "name": "fuzz", "source": "local", "split": SPLIT, "split_seed": 0,
                 "train_file": str(path), "hard_negatives": n, "negatives_lang": rule}
         try:
             groups = load_splits(data)[0] if through_splits else load_training_jsonl(path)

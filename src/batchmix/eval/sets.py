@@ -61,8 +61,6 @@ def eval_sets(sets: Mapping[str, Any], data: Mapping[str, Any], warn: bool = Tru
     set whose data root cannot be found. Optional sets whose root is missing are dropped here
     (with a warning each if `warn`), so nothing downstream has to know they were configured.
     """
-    if not isinstance(sets, Mapping):
-        raise BatchmixError(f"eval.sets={sets!r} must be a mapping of name -> {{dataset, root, split, ...}}, e.g. eval.sets.mlqa-r.split=all")
     out = []
     for key, entry in sets.items():
         spec = _entry(key, entry or {})
