@@ -14,6 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from batchmix.core.errors import BatchmixError  # noqa: E402
+import batchmix.run  # noqa: E402,F401  registers the resolvers conf/ uses, as every entry point does
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,11 @@ import sys
 from pathlib import Path
 
 import grimp
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ("batchmix", "hydra_plugins.batchmix_optuna_sweeper")  # hydra_plugins is shared with other installed plugins
 
 
-# The mark below names the imports that break the target today, in packages being reworked
-# (config/, data/checks.py); remove it when its test passes (strict: an unexpected pass fails).
-@pytest.mark.xfail(strict=True, reason="config -> run.sweep.simplex and mixing.ratio (config/__init__'s resolvers); "
-                   "data.checks -> losses")
 def test_each_package_imports_only_the_layers_below_it():
     lint = Path(sys.executable).parent / "lint-imports"
     out = subprocess.run([str(lint), "--no-logo", "--no-cache", "pyproject.toml"], cwd=ROOT, capture_output=True, text=True)

@@ -1,0 +1,12 @@
+"""The entry points and recipes (train, eval, mine, warm, export, the sweeps). Importing this layer
+registers the resolvers conf/ uses, before any entry point composes a config: `${bm_complement:...}`
+(mixing/ratio.py) and the sweep's (run/sweep/simplex.py); config/ sits below both, so not there."""
+
+from omegaconf import OmegaConf
+
+from batchmix.mixing.ratio import complement
+from batchmix.run.sweep.simplex import register_resolvers as register_sweep_resolvers
+
+if not OmegaConf.has_resolver("bm_complement"):
+    OmegaConf.register_new_resolver("bm_complement", complement)
+register_sweep_resolvers()
