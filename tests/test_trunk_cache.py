@@ -183,13 +183,21 @@ def test_checkpoints_hold_only_the_trained_layers():
     assert stored and all(".encoder.layer.1." in k for k in stored)
 
 
+def _model_node(**values):
+    """The model options check_model reads, at conf/model's values, with `values` changed."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"pooling": "mean", "compile": False, "compile_backend": "inductor", "train_top_layers": None,
+                             "trunk_cache": "disk", **values})
+
+
 @pytest.mark.parametrize("value, fix", [(0, "positive number"), (3, "from 1 to the model's 2 layers"), ("two", "positive number")])
 def test_bad_train_top_layers_is_one_line(value, fix):
     from omegaconf import OmegaConf
 
     from batchmix.models.checks import check_model
 
-    cfg = OmegaConf.create({"model": {"pooling": "mean", "train_top_layers": value}})
+    cfg = _model_node(train_top_layers=value)
     with pytest.raises(BatchmixError) as error:
         if value == 3:
             tiny_encoder(train_top_layers=value)
@@ -204,10 +212,10 @@ def test_bad_trunk_cache_and_compile_are_refused():
     from batchmix.models.checks import check_model
 
     with pytest.raises(BatchmixError, match="model.trunk_cache='ram'"):
-        check_model(OmegaConf.create({"model": {"pooling": "mean", "trunk_cache": "ram"}}))
+        check_model(_model_node(trunk_cache="ram"))
+    check_model(_model_node(train_top_layers=2, compile=False))
     with pytest.raises(BatchmixError, match="model.compile=true does not reach"):
-        check_model(OmegaConf.create({"model": {"pooling": "mean", "train_top_layers": 2, "compile": False}}) and
-                    OmegaConf.create({"model": {"pooling": "mean", "train_top_layers": 2, "compile": True, "compile_backend": "eager"}}))
+        check_model(_model_node(train_top_layers=2, compile=True, compile_backend="eager"))
 
 
 def test_warm_fills_what_a_run_then_reads(tmp_path, monkeypatch, xquad_root):

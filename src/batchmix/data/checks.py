@@ -16,11 +16,9 @@ from batchmix.data.hf import check_hf_options
 from batchmix.data.load import check_hf_source, check_source
 from batchmix.data.negatives import check_negatives_options
 from batchmix.data.split import check_fractions
-from batchmix.config import CONF_DIR
 from batchmix.config.schema import DataConfig
 from batchmix.core.errors import BatchmixError
-from batchmix.losses import loss_class, loss_names
-from batchmix.core.options import positive_int, select, switch
+from batchmix.core.options import positive_int, select
 from batchmix.mixing.sampler import MONO_MODES
 
 
@@ -39,17 +37,11 @@ def check_num_workers(workers: Any) -> None:
         )
 
 
-def check_loader(data: DataConfig, loss_target: str) -> None:
-    """How batches are made: `data.pretokenize`, `data.sampler.avoid_shared_answers`, `data.num_workers`,
-    the hard negatives (and that the loss, `loss._target_`, can use them)."""
-    switch("data.pretokenize", data.pretokenize)
-    switch("data.sampler.avoid_shared_answers", data.sampler.avoid_shared_answers)
+def check_loader(data: DataConfig) -> int:
+    """How batches are made: `data.num_workers` and the hard negatives; returns how many join each
+    query (the pre-flight checks that the loss can use them)."""
     check_num_workers(data.num_workers)
-    n, _ = check_negatives_options(data.hard_negatives, data.negatives_lang)
-    if n and not loss_class(loss_target).in_batch:  # a per-example loss scores no negatives
-        name = next((k for k in loss_names() if OmegaConf.load(CONF_DIR / "loss" / f"{k}.yaml").get("_target_") == loss_target), loss_target)
-        raise BatchmixError(f"data.hard_negatives={n} has no use in loss={name} (a per-example loss, no negatives); "
-                            f"set data.hard_negatives=0 or loss=infonce")
+    return check_negatives_options(data.hard_negatives, data.negatives_lang)[0]
 
 
 def check_data(data: DataConfig, eval_split: str) -> None:

@@ -11,9 +11,10 @@ in its module docstring, one loss per file.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
 from batchmix.losses.base import BatchLoss, LossOutput
@@ -28,20 +29,15 @@ def loss_names() -> list[str]:
     return sorted(path.stem for path in (CONF_DIR / "loss").glob("*.yaml"))
 
 
+def loss_choice(cfg: Mapping[str, Any]) -> str:
+    """The `loss=<name>` a loss config came from (the conf/loss file with its `_target_`), for messages."""
+    target = cfg["_target_"]
+    return next((name for name in loss_names() if OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml")["_target_"] == target), target)
+
+
 def build_loss(cfg: Mapping[str, Any]) -> BatchLoss:
     """The loss of a `loss` config: its `_target_` class called with every other key."""
     return build(cfg, "loss", loss_names(), "infonce", base=BatchLoss)
-
-
-def loss_class(target: Any) -> type[BatchLoss]:
-    """The class a `loss._target_` names, to read its class properties (e.g. `in_batch`) before
-    building it; `BatchLoss` for a target that names none (`build_loss` reports that)."""
-    module, _, name = str(target).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return BatchLoss
-    return cls if isinstance(cls, type) and issubclass(cls, BatchLoss) else BatchLoss
 
 
 __all__ = [
@@ -51,6 +47,6 @@ __all__ = [
     "LossOutput",
     "SimilarityMSELoss",
     "build_loss",
-    "loss_class",
+    "loss_choice",
     "loss_names",
 ]

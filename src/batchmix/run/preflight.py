@@ -23,7 +23,7 @@ from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import check_candidates
 from batchmix.eval.sets import EvalSet, eval_sets
 from batchmix.run.loggers import logger_builder
-from batchmix.losses import build_loss
+from batchmix.losses import build_loss, loss_choice
 from batchmix.models.checks import check_model
 from batchmix.core.options import positive_int, positive_number, select
 from batchmix.mixing.ratio import Ratio
@@ -48,10 +48,13 @@ def validate(cfg: DictConfig, warn: bool = False) -> Checked:
     eval set left out as missing; the recipe's own call says it, not the entry point's)."""
     ratio = check_ratio(cfg)
     check_batches(cfg.data)
-    build_loss(select(cfg, "loss"))  # the loss checks its own options; building it loads nothing
+    loss = build_loss(select(cfg, "loss"))  # the loss checks its own options; building it loads nothing
     check_world_size(cfg.trainer, cfg.data.batch_size)
-    check_model(cfg)
-    check_loader(cfg.data, select(cfg, "loss._target_"))
+    check_model(cfg.model)
+    hard_negatives = check_loader(cfg.data)
+    if hard_negatives and not loss.in_batch:  # a per-example loss scores no negatives
+        raise BatchmixError(f"data.hard_negatives={hard_negatives} has no use in loss={loss_choice(cfg.loss)} (a per-example "
+                            "loss, no negatives); set data.hard_negatives=0 or loss=infonce")
     check_run(cfg)
     logger_builder(select(cfg, "logger"))  # the logger's options (nothing is started)
     check_candidates(cfg.eval.candidates)
@@ -74,7 +77,7 @@ def validate_eval(cfg: DictConfig) -> None:
     check_data_files(cfg.data)
     check_candidates(cfg.eval.candidates)
     positive_int("eval.batch_size", cfg.eval.batch_size)
-    check_model(cfg)
+    check_model(cfg.model)
     check_device(cfg.device, cfg.precision)
 
 
