@@ -17,6 +17,7 @@ from batchmix.config import CONF_DIR
 from batchmix.losses import build_loss
 from batchmix.models.factory import build_dual_encoder
 from batchmix.models.dual_encoder import DualEncoder
+from loss_options import loss_options
 
 DEVICE = torch.device(os.environ.get("BATCHMIX_TEST_DEVICE", "cpu"))
 
@@ -46,7 +47,7 @@ def tiny_encoder(dropout: float = 0.0, seed: int = 0, loss: dict[str, Any] | Non
     cfg = tiny_model_cfg(**model)
     cfg["architecture"] = {**cfg["architecture"], "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     torch.manual_seed(seed)
-    loss = build_loss({"_target_": "batchmix.losses.InfoNCELoss", "temperature": 0.05, **(loss or {})})
+    loss = build_loss({"_target_": "batchmix.losses.InfoNCELoss", **loss_options("infonce", **(loss or {}))})
     return build_dual_encoder(cfg, loss, _tiny_train_cfg()["optim"]).to(DEVICE)  # conf/train.yaml's optimiser
 
 

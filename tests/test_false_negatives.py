@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from batchmix.losses import InfoNCELoss
 from batchmix.losses.false_negatives import id_keys, shared_key_mask
 from scale_helpers import assert_same_grads, ddp_batch_worker, ddp_worker, loss_and_grads, make_batch, tiny_encoder
+from loss_options import loss_options
 
 # Three unit vectors in 2-D; rows 0 and 2 share the id "a": row 2's pair is a translation of row 0's.
 Q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
@@ -50,7 +51,7 @@ def test_mask_drops_the_translation_but_never_the_positive():
 
 @pytest.mark.parametrize("mask", ["ids", "none"])
 def test_infonce_with_a_translation_in_the_batch_equals_the_hand_computed_loss(mask):
-    loss = InfoNCELoss(temperature=1.0, mask=mask)
+    loss = InfoNCELoss(**loss_options("infonce", temperature=1.0, mask=mask))
     keys = id_keys(IDS)
     out = loss(Q, P, {"query_keys": keys, "candidate_keys": keys}).loss
     mask = mask == "ids"
@@ -61,7 +62,7 @@ def test_infonce_with_a_translation_in_the_batch_equals_the_hand_computed_loss(m
 
 
 def test_a_batch_without_ids_is_the_plain_loss():
-    out = InfoNCELoss(temperature=1.0)(Q, P, {}).loss
+    out = InfoNCELoss(**loss_options("infonce", temperature=1.0))(Q, P, {}).loss
     assert float(out) == pytest.approx(hand_infonce([[True] * 3] * 3), abs=1e-6)
 
 

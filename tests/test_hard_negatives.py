@@ -21,6 +21,7 @@ from batchmix.losses.false_negatives import id_keys
 from batchmix.models.loading import load_tokenizer
 from batchmix.mixing.sampler import PairRef
 from scale_helpers import assert_same_grads, ddp_worker, loss_and_grads, make_batch, tiny_encoder
+from loss_options import loss_options
 
 # --- which negatives ---------------------------------------------------------------------------
 
@@ -100,9 +101,9 @@ def hand_infonce(keep: list[list[bool]]) -> float:
 
 
 def test_hard_negatives_join_the_infonce_denominator():
-    out = InfoNCELoss(temperature=1.0)(Q, CANDIDATES, {}).loss
+    out = InfoNCELoss(**loss_options("infonce", temperature=1.0))(Q, CANDIDATES, {}).loss
     assert float(out) == pytest.approx(hand_infonce([[True] * 4] * 2), abs=1e-6)
-    in_batch_only = InfoNCELoss(temperature=1.0)(Q, P, {}).loss
+    in_batch_only = InfoNCELoss(**loss_options("infonce", temperature=1.0))(Q, P, {}).loss
     assert float(out) > float(in_batch_only) + 0.1  # the negatives made it harder
 
 
@@ -110,9 +111,9 @@ def test_a_hard_negative_that_translates_the_querys_answer_is_masked():
     """Query 1's id is 'b'; the second hard negative answers 'b' (a translation of its positive)."""
     keys = id_keys(["a", "b"])  # as under loss.mask=ids: a query's key is its id, a candidate's the id it answers
     batch = {"query_keys": keys, "candidate_keys": torch.cat([keys, id_keys(["x", "b"])])}
-    out = InfoNCELoss(temperature=1.0)(Q, CANDIDATES, batch).loss
+    out = InfoNCELoss(**loss_options("infonce", temperature=1.0))(Q, CANDIDATES, batch).loss
     assert float(out) == pytest.approx(hand_infonce([[True] * 4, [True, True, True, False]]), abs=1e-6)
-    unmasked = InfoNCELoss(temperature=1.0, mask="none")(Q, CANDIDATES, batch).loss
+    unmasked = InfoNCELoss(**loss_options("infonce", temperature=1.0, mask="none"))(Q, CANDIDATES, batch).loss
     assert float(unmasked) == pytest.approx(hand_infonce([[True] * 4] * 2), abs=1e-6)
 
 
@@ -121,14 +122,14 @@ def test_similarity_mse_targets_hard_negatives_with_zero_and_drops_masked_entrie
     batch = {"query_keys": keys, "candidate_keys": torch.cat([keys, id_keys(["x", "b"])])}
     s = (Q @ CANDIDATES.T).tolist()
     errors = [(s[i][j] - (1.0 if i == j else 0.0)) ** 2 for i in range(2) for j in range(4) if (i, j) != (1, 3)]
-    out = SimilarityMSELoss()(Q, CANDIDATES, batch)
+    out = SimilarityMSELoss(**loss_options("mse"))(Q, CANDIDATES, batch)
     assert float(out.loss) == pytest.approx(sum(errors) / 7, abs=1e-6)
     in_batch = [(s[i][j] - (1.0 if i == j else 0.0)) ** 2 for i in range(2) for j in range(2)]
     assert float(out.logs["mse"]) == pytest.approx(sum(in_batch) / 4, abs=1e-6)  # the logged metric: B x B
 
 
 def test_symmetric_infonce_scores_passages_against_queries_only():
-    out = InfoNCELoss(temperature=1.0, symmetric=True)(Q, CANDIDATES, {}).loss
+    out = InfoNCELoss(**loss_options("infonce", temperature=1.0, symmetric=True))(Q, CANDIDATES, {}).loss
     s = (P @ Q.T).tolist()
     backward = sum(-(s[i][i] - math.log(sum(math.exp(v) for v in s[i]))) for i in range(2)) / 2
     assert float(out) == pytest.approx((hand_infonce([[True] * 4] * 2) + backward) / 2, abs=1e-6)

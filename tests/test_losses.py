@@ -23,6 +23,7 @@ from batchmix.losses import (
 from batchmix.losses.base import similarity_mse
 from batchmix.losses.distill_mse import distill_mse
 from batchmix.losses.infonce import info_nce
+from loss_options import loss_options
 
 # A 2×2 case small enough to do by hand. Rows are unit vectors:
 #   q0 = (1, 0), q1 = (0, 1);  p0 = (0.6, 0.8), p1 = (0, 1)
@@ -89,7 +90,7 @@ def test_infonce_matches_sentence_transformers_mnrl(symmetric, temperature):
 
 def test_infonce_symmetric_is_mean_of_both_directions():
     q, p = random_unit_rows(6, 8, seed=5), random_unit_rows(6, 8, seed=6)
-    one_way = InfoNCELoss(temperature=0.1)
+    one_way = InfoNCELoss(**loss_options("infonce", temperature=0.1))
     expected = (one_way(q, p).loss + one_way(p, q).loss) / 2
     assert info_nce(q, p, 0.1, symmetric=True).item() == pytest.approx(expected.item(), rel=1e-6)
     assert one_way(q, p).loss.item() != pytest.approx(one_way(p, q).loss.item(), rel=1e-3)
@@ -155,14 +156,14 @@ def test_infonce_rejects_bad_shapes_and_temperature():
 def test_similarity_mse_hand_computed_value():
     # S - I = [[0.6 - 1, 0.0], [0.8, 1.0 - 1]] → squares 0.16 + 0 + 0.64 + 0 over 4 entries
     assert similarity_mse(Q_HAND, P_HAND).item() == pytest.approx(0.8 / 4, abs=1e-6)
-    assert SimilarityMSELoss()(Q_HAND, P_HAND).loss.item() == pytest.approx(0.2, abs=1e-6)
+    assert SimilarityMSELoss(**loss_options("mse"))(Q_HAND, P_HAND).loss.item() == pytest.approx(0.2, abs=1e-6)
 
 
 def test_similarity_mse_is_zero_for_orthonormal_pairs_and_ignores_temperature():
     q = torch.eye(5, 7)
     assert similarity_mse(q, q).item() == 0.0
     p = random_unit_rows(5, 7, seed=17)
-    assert SimilarityMSELoss(temperature=0.5)(q, p).loss.item() == pytest.approx(similarity_mse(q, p).item())
+    assert SimilarityMSELoss(**loss_options("mse", temperature=0.5))(q, p).loss.item() == pytest.approx(similarity_mse(q, p).item())
 
 
 def test_similarity_mse_batch_of_one():
@@ -174,7 +175,7 @@ def test_similarity_mse_batch_of_one():
 def test_similarity_mse_gradient_and_dtypes():
     q = random_unit_rows(6, 8, seed=18).requires_grad_()
     p = random_unit_rows(6, 8, seed=19).requires_grad_()
-    SimilarityMSELoss()(q, p).loss.backward()
+    SimilarityMSELoss(**loss_options("mse"))(q, p).loss.backward()
     assert torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0 and torch.isfinite(p.grad).all()
     value_bf16 = similarity_mse(q.detach().bfloat16(), p.detach().bfloat16())
     assert value_bf16.shape == () and value_bf16.dtype == torch.float32
@@ -236,20 +237,20 @@ def test_every_option_reaches_the_loss():
 
 def test_forward_returns_the_loss_and_the_similarity_mse_to_log():
     q, p = random_unit_rows(6, 8, seed=30), random_unit_rows(6, 8, seed=31)
-    for loss in (InfoNCELoss(temperature=0.1, symmetric=True), SimilarityMSELoss()):
+    for loss in (InfoNCELoss(**loss_options("infonce", temperature=0.1, symmetric=True)), SimilarityMSELoss(**loss_options("mse"))):
         out = loss(q, p, {})
         assert isinstance(out, LossOutput) and set(out.logs) == {"mse", "masked"}
         assert out.logs["masked"].item() == 0  # a batch without keys: nothing masked
         assert out.logs["mse"].item() == pytest.approx(similarity_mse(q, p).item())
         assert not out.logs["mse"].requires_grad
-    assert InfoNCELoss(temperature=0.1, symmetric=True)(q, p).loss.item() == pytest.approx(
+    assert InfoNCELoss(**loss_options("infonce", temperature=0.1, symmetric=True))(q, p).loss.item() == pytest.approx(
         multiple_negatives_ranking_loss(q, p, scale=10.0, symmetric=True).item(), rel=1e-5)
 
 
 def test_learned_temperature_gets_its_gradient_through_the_loss():
     q = random_unit_rows(5, 8, seed=32).requires_grad_()
     p = random_unit_rows(5, 8, seed=33)
-    loss = InfoNCELoss(temperature=0.05, learn_temperature=True)
+    loss = InfoNCELoss(**loss_options("infonce", temperature=0.05, learn_temperature=True))
     loss(q, p).loss.backward()
     # L = -mean_i(S_ii/τ - logsumexp_j S_ij/τ), so dL/d log τ = τ dL/dτ = mean_i(S_ii - Σ_j softmax_ij S_ij) / τ
     s = q.detach() @ p.T
@@ -304,11 +305,18 @@ def test_a_loss_outside_the_package_gets_its_own_options_and_the_common_ones():
     from batchmix.losses import build_loss
 
     target = f"{ScaledInfoNCE.__module__}.ScaledInfoNCE"
-    loss = build_loss({"_target_": target, "scale": 2.0, "symmetric": True, "temperature": 0.1})
+    loss = build_loss({"_target_": target, "scale": 2.0, **loss_options("infonce", symmetric=True, temperature=0.1)})
     assert isinstance(loss, ScaledInfoNCE) and loss.scale == 2.0 and loss.symmetric
     assert float(loss.temperature) == pytest.approx(0.1)
     with pytest.raises(BatchmixError, match=r"unknown option\(s\) alpha; it accepts: .*scale.*symmetric.*temperature"):
         build_loss({"_target_": target, "alpha": 1})
+
+
+def test_a_missing_option_is_one_line_naming_it():
+    options = loss_options("infonce")
+    del options["symmetric"]
+    with pytest.raises(BatchmixError, match=r"loss 'batchmix.losses.InfoNCELoss' needs option\(s\) symmetric; give each a value"):
+        build_loss({"_target_": "batchmix.losses.InfoNCELoss", **options})
 
 
 def test_a_per_example_loss_refuses_gradcache_in_the_base_class():
@@ -316,4 +324,4 @@ def test_a_per_example_loss_refuses_gradcache_in_the_base_class():
         in_batch = False
 
     with pytest.raises(BatchmixError, match="not PerExample; set loss.cache_chunk=null"):
-        PerExample(cache_chunk=4)
+        PerExample(**loss_options("infonce", cache_chunk=4))

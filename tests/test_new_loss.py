@@ -20,9 +20,10 @@ from batchmix.core.errors import BatchmixError
 from batchmix.losses import BatchLoss, LossOutput, build_loss
 from batchmix.losses.base import MASK
 from batchmix.losses.infonce import InfoNCELoss
+from loss_options import loss_options
 
 TARGET = f"{__name__}.HardestNegativeLoss"
-COMMON = {"temperature": 0.05, "learn_temperature": False, "gather": True, "cache_chunk": None, "mask": "answers"}
+COMMON = loss_options("mse")  # exactly the options every loss shares (temperature, mask, gather, ...)
 
 
 class HardestNegativeLoss(BatchLoss):

@@ -17,6 +17,7 @@ from batchmix.core.errors import BatchmixError
 from batchmix.models.dual_encoder import upgrade_state_dict
 from batchmix.run.preflight import validate
 from batchmix.eval.objectives import check_objective
+from loss_options import loss_options
 from scale_helpers import make_batch, tiny_encoder, tiny_model_cfg
 
 
@@ -100,7 +101,7 @@ def test_the_distillation_loss_builds_its_teacher_from_the_student_when_bound():
     from batchmix.models.factory import build_dual_encoder
 
     torch.manual_seed(0)
-    module = build_dual_encoder(tiny_model_cfg(), build_loss({"_target_": "batchmix.losses.DistillMSELoss"}))
+    module = build_dual_encoder(tiny_model_cfg(), build_loss({"_target_": "batchmix.losses.DistillMSELoss", **loss_options("distill_mse")}))
     teacher = module.loss_fn.teacher
     t0 = teacher.embeddings.word_embeddings.weight.clone()
     assert teacher is not None and teacher is not module.query_encoder

@@ -52,17 +52,20 @@ def build(cfg: Mapping[str, Any], key: str, choices: list[str], example: str, ba
     `example`: the one to show first (the default)."""
     options = {str(k): v for k, v in cfg.items()} if isinstance(cfg, (Mapping, DictConfig)) else {}
     target = options.pop("_target_", None)
-    options.pop("_partial_", None)
+    partial = options.pop("_partial_", False)  # the rest of the arguments come when it is called
     obj = _locate(str(target))
     if obj is None or (base is not None and not (isinstance(obj, type) and issubclass(obj, base))):
         raise BatchmixError(
             f"{key}._target_={target!r} is not a batchmix {key}; pick one with "
             f"{', '.join(f'{key}={name}' for name in choices)} (e.g. {key}={example})"
         )
-    accepted = _options_of(obj)
+    accepted, required = _options_of(obj)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise BatchmixError(f"{key} {target!r} got unknown option(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted)) or 'none'}")
+    missing = sorted(required - set(options))
+    if missing and not partial:
+        raise BatchmixError(f"{key} {target!r} needs option(s) {', '.join(missing)}; give each a value, as the files in conf/{key}/ do")
     try:
         return instantiate(cfg, _convert_="all")
     except InstantiationException as err:
@@ -91,24 +94,28 @@ def _locate(path: str) -> Any:
     return None
 
 
-def _options_of(obj: Any) -> set[str]:
-    """The keyword options a function or class takes; for a class whose `__init__` passes `**kwargs` on,
-    its bases' too (up to the first `__init__` that takes no `**kwargs`), wherever the class is defined."""
+def _options_of(obj: Any) -> tuple[set[str], set[str]]:
+    """(the keyword options a function or class takes, those without a default); for a class whose
+    `__init__` passes `**kwargs` on, its bases' too (up to the first `__init__` that takes no
+    `**kwargs`), wherever the class is defined."""
     if not isinstance(obj, type):
-        return _named_parameters(obj)[0]
+        return _named_parameters(obj)[:2]
     names: set[str] = set()
+    required: set[str] = set()
     for klass in obj.__mro__:
         if "__init__" not in vars(klass) or klass is object:
             continue
-        own, passes_on = _named_parameters(klass.__init__)
+        own, needed, passes_on = _named_parameters(klass.__init__)
+        required |= needed - names  # a subclass that gives a base's option a default answers it
         names |= own
         if not passes_on:
             break
-    return names
+    return names, required
 
 
-def _named_parameters(function: Any) -> tuple[set[str], bool]:
-    """(the named parameters of `function` but self, whether it also takes `**kwargs`)."""
-    params = inspect.signature(function).parameters.values()
-    named = {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    return named, any(p.kind == p.VAR_KEYWORD for p in params)
+def _named_parameters(function: Any) -> tuple[set[str], set[str], bool]:
+    """(the named parameters of `function` but self, those without a default, whether it also takes `**kwargs`)."""
+    params = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
+    named = {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    needed = {p.name for p in params if p.name in named and p.default is p.empty}
+    return named, needed, any(p.kind == p.VAR_KEYWORD for p in params)

@@ -110,8 +110,8 @@ class BatchLoss(nn.Module):
     in_batch: ClassVar[bool] = True
     pivot_lang: str | None = None
 
-    def __init__(self, temperature: float = 0.05, learn_temperature: bool = False, gather: bool = True,
-                 cache_chunk: int | None = None, mask: str = "answers") -> None:
+    def __init__(self, *, temperature: float, learn_temperature: bool, gather: bool, cache_chunk: int | None, mask: str) -> None:
+        """The options every loss shares, without defaults: their values are in conf/loss/*.yaml."""
         super().__init__()
         self.mask = check_mask(mask)
         positive_number("loss.temperature", temperature, "0.05")

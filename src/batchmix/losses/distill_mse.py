@@ -51,8 +51,8 @@ class DistillMSELoss(BatchLoss):
 
     in_batch = False
 
-    def __init__(self, teacher: str | None = None, pivot_lang: str = "en", **common: Any) -> None:
-        super().__init__(**common)
+    def __init__(self, *, teacher: str | None, pivot_lang: str, mask: str = "none", **common: Any) -> None:
+        super().__init__(mask=mask, **common)  # a per-example loss has no candidates to mask
         if not isinstance(pivot_lang, str) or not pivot_lang:
             raise BatchmixError(f"loss.pivot_lang={pivot_lang!r} must be a language code (e.g. loss.pivot_lang=en)")
         self.teacher_name, self.pivot_lang = teacher, pivot_lang

@@ -63,7 +63,7 @@ def info_nce(q: Tensor, p: Tensor, temperature: float | Tensor, symmetric: bool 
 class InfoNCELoss(BatchLoss):
     """Cross-entropy over in-batch similarities at the loss's temperature; see the module docstring."""
 
-    def __init__(self, symmetric: bool = False, **common: Any) -> None:
+    def __init__(self, *, symmetric: bool, **common: Any) -> None:
         super().__init__(**common)
         self.symmetric = switch("loss.symmetric", symmetric)
 
