@@ -96,6 +96,11 @@ def find_run_dirs(path: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.relative_to(root).as_posix())])
 
 
+def _under_run(*parts: str) -> Any:
+    """A read-only `RunDir` attribute: the path `parts` under the run folder (each name written once, above)."""
+    return property(lambda self: self.path.joinpath(*parts))
+
+
 class RunDir:
     """One run folder (or an `eval.py` output dir, which shares `metrics.json`): paths and typed I/O."""
 
@@ -114,57 +119,20 @@ class RunDir:
         return cls(path.parent) if (path / MODEL_INFO).exists() else cls(path)
 
     # ------------------------------------------------------------------ paths
-    @property
-    def config_file(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS
-
-    @property
-    def metrics_before_file(self) -> Path:
-        return self.path / METRICS_BEFORE
-
-    @property
-    def history_file(self) -> Path:
-        return self.path / HISTORY
-
-    @property
-    def val_history_file(self) -> Path:
-        return self.path / VAL_HISTORY
-
-    @property
-    def convergence_file(self) -> Path:
-        return self.path / CONVERGENCE
-
-    @property
-    def failed_file(self) -> Path:
-        return self.path / FAILED
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / CHECKPOINTS
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints_dir / LAST_CHECKPOINT
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.checkpoints_dir / BEST_CHECKPOINT
-
-    @property
-    def model_dir(self) -> Path:
-        return self.path / MODEL
-
-    @property
-    def model_info_file(self) -> Path:
-        return self.model_dir / MODEL_INFO
-
-    @property
-    def eval_root(self) -> Path:
-        return self.path / EVAL
+    config_file = _under_run(CONFIG)
+    metrics_file = _under_run(METRICS)
+    metrics_before_file = _under_run(METRICS_BEFORE)
+    history_file = _under_run(HISTORY)
+    val_history_file = _under_run(VAL_HISTORY)
+    convergence_file = _under_run(CONVERGENCE)
+    failed_file = _under_run(FAILED)
+    checkpoints_dir = _under_run(CHECKPOINTS)
+    last_checkpoint = _under_run(CHECKPOINTS, LAST_CHECKPOINT)
+    best_checkpoint = _under_run(CHECKPOINTS, BEST_CHECKPOINT)
+    model_dir = _under_run(MODEL)
+    model_info_file = _under_run(MODEL, MODEL_INFO)
+    eval_root = _under_run(EVAL)
+    versions_file = _under_run(VERSIONS)
 
     def eval_dir(self, tag: str, eval_set: str | None = None) -> Path:
         """`eval/<tag>/` (the held-out split) or `eval/<tag>/<set>/` (an `eval.sets` entry)."""
@@ -189,10 +157,6 @@ class RunDir:
         return atomic_write_text(self.config_file, OmegaConf.to_yaml(cfg, resolve=True))
 
     # ------------------------------------------------------------------ versions
-    @property
-    def versions_file(self) -> Path:
-        return self.path / VERSIONS
-
     def read_versions(self) -> dict[str, Any]:
         """versions.json ({} for a run made before it existed)."""
         return read_json(self.versions_file)

@@ -55,7 +55,8 @@ def validate(cfg: DictConfig, warn: bool = False) -> Checked:
     if hard_negatives and not loss.in_batch:  # a per-example loss scores no negatives
         raise BatchmixError(f"data.hard_negatives={hard_negatives} has no use in loss={loss_choice(cfg.loss)} (a per-example "
                             "loss, no negatives); set data.hard_negatives=0 or loss=infonce")
-    check_run(cfg)
+    check_every_n_steps(cfg.checkpoint.every_n_steps)
+    check_keep(cfg.checkpoint.keep)
     logger_builder(select(cfg, "logger"))  # the logger's options (nothing is started)
     check_candidates(cfg.eval.candidates)
     positive_int("eval.batch_size", cfg.eval.batch_size)
@@ -96,11 +97,6 @@ def check_device(device: Any, precision: Any) -> None:
 
         if not torch.cuda.is_available():
             raise BatchmixError("device=cuda but this machine has no usable CUDA device; use device=cpu or device=auto")
-
-
-def check_run(cfg: DictConfig) -> None:
-    check_every_n_steps(cfg.checkpoint.every_n_steps)
-    check_keep(cfg.checkpoint.keep)
 
 
 KEEP = ("auto", "all", "last", "best", "none")

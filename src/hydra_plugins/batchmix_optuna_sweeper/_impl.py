@@ -151,11 +151,6 @@ class OptunaSweeperImpl(Sweeper):
         """Seconds without heartbeat after which a RUNNING trial is stale (Optuna's default: 2 x interval)."""
         return self.grace_period or 2 * self.heartbeat_interval
 
-    def _storage_url(self, sweep_dir: Path) -> str:
-        if self.storage:
-            return str(self.storage)
-        return f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
-
     def _open_study(self, storage: str, study_name: str) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
         try:
             rdb = open_storage(storage, self.heartbeat_interval, self.grace_period, on_stale(self.grace))
@@ -187,7 +182,7 @@ class OptunaSweeperImpl(Sweeper):
 
         params = [f"{k}={v}" for k, v in (self.params or {}).items()]
         space = SearchSpace.parse(params + list(arguments))
-        storage = self._storage_url(sweep_dir)
+        storage = str(self.storage) if self.storage else f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
         study_name = self.study_name or str(self.config.hydra.job.name)
         study, rdb = self._open_study(storage, study_name)
         fail_stale_trials(study, rdb)

@@ -15,17 +15,11 @@ from batchmix.eval.objectives import objective_names
 log = logging.getLogger(__name__)
 
 
-def trials_table(study: optuna.Study):
-    """`study.trials_dataframe()`: number, value(s) (named by the study's metric names), params,
-    user attrs (the derived ratio, output_dir, ...), state. Empty DataFrame for an empty study."""
-    return study.trials_dataframe(multi_index=False)
-
-
 def write_results(study: optuna.Study, sweep_dir: Path, objective: Any = None) -> None:
     """`optuna_trials.csv`; plus `pareto_front.csv` (multi-objective: `study.best_trials`, the
     non-dominated COMPLETE trials) or `optimization_results.yaml` (single objective: the best trial,
     the objective it was chosen on and that objective's split, `val` unless allow_test_selection)."""
-    table = trials_table(study)
+    table = study.trials_dataframe(multi_index=False)  # number, value(s), params, user attrs, state
     if table.empty:
         return
     table.to_csv(sweep_dir / "optuna_trials.csv", index=False)
