@@ -16,7 +16,7 @@ import yaml
 
 from batchmix.report.__main__ import main as report_main
 from batchmix.report.markdown import BEGIN, END, write_study_markdown
-from batchmix.report.studies.paper_claims import _verdict_geq, _verdict_gt, schedule_name
+from batchmix.report.studies.paper_claims import _verdict, schedule_name
 from tests.test_report_fake_sweep import make_fake_sweep
 
 RATIOS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3)]
@@ -104,15 +104,15 @@ def test_rerun_regenerates_the_same_block(study, tmp_path):
 def test_direction_verdicts_follow_the_two_standard_error_rule():
     a, b = (0.60, 0.01, 3), (0.59, 0.01, 3)
     tie = 2 * math.sqrt(2 * 0.01**2 / 3)  # 0.0163
-    assert _verdict_geq(a, b)[1] == "**matches**"
-    assert _verdict_geq(b, a)[1] == "matches (tied within 2 SE)"  # -0.01 is inside 2 SE
-    assert _verdict_geq((0.55, 0.01, 3), a)[1] == "**does not match**"
-    assert _verdict_gt(a, b)[1] == "same direction, within noise"  # +0.01 < 0.0163
-    assert _verdict_gt((0.65, 0.01, 3), b)[1] == "**matches**"
-    assert _verdict_gt(b, a)[1] == "**does not match**"
-    assert f"{tie:.3f}" in _verdict_geq(a, b)[0]
+    assert _verdict(a, b)[1] == "**matches**"
+    assert _verdict(b, a)[1] == "matches (tied within 2 SE)"  # -0.01 is inside 2 SE
+    assert _verdict((0.55, 0.01, 3), a)[1] == "**does not match**"
+    assert _verdict(a, b, strict=True)[1] == "same direction, within noise"  # +0.01 < 0.0163
+    assert _verdict((0.65, 0.01, 3), b, strict=True)[1] == "**matches**"
+    assert _verdict(b, a, strict=True)[1] == "**does not match**"
+    assert f"{tie:.3f}" in _verdict(a, b)[0]
     # lower is better (rank distance)
-    assert _verdict_geq((70.0, 1.0, 3), (80.0, 1.0, 3), higher_is_better=False)[1] == "**matches**"
+    assert _verdict((70.0, 1.0, 3), (80.0, 1.0, 3), higher_is_better=False)[1] == "**matches**"
 
 
 @pytest.mark.slow

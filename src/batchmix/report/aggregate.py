@@ -73,6 +73,13 @@ def _ratio_of(cfg: Mapping[str, Any]) -> dict[str, float]:
         return dict.fromkeys(cols, math.nan)
 
 
+def _front(root: Path, run_dir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies a run in every table: `run` (relative to `root`), its shares, `ratio` label and `seed`."""
+    shares = _ratio_of(cfg)
+    return {"run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
+            **shares, "ratio": ratio_label(*shares.values()), "seed": cfg.get("seed")}
+
+
 def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
     """One row per run under `path` (columns: see the module docstring). Empty frame if none."""
     root = Path(path)
@@ -80,16 +87,10 @@ def load_runs(path: str | os.PathLike, window: int = DEFAULT_WINDOW, tolerance: 
     for run_dir in find_run_dirs(root):
         rd = RunDir(run_dir)
         cfg = rd.read_config()
-        shares = _ratio_of(cfg)
         metrics = rd.read_metrics()
-        row: dict[str, Any] = {
-            "run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
-            "run_dir": str(run_dir.resolve()),
-            "status": "complete" if metrics else "incomplete",
-            **shares,
-            "ratio": ratio_label(*shares.values()),
-            "seed": cfg.get("seed"),
-        }
+        front = _front(root, run_dir, cfg)
+        row: dict[str, Any] = {"run": front.pop("run"), "run_dir": str(run_dir.resolve()),
+                               "status": "complete" if metrics else "incomplete", **front}
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         before = rd.read_metrics_before()
         row.update({f"before/{k}": v for k, v in before.items() if isinstance(v, (int, float)) and k.count("/") <= 1})
@@ -128,10 +129,7 @@ def _stacked(path: str | os.PathLike, read, columns: list[str]) -> pd.DataFrame:
         table = read(rd)
         if table is None or table.empty:
             continue
-        cfg = rd.read_config()
-        shares = _ratio_of(cfg)
-        front = {"run": run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name,
-                 **shares, "ratio": ratio_label(*shares.values()), "seed": cfg.get("seed")}
+        front = _front(root, run_dir, rd.read_config())
         frames.append(table.assign(**front)[[*front, *table.columns]])
     if not frames:
         return pd.DataFrame(columns=["run", *ratio_columns(), "ratio", "seed", *columns])
@@ -196,11 +194,10 @@ def sweep_shape(runs: pd.DataFrame) -> str:
 
 
 def distinct_ratios(runs: pd.DataFrame) -> np.ndarray:
-    cols = ratio_columns()
+    cols = list(ratio_columns())
     if runs.empty or not set(cols) <= set(runs.columns):
         return np.zeros((0, len(cols)))
-    pts = runs[list(cols)].astype(float).dropna().drop_duplicates()
-    return pts.to_numpy()
+    return runs[cols].astype(float).dropna().drop_duplicates().to_numpy()
 
 
 def line_axis(runs: pd.DataFrame) -> str:

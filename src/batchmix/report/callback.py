@@ -28,9 +28,7 @@ class ReportCallback(Callback):
     Imports nothing heavy until the sweep ends, so single runs start as fast as without it."""
 
     def __init__(self, window: int | None = None, tolerance: float | None = None, enabled: bool = True) -> None:
-        self.window = window
-        self.tolerance = tolerance
-        self.enabled = enabled
+        self.window, self.tolerance, self.enabled = window, tolerance, enabled
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:

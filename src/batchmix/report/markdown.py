@@ -64,18 +64,13 @@ def eval_sets_of(runs: pd.DataFrame, cfg: dict) -> tuple[list[EvalSetInfo], list
     return sets, missing
 
 
-
 def _timing(sweep: Path) -> str:
     """Wall time from the files the runs wrote: first config.yaml to last metrics.json."""
-    starts, ends, per_run = [], [], []
-    for run in map(RunDir, find_run_dirs(sweep)):
-        if run.metrics_file.is_file():
-            s, e = run.config_file.stat().st_mtime, run.metrics_file.stat().st_mtime
-            starts.append(s)
-            ends.append(e)
-            per_run.append(e - s)
-    if not per_run:
+    runs = [run for run in map(RunDir, find_run_dirs(sweep)) if run.metrics_file.is_file()]
+    if not runs:
         return ""
+    starts, ends = [r.config_file.stat().st_mtime for r in runs], [r.metrics_file.stat().st_mtime for r in runs]
+    per_run = [e - s for s, e in zip(starts, ends)]
     span = max(ends) - min(starts)
     return (f"Grid wall time {span / 60:.1f} min for {len(per_run)} runs (first run's config.yaml to last run's "
             f"metrics.json; per run {min(per_run) / 60:.1f}–{max(per_run) / 60:.1f} min, training plus final evaluation).")
@@ -169,7 +164,7 @@ def figures_section(figures: list[tuple[str, str, object]], figures_dir: Path, f
     figures_dir.mkdir(parents=True, exist_ok=True)
     out = ["### Figures", ""]
     for name, caption, figure in figures:
-        plots.save_png(figure, figures_dir / f"{name}.png")
+        (figures_dir / f"{name}.png").write_bytes(plots.figure_png(figure))
         out += [f"**{caption}**", "", f"![{caption}]({figures_link}/{name}.png)", ""]
     return out
 

@@ -136,7 +136,6 @@ class ReportModel:
         return cls(stack([load_runs(d, window, tolerance) for d in dirs]), stack([load_histories(d) for d in dirs]),
                    val_histories=stack([load_val_histories(d) for d in dirs]), window=window, tolerance=tolerance)
 
-    # ------------------------------------------------------------------ the runs
     @cached_property
     def complete(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == "complete"] if "status" in self.runs.columns else self.runs
@@ -169,7 +168,6 @@ class ReportModel:
         """Numbers per ratio of the complete runs (`aggregate.by_ratio`: `n`, mean, `<col>/std`)."""
         return by_ratio(self.complete, columns)
 
-    # ------------------------------------------------------------------ tables
     def summary(self, columns: list[str], digits: dict[str, int] | None = None, headers: dict[str, str] | None = None,
                 sort_by: str | None = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
         """Per ratio: `fmt_mean_std` of each column, as display strings (default: the complete runs)."""
@@ -236,7 +234,6 @@ class ReportModel:
                 "global-step axis; one line per ratio (mean over seeds, band ±1 std). 'all batches' is every step "
                 "regardless of type.")
 
-    # ------------------------------------------------------------------ figures (each drawn once)
     def _figure(self, name: str, caption: str, draw) -> ReportFigure:
         if name not in self._figures:
             self._figures[name] = ReportFigure(name, caption, draw())

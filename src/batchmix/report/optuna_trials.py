@@ -49,8 +49,7 @@ class StudyTable:
         return len(self.objectives) > 1
 
     def completed(self) -> pd.DataFrame:
-        done = self.trials[self.trials["state"] == "COMPLETE"]
-        return done.dropna(subset=self.objectives)
+        return self.trials[self.trials["state"] == "COMPLETE"].dropna(subset=self.objectives)
 
 
 def guess_direction(metric: str) -> str:
@@ -58,10 +57,6 @@ def guess_direction(metric: str) -> str:
 
     name = metric.lower()
     return "minimize" if mode(name) == "min" or "loss" in name or "mse" in name else "maximize"
-
-
-def _state(value: object) -> str:
-    return str(value).split(".")[-1].upper()
 
 
 def _objective_columns(df: pd.DataFrame) -> dict[str, str]:
@@ -81,7 +76,7 @@ def normalise_trials(df: pd.DataFrame, metric_names: list[str] | None = None) ->
     df = df.copy()
     if "number" not in df.columns:
         raise BatchmixError("the Optuna trials table has no `number` column; write it with study.trials_dataframe()")
-    df["state"] = df["state"].map(_state) if "state" in df.columns else "COMPLETE"
+    df["state"] = df["state"].map(lambda v: str(v).split(".")[-1].upper()) if "state" in df.columns else "COMPLETE"
     if "values" in df.columns and "value" not in df.columns:  # one column holding lists
         parsed = df["values"].map(lambda v: ast.literal_eval(v) if isinstance(v, str) and v.startswith("[") else v)
         width = max((len(v) for v in parsed if isinstance(v, (list, tuple))), default=0)
@@ -124,12 +119,8 @@ def pareto_numbers(trials: pd.DataFrame, objectives: list[str], directions: list
         return []
     signs = np.array([1.0 if d.startswith("max") else -1.0 for d in directions])
     values = done[objectives].to_numpy(dtype=float) * signs
-    front = []
-    for i, v in enumerate(values):
-        dominated = np.any(np.all(values >= v, axis=1) & np.any(values > v, axis=1))
-        if not dominated:
-            front.append(int(done["number"].iloc[i]))
-    return sorted(front)
+    dominated = [np.any(np.all(values >= v, axis=1) & np.any(values > v, axis=1)) for v in values]
+    return sorted(int(n) for n, d in zip(done["number"], dominated) if not d)
 
 
 def load_study_files(sweep_dir: str | os.PathLike) -> StudyTable | None:
@@ -145,9 +136,8 @@ def load_study_files(sweep_dir: str | os.PathLike) -> StudyTable | None:
         except json.JSONDecodeError:
             pass
     trials, names = normalise_trials(pd.read_csv(path), meta.get("metric_names"))
-    directions = meta.get("directions") or [guess_direction(n) for n in names]
-    directions = [str(d).split(".")[-1].lower() for d in directions]
-    if len(directions) != len(names):
+    directions = [str(d).split(".")[-1].lower() for d in meta.get("directions") or []]
+    if len(directions) != len(names):  # none given, or not one per objective
         directions = [guess_direction(n) for n in names]
     pareto: list[int] = []
     if len(names) > 1:

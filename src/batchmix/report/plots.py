@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,18 +45,6 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(figure_png(fig, dpi))
-    return path
-
-
-def _ratio_order(frame: pd.DataFrame) -> list[str]:
-    keys = frame[[*ratio_columns(), "ratio"]].drop_duplicates().sort_values(sort_columns())
-    return list(dict.fromkeys(keys["ratio"]))
-
-
 def _names_label() -> str:
     """`mono/cross/multi[/...]`: the order of the shares in a ratio label."""
     return "/".join(batch_type_names())
@@ -81,7 +67,8 @@ def barycentric_color(*shares: float) -> tuple[float, float, float]:
 def ratio_colors(frame: pd.DataFrame) -> tuple[dict[str, tuple], tuple[str, Normalize] | None]:
     """Colour per ratio label. Line sweeps: viridis over the varying share (returned for a colorbar);
     otherwise the barycentric mix of the corner colours (`barycentric_color`)."""
-    order = _ratio_order(frame)
+    keys = frame[[*ratio_columns(), "ratio"]].drop_duplicates().sort_values(sort_columns())
+    order = list(dict.fromkeys(keys["ratio"]))
     if sweep_shape(frame) == "line":
         axis = line_axis(frame)
         values = frame.drop_duplicates("ratio").set_index("ratio")[axis]
@@ -90,9 +77,6 @@ def ratio_colors(frame: pd.DataFrame) -> tuple[dict[str, tuple], tuple[str, Norm
         return {r: cmap(norm(values[r])) for r in order}, (axis, norm)
     shares = frame.drop_duplicates("ratio").set_index("ratio")[list(ratio_columns())]
     return {r: barycentric_color(*shares.loc[r]) for r in order}, None
-
-
-# ------------------------------------------------------------------------------------- curves
 
 
 def mean_band(curves: pd.DataFrame, column: str = "smoothed") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,6 +93,24 @@ def mean_band(curves: pd.DataFrame, column: str = "smoothed") -> tuple[np.ndarra
         return np.array([]), np.array([]), np.array([])
     stack = np.vstack([np.interp(grid, g["step"].to_numpy(float), g[column].to_numpy(float)) for g in runs])
     return grid, stack.mean(axis=0), stack.std(axis=0, ddof=1)
+
+
+def _band(ax, x: np.ndarray, mean: np.ndarray, std: np.ndarray, color, **line) -> None:
+    """One ratio's mean line with its ±1 std band (none for a single seed)."""
+    ax.plot(x, mean, color=color, lw=1.6, **line)
+    if std.any():
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+
+
+def _ratio_key(fig: Figure, axes, handles_ax, scale: tuple[str, Normalize] | None, shrink: float) -> None:
+    """The colour key of a plot with one line per ratio: a colorbar over a line sweep's share, else a legend."""
+    if scale is not None:
+        axis, norm = scale
+        fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label=f"{axis.removeprefix('ratio_')} share",
+                     shrink=shrink)
+    else:
+        fig.legend(*handles_ax.get_legend_handles_labels(), title=f"ratio {_names_label()}\n{colour_key()}",
+                   loc="outside right center", fontsize=9, title_fontsize=9)
 
 
 def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAULT_WINDOW) -> Figure:
@@ -135,10 +137,7 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
             sub = part[part["ratio"] == ratio]
             if sub.empty:
                 continue
-            x, mean, std = mean_band(sub)
-            ax.plot(x, mean, color=colors[ratio], lw=1.6, label=ratio)
-            if std.any():
-                ax.fill_between(x, mean - std, mean + std, color=colors[ratio], alpha=0.15, lw=0)
+            _band(ax, *mean_band(sub), colors[ratio], label=ratio)
         ax.set_title(f"{btype} batches ({get_batch_type(btype).label})" if btype != ALL else "all batches", fontsize=12)
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="y", useOffset=False)
@@ -148,13 +147,7 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
     for ax in axes[-2:]:  # the bottom panel of each column (an empty cell may sit below the second)
         ax.set_xlabel("global step")
         ax.xaxis.set_tick_params(labelbottom=True)
-    if scale is not None:
-        axis, norm = scale
-        fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes), label=f"{axis.removeprefix('ratio_')} share", shrink=0.6)
-    else:
-        handles, labels = axes[-1].get_legend_handles_labels()
-        fig.legend(handles, labels, title=f"ratio {_names_label()}\n{colour_key()}",
-                   loc="outside right center", fontsize=9, title_fontsize=9)
+    _ratio_key(fig, list(axes), axes[-1], scale, 0.6)
     label = CURVE_LABELS[curve]
     fig.suptitle(f"{label[0].upper()}{label[1:]} by batch type, overlaid by ratio", fontsize=14)
     return fig
@@ -175,48 +168,26 @@ def colour_key() -> str:
 # The validation curve (val_history.csv, one row per validation): no smoothing, each point is a whole val split.
 
 
-def val_curve_means(val_histories: pd.DataFrame, metric: str = VAL_METRIC) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per ratio label (plot order): (steps, mean over seeds, sample std) of `metric`; ratios without it left out."""
-    if val_histories.empty or metric not in val_histories.columns:
-        return {}
-    rows = val_histories.dropna(subset=[metric])
-    out = {}
-    for ratio in ratio_colors(val_histories)[0]:
-        sub = rows[rows["ratio"] == ratio]
-        if not sub.empty:
-            out[ratio] = mean_band(sub, metric)
-    return out
-
-
 def plot_val_curve(val_histories: pd.DataFrame, metric: str = VAL_METRIC) -> Figure:
     """`metric` at each validation against the global step (0 = the untrained model), one line per
     ratio (mean over seeds, band +-1 std); `val_histories` from `aggregate.load_val_histories`."""
     fig = Figure(figsize=(13, 4.8), layout="constrained")
     ax = fig.subplots()
-    curves = val_curve_means(val_histories, metric)
-    if not curves:
+    rows = val_histories.dropna(subset=[metric]) if metric in val_histories.columns else val_histories.iloc[:0]
+    if rows.empty:
         fig.suptitle(f"no {metric} in any run's val_history.csv")
         return fig
     colors, scale = ratio_colors(val_histories)
-    for ratio, (x, mean, std) in curves.items():
-        ax.plot(x, mean, color=colors[ratio], lw=1.6, marker="o", ms=3.5, label=ratio)
-        if std.any():
-            ax.fill_between(x, mean - std, mean + std, color=colors[ratio], alpha=0.15, lw=0)
+    for ratio in colors:  # plot order; a ratio without `metric` is left out
+        if (rows["ratio"] == ratio).any():
+            _band(ax, *mean_band(rows[rows["ratio"] == ratio], metric), colors[ratio], label=ratio, marker="o", ms=3.5)
     ax.set_xlabel("global step")
     ax.set_ylabel(f"{metric} (val split, higher = better)")
     ax.grid(alpha=0.3)
     ax.ticklabel_format(axis="y", useOffset=False)
-    if scale is not None:
-        axis, norm = scale
-        fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=f"{axis.removeprefix('ratio_')} share", shrink=0.8)
-    else:
-        fig.legend(*ax.get_legend_handles_labels(), title=f"ratio {_names_label()}\n{colour_key()}",
-                   loc="outside right center", fontsize=9, title_fontsize=9)
+    _ratio_key(fig, ax, ax, scale, 0.8)
     fig.suptitle(f"Validation {metric.removeprefix('val/')} by step, overlaid by ratio", fontsize=14)
     return fig
-
-
-# ---------------------------------------------------------------------------- final metrics
 
 
 def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTINGS, metric: str = "map",
@@ -279,9 +250,6 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTI
     return fig
 
 
-# ------------------------------------------------------------------------------- ternary map
-
-
 def ternary_xy(a, b, c) -> tuple[np.ndarray, np.ndarray]:
     """Barycentric (a, b, c) -> 2-D: corners a (0, 0), b (1, 0), c (1/2, sqrt(3)/2); for a mono/cross/multi
     sweep a = mono, b = cross, c = multi.
@@ -301,12 +269,11 @@ def _draw_simplex(ax, corners: Sequence[str], step: float = 0.25) -> None:
             xs, ys = ternary_xy(*np.array([a, b]).T)
             ax.plot(xs, ys, color="0.75", lw=0.6, zorder=1)
         # share labels outside each edge: bottom = right corner's share, right = top's, left = left's
-        x, y = ternary_xy(1 - v, v, 0)
-        ax.text(x, y - 0.05, f"{v:g}", ha="center", va="top", fontsize=8, color="0.35")
-        x, y = ternary_xy(0, 1 - v, v)
-        ax.text(x + 0.05, y, f"{v:g}", ha="left", va="center", fontsize=8, color="0.35")
-        x, y = ternary_xy(v, 0, 1 - v)
-        ax.text(x - 0.05, y, f"{v:g}", ha="right", va="center", fontsize=8, color="0.35")
+        for point, (dx, dy), ha, va in (((1 - v, v, 0), (0, -0.05), "center", "top"),
+                                        ((0, 1 - v, v), (0.05, 0), "left", "center"),
+                                        ((v, 0, 1 - v), (-0.05, 0), "right", "center")):
+            x, y = ternary_xy(*point)
+            ax.text(x + dx, y + dy, f"{v:g}", ha=ha, va=va, fontsize=8, color="0.35")
     ax.text(-0.04, -0.03, left, ha="right", va="top", fontsize=12, weight="bold")
     ax.text(1.04, -0.03, right, ha="left", va="top", fontsize=12, weight="bold")
     ax.text(0.42, SQRT3_2, top, ha="right", va="center", fontsize=12, weight="bold")
@@ -354,9 +321,6 @@ def plot_ternary(runs: pd.DataFrame, values: Sequence[str] = ("map/multi", "bias
     return fig
 
 
-# ------------------------------------------------------------------------------------ Optuna
-
-
 def _better(direction: str) -> str:
     return "↑ better" if direction.startswith("max") else "↓ better"
 
@@ -373,10 +337,8 @@ def plot_optuna_history(study: StudyTable) -> Figure:
         if len(done):
             best = done[name].cummax() if direction.startswith("max") else done[name].cummin()
             ax.step(done["number"], best, where="post", color="#d62728", lw=1.8, label="best so far")
-        pruned = study.trials[study.trials["state"] == "PRUNED"]
-        if len(pruned):
-            for number in pruned["number"]:
-                ax.axvline(number, color="0.8", lw=0.8, zorder=0)
+        for number in study.trials.loc[study.trials["state"] == "PRUNED", "number"]:
+            ax.axvline(number, color="0.8", lw=0.8, zorder=0)
         ax.set_ylabel(f"{name} ({_better(direction)})")
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="y", useOffset=False)
@@ -414,8 +376,6 @@ def plot_pareto_front(study: StudyTable) -> Figure:
     fig.suptitle(f"Pareto front: {len(front)} of {len(done)} completed trials", fontsize=14)
     return fig
 
-
-# ------------------------------------------------------------- the ratio study (results.csv / curves.csv)
 
 SURFACE_STEP = 0.02  # the fine simplex grid the fitted surface is drawn on
 

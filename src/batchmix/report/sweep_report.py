@@ -30,10 +30,8 @@ from batchmix.report.optuna_trials import StudyTable, load_study_files, load_stu
 from batchmix.report import plots
 
 log = logging.getLogger("batchmix")
-
-
-def is_storage_url(source: str | os.PathLike) -> bool:
-    return "://" in str(source)
+SHAPE_WORDS = {"none": "no ratio information", "point": "a single ratio", "line": "ratios on one line of the simplex",
+               "simplex": "ratios spread over the simplex"}
 
 
 def _runs_from_study(study: StudyTable) -> pd.DataFrame:
@@ -57,7 +55,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
     """Aggregate, plot and write the report; returns the path of report.html."""
     start = time.perf_counter()
     study_table: StudyTable | None
-    if is_storage_url(source):
+    if "://" in str(source):  # a storage URL
         study_table = load_study_storage(str(source), study)
         model = ReportModel.from_dirs(_study_run_dirs(study_table), window=window, tolerance=tolerance)
         out = Path(out_dir) if out_dir else Path.cwd() / f"optuna_report_{study_table.name}"
@@ -90,7 +88,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike | None = 
     overview = [
         f"{len(runs)} runs ({len(complete)} complete), {n_ratios} distinct ratios"
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
-        + f"; sweep shape: {model.shape} ({_shape_words(model.shape)}).",
+        + f"; sweep shape: {model.shape} ({SHAPE_WORDS[model.shape]}).",
         model.selection_note(),
     ]
     sections.append(Section("Overview", overview, anchor="overview"))
@@ -170,11 +168,6 @@ def _runs_section(runs: pd.DataFrame, model: ReportModel) -> Section:
     per_run = per_run.rename(columns={steps: f"loss: steps to {100 * model.tolerance:g} %"})
     return Section("Runs", ["Every run found; the full table (all metrics, convergence figures, varying config "
                             "values) is in runs.csv / runs.parquet next to this page."], tables=[("Runs", per_run)], anchor="runs")
-
-
-def _shape_words(shape: str) -> str:
-    return {"none": "no ratio information", "point": "a single ratio", "line": "ratios on one line of the simplex",
-            "simplex": "ratios spread over the simplex"}[shape]
 
 
 def _write_parquet(runs: pd.DataFrame, path: Path) -> None:

@@ -44,7 +44,6 @@ class EvalSetInfo:
     paper_key: str | None  # "xquad-r" / "mlqa-r": where the paper's numbers apply
 
 
-
 def _stats(table: pd.DataFrame, schedule: str, column: str) -> tuple[float, float, int]:
     row = table[table["schedule"] == schedule]
     if row.empty or column not in table.columns:
@@ -53,37 +52,19 @@ def _stats(table: pd.DataFrame, schedule: str, column: str) -> tuple[float, floa
     return float(r[column]), float(r.get(f"{column}/std", math.nan)), int(r["n"])
 
 
-def _se(a: tuple[float, float, int], b: tuple[float, float, int]) -> float:
-    var = sum((s if not math.isnan(s) else 0.0) ** 2 / max(n, 1) for _, s, n in (a, b))
-    return math.sqrt(var)
-
-
-def _difference(a, b, higher_is_better: bool) -> tuple[float, float, str]:
-    """(a's advantage over b, two standard errors of the difference, the difference as printed)."""
+def _verdict(a, b, higher_is_better: bool = True, strict: bool = False) -> tuple[str, str]:
+    """(difference text, verdict) of "a is at least as good as b, or tied within 2 SE" (`strict`: "a is
+    better than b beyond noise"); a and b are `_stats` (mean, std, n)."""
     diff = (a[0] - b[0]) if higher_is_better else (b[0] - a[0])
-    tie = 2 * _se(a, b)
+    tie = 2 * math.sqrt(sum((s if not math.isnan(s) else 0.0) ** 2 / max(n, 1) for _, s, n in (a, b)))
     text = f"{a[0] - b[0]:+.3f} (2 SE {tie:.3f})" if abs(a[0]) < 10 else f"{a[0] - b[0]:+.1f} (2 SE {tie:.1f})"
-    return diff, tie, text
-
-
-def _verdict_geq(a, b, higher_is_better: bool = True) -> tuple[str, str]:
-    """Is a at least as good as b, or tied (within 2 SE)? Returns (difference text, verdict)."""
-    diff, tie, text = _difference(a, b, higher_is_better)
     if math.isnan(diff):
         return "–", "not measured"
-    if diff >= 0:
+    if (diff > tie) if strict else (diff >= 0):
         return text, "**matches**"
+    if strict:
+        return text, "same direction, within noise" if diff > 0 else "**does not match**"
     return text, "matches (tied within 2 SE)" if -diff <= tie else "**does not match**"
-
-
-def _verdict_gt(a, b, higher_is_better: bool = True) -> tuple[str, str]:
-    """Is a better than b beyond noise?"""
-    diff, tie, text = _difference(a, b, higher_is_better)
-    if math.isnan(diff):
-        return "–", "not measured"
-    if diff > tie:
-        return text, "**matches**"
-    return text, "same direction, within noise" if diff > 0 else "**does not match**"
 
 
 def _paper_says(claim, paper_key: str | None) -> str:
@@ -104,27 +85,26 @@ def direction_checks(table: pd.DataFrame, sets: list[EvalSetInfo]) -> list[list[
     for es in sets:
         col = lambda setting: f"{es.prefix}map/{setting}"  # noqa: E731
         st = lambda sched, setting: _stats(table, sched, col(setting))  # noqa: E731
-        others = ("cross only", "hybrid")
-        mono_best = max(others, key=lambda s: st(s, "mono")[0] if not math.isnan(st(s, "mono")[0]) else -1)
-        d, v = _verdict_geq(st("mono only", "mono"), st(mono_best, "mono"))
+        mono_best = max(("cross only", "hybrid"), key=lambda s: st(s, "mono")[0] if not math.isnan(st(s, "mono")[0]) else -1)
+        d, v = _verdict(st("mono only", "mono"), st(mono_best, "mono"))
         rows.append([f"mono only is best or tied on monolingual mAP (vs {mono_best})", es.label,
                      _paper_says(lambda p: p["mono only"][0] >= max(p["cross only"][0], p["hybrid"][0]) - 0.01, es.paper_key), d, v])
         for setting in ("cross", "multi"):
-            d, v = _verdict_gt(st("cross only", setting), st("mono only", setting))
+            d, v = _verdict(st("cross only", setting), st("mono only", setting), strict=True)
             rows.append([f"cross only beats mono only on {SETTING_WORDS[setting]} mAP", es.label,
                          _paper_says(lambda p, i=idx[setting]: p["cross only"][i] > p["mono only"][i], es.paper_key), d, v])
         for setting in SETTINGS:
             best = max(("mono only", "cross only"), key=lambda s: st(s, setting)[0] if not math.isnan(st(s, setting)[0]) else -1)
-            d, v = _verdict_geq(st("hybrid", setting), st(best, setting))
+            d, v = _verdict(st("hybrid", setting), st(best, setting))
             rows.append([f"hybrid is best or tied on {SETTING_WORDS[setting]} mAP (vs {best})", es.label,
                          _paper_says(lambda p, i=idx[setting]: p["hybrid"][i] >= max(p["mono only"][i], p["cross only"][i]), es.paper_key), d, v])
         rd = f"{es.prefix}bias/rank_distance"
         if rd in table.columns:
             least = min(("mono only", "cross only"), key=lambda s: _stats(table, s, rd)[0] if not math.isnan(_stats(table, s, rd)[0]) else math.inf)
-            d, v = _verdict_geq(_stats(table, "hybrid", rd), _stats(table, least, rd), higher_is_better=False)
+            d, v = _verdict(_stats(table, "hybrid", rd), _stats(table, least, rd), higher_is_better=False)
             paper = "XLM-R yes (286.6 vs 295.4 / 410.2)" if es.paper_key == "xquad-r" else "–"
             rows.append([f"hybrid is least language-biased, lower rank distance (vs {least})", es.label, paper, d, v])
-            d, v = _verdict_gt(_stats(table, "mono only", rd), _stats(table, "cross only", rd), higher_is_better=True)
+            d, v = _verdict(_stats(table, "mono only", rd), _stats(table, "cross only", rd), strict=True)
             paper = "XLM-R yes (410.2 vs 295.4)" if es.paper_key == "xquad-r" else "–"
             rows.append(["mono only is more biased than cross only", es.label, paper, d, v])
     return rows

@@ -83,9 +83,6 @@ FIT_METRICS = (
 )
 
 
-# ------------------------------------------------------------------------------------ collect
-
-
 def read_timing(log: str | os.PathLike) -> pd.DataFrame:
     """Seconds per stage from run.sh's timing.log (`[hh:mm:ss] study: <stage> (<t> s)` at each stage's
     start, t since that invocation began). A resumed study appends a new sequence; stages are summed."""
@@ -136,16 +133,8 @@ def collect(grid: str | os.PathLike, optuna: str | os.PathLike | None, zero_shot
     return written
 
 
-# ------------------------------------------------------------------------------------ analysis
-
-
 def shares(runs: pd.DataFrame) -> list[str]:
     return [f"ratio_{t}" for t in batch_type_names() if f"ratio_{t}" in runs.columns]
-
-
-def with_ratio_label(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each run's `ratio` label (as load_runs gives it; results.csv keeps only the shares)."""
-    return runs.assign(ratio=[ratio_label(*r) for r in runs[shares(runs)].itertuples(index=False)])
 
 
 def val_curves(curves: pd.DataFrame):
@@ -203,9 +192,6 @@ def mix_label(x: np.ndarray) -> str:
     return " : ".join(f"{v:.2f}" for v in x)
 
 
-# ------------------------------------------------------------------------------------ markdown
-
-
 def _paper_name(schedule: str) -> str:
     """The paper's name of a ratio row (`schedule_name`), blank for a ratio it has no name for."""
     return "" if schedule[0].isdigit() else schedule
@@ -227,7 +213,8 @@ class Study:
     @classmethod
     def read(cls, results_dir: Path) -> "Study":
         all_runs, curves = read_results(results_dir)
-        all_runs = with_ratio_label(all_runs)
+        # each run's `ratio` label, as load_runs gives it (results.csv keeps only the shares)
+        all_runs = all_runs.assign(ratio=[ratio_label(*r) for r in all_runs[shares(all_runs)].itertuples(index=False)])
         zs = all_runs[all_runs[SOURCE] == ZERO_SHOT]
         zs = zs.iloc[0] if len(zs) else None
         grid = flattening(curves, all_runs[all_runs[SOURCE] == GRID].copy())
