@@ -31,10 +31,8 @@ def check_batches(data: DataConfig) -> None:
 
 def check_num_workers(workers: Any) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise BatchmixError(
-            f"data.num_workers={workers!r} must be a non-negative integer "
-            f"(0: collate batches in the training process; N: in N worker processes)"
-        )
+        raise BatchmixError(f"data.num_workers={workers!r} must be a non-negative integer "
+                            f"(0: collate batches in the training process; N: in N worker processes)")
 
 
 def check_loader(data: DataConfig) -> int:
@@ -56,10 +54,8 @@ def check_data(data: DataConfig, eval_split: str) -> None:
     if from_hf:
         check_hf_source({"train_file": train_file})
     if fractions.get(str(eval_split), 0.0) <= 0:
-        raise BatchmixError(
-            f"eval.split={eval_split!r} would be empty: data.split has {shares}; give it a share "
-            f"(e.g. data.split.{eval_split}=0.1) or evaluate on a split that has one (eval.split=val)"
-        )
+        raise BatchmixError(f"eval.split={eval_split!r} would be empty: data.split has {shares}; give it a share "
+                            f"(e.g. data.split.{eval_split}=0.1) or evaluate on a split that has one (eval.split=val)")
     if not train_file and not from_hf and fractions.get("train", 0.0) <= 0:
         raise BatchmixError(f"the training split would be empty: data.split has {shares}; set data.split.train=0.8 or give data.train_file=<pairs.jsonl>")
     if train_file and not Path(str(train_file)).expanduser().is_file():

@@ -76,24 +76,21 @@ class PairCollator:
         self.hard_negatives, self.negatives_lang = check_negatives_options(hard_negatives, negatives_lang)
         check_hard_negatives(groups, self.hard_negatives, self.negatives_lang)
 
-    def _queries(self, keys: list[tuple[int, str]]) -> dict[str, Any]:
+    def _encode(self, side: str, keys: list[tuple[int, str]]) -> dict[str, Any]:
+        """The `side` ("query" or "positive") texts of (group, language) `keys`, tokenised or looked up."""
         if self.pretokenized is not None:
-            return pad(self.tokenizer, [self.pretokenized.query_ids(g, lang) for g, lang in keys])
-        texts = [self.groups.pairs[g][lang].query for g, lang in keys]
-        return tokenize(self.tokenizer, texts, self.query_prefix, self.query_max_length)
-
-    def _positives(self, keys: list[tuple[int, str]]) -> dict[str, Any]:
-        if self.pretokenized is not None:
-            return pad(self.tokenizer, [self.pretokenized.positive_ids(g, lang) for g, lang in keys])
-        texts = [self.groups.pairs[g][lang].positive for g, lang in keys]
-        return tokenize(self.tokenizer, texts, self.passage_prefix, self.passage_max_length)
+            ids = self.pretokenized.query_ids if side == "query" else self.pretokenized.positive_ids
+            return pad(self.tokenizer, [ids(g, lang) for g, lang in keys])
+        tower = "query" if side == "query" else "passage"
+        texts = [getattr(self.groups.pairs[g][lang], side) for g, lang in keys]
+        return tokenize(self.tokenizer, texts, getattr(self, f"{tower}_prefix"), getattr(self, f"{tower}_max_length"))
 
     def __call__(self, refs: list[PairRef]) -> dict[str, Any]:
         types = {r.batch_type for r in refs}
         assert len(types) == 1, f"a batch mixes batch types {types}"
         batch = {
-            "query": self._queries([(r.group, r.query_lang) for r in refs]),
-            "positive": self._positives([(r.group, r.positive_lang) for r in refs]),
+            "query": self._encode("query", [(r.group, r.query_lang) for r in refs]),
+            "positive": self._encode("positive", [(r.group, r.positive_lang) for r in refs]),
             "batch_type": types.pop(),
             "query_langs": [r.query_lang for r in refs],
             "positive_langs": [r.positive_lang for r in refs],
@@ -113,8 +110,9 @@ class PairCollator:
             batch["negative_langs"] = [n.lang for n in negatives]
         if self.pivot_lang is not None:
             pairs, pivot = self.groups.pairs, self.pivot_lang
-            batch["pivot_query"] = self._queries([(r.group, pivot if pivot in pairs[r.group] else r.query_lang) for r in refs])
-            batch["pivot_positive"] = self._positives([(r.group, pivot if pivot in pairs[r.group] else r.positive_lang) for r in refs])
+            for side in ("query", "positive"):
+                keys = [(r.group, pivot if pivot in pairs[r.group] else getattr(r, f"{side}_lang")) for r in refs]
+                batch[f"pivot_{side}"] = self._encode(side, keys)
         return batch
 
 

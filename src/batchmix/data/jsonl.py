@@ -109,10 +109,8 @@ def load_training_jsonl(path: str | os.PathLike) -> TrainingGroups:
                 negatives = parse_negatives(row.get("negatives"), lang, where)
                 answers = parse_answers(row.get("answers"), where)
                 if (qid, lang) in first_line:
-                    raise BatchmixError(
-                        f"{where}: duplicate (id, lang) = ({qid!r}, {lang!r}), first on line "
-                        f"{first_line[(qid, lang)]}; keep one row per id and language"
-                    )
+                    raise BatchmixError(f"{where}: duplicate (id, lang) = ({qid!r}, {lang!r}), first on line "
+                                        f"{first_line[(qid, lang)]}; keep one row per id and language")
                 first_line[(qid, lang)] = line_no
                 by_id.setdefault(qid, {})[lang] = Pair(query=query, positive=positive, negatives=negatives, answers=answers)
         except UnicodeDecodeError as e:

@@ -54,10 +54,8 @@ def read_squad_json(path: Path) -> list[Any]:
     except OSError as e:
         raise BatchmixError(f"cannot read {path} ({e.strerror}); check its permissions, data.root and data.languages") from None
     except json.JSONDecodeError as e:
-        raise BatchmixError(
-            f"{path} is not valid JSON (line {e.lineno}, column {e.colno}, char {e.pos}: {e.msg}); "
-            "the file is malformed or truncated, re-download it"
-        ) from None
+        raise BatchmixError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}, char {e.pos}: {e.msg}); "
+                            "the file is malformed or truncated, re-download it") from None
     except UnicodeDecodeError as e:
         raise BatchmixError(f"{path} is not UTF-8 ({e.reason} at byte {e.start}); re-download it") from None
     except (ValueError, RecursionError) as e:  # a number of > 4300 digits, or nesting deeper than Python's stack
@@ -88,10 +86,8 @@ def check_text(where: str, what: str, *texts: str) -> None:
 def _sentence_spans(where: str, context: str, breaks: Any, n_sentences: int) -> list[tuple[int, int]]:
     if not isinstance(breaks, list) or len(breaks) != n_sentences:
         got = len(breaks) if isinstance(breaks, list) else type(breaks).__name__
-        raise BatchmixError(
-            f"{where}: 'sentence_breaks' has {got} entries but 'sentences' has {n_sentences}; "
-            "they must match one-to-one, re-export or re-download the file"
-        )
+        raise BatchmixError(f"{where}: 'sentence_breaks' has {got} entries but 'sentences' has {n_sentences}; "
+                            "they must match one-to-one, re-export or re-download the file")
     spans = []
     for k, span in enumerate(breaks):
         ok = (
@@ -146,20 +142,16 @@ def language_set_from_squad(data: list[Any], lang: str, source: str) -> Language
             for q_idx, qa in enumerate(qas or []):
                 qid = qa.get("id") if isinstance(qa, dict) else None
                 if isinstance(qid, bool) or not isinstance(qid, (str, int)) or str(qid).strip() == "":
-                    raise BatchmixError(
-                        f"{where}: question {q_idx} has id={reprlib.repr(qid)}; every question needs a non-empty "
-                        "string 'id' (it links the question to its translations)"
-                    )
+                    raise BatchmixError(f"{where}: question {q_idx} has id={reprlib.repr(qid)}; every question needs a non-empty "
+                                        "string 'id' (it links the question to its translations)")
                 qid = str(qid)
                 question = qa.get("question")
                 if not isinstance(question, str) or not question.strip():
                     raise BatchmixError(f"{source}: question {_id(qid)} has an empty or missing 'question' text; give it one or drop the question")
                 check_text(f"{source}: question {_id(qid)}", "its id or text", qid, question)
                 if qid in seen_ids:
-                    raise BatchmixError(
-                        f"{source}: question id {_id(qid)} appears twice in language {lang!r}; ids must be "
-                        "unique within a language (they link a question to its translations)"
-                    )
+                    raise BatchmixError(f"{source}: question id {_id(qid)} appears twice in language {lang!r}; ids must be "
+                                        "unique within a language (they link a question to its translations)")
                 seen_ids.add(qid)
                 answers = qa.get("answers")
                 if not isinstance(answers, list) or not answers or not isinstance(answers[0], dict):
@@ -171,16 +163,12 @@ def language_set_from_squad(data: list[Any], lang: str, source: str) -> Language
                         "offset into its context; the file is corrupt, re-download it"
                     )
                 if not 0 <= start < len(context):
-                    raise BatchmixError(
-                        f"{source}: question {_id(qid)} has answer_start={start} outside its context "
-                        f"(length {len(context)}); the file is corrupt, re-download it"
-                    )
+                    raise BatchmixError(f"{source}: question {_id(qid)} has answer_start={start} outside its context "
+                                        f"(length {len(context)}); the file is corrupt, re-download it")
                 answer_sentence = next((k for k, (b, e) in enumerate(spans) if b <= start < e), None)
                 if answer_sentence is None:
-                    raise BatchmixError(
-                        f"{source}: question {_id(qid)} has answer_start={start} outside every sentence_breaks "
-                        f"span of its paragraph; the file is corrupt, re-download it"
-                    )
+                    raise BatchmixError(f"{source}: question {_id(qid)} has answer_start={start} outside every sentence_breaks "
+                                        f"span of its paragraph; the file is corrupt, re-download it")
                 if not sentences[answer_sentence].strip():
                     raise BatchmixError(
                         f"{where}: question {_id(qid)} has an empty answer sentence (sentences[{answer_sentence}]); "
@@ -249,16 +237,6 @@ def corpus_from_language_sets(name: str, sets: dict[str, LanguageSet]) -> LAReQA
     return LAReQACorpus(name=name, languages=ordered)
 
 
-def _normalise_languages(languages: list[str] | str | None) -> list[str] | None:
-    if languages is None:
-        return None
-    if isinstance(languages, str):
-        languages = [languages]
-    if not isinstance(languages, Sequence):
-        raise BatchmixError(f"data.languages={languages!r} must be a list of language codes, e.g. data.languages=[en,de]")
-    return sorted(set(str(lang) for lang in languages))
-
-
 def lareqa_files(
     root: str | os.PathLike | None,
     languages: list[str] | str | None = None,
@@ -269,24 +247,21 @@ def lareqa_files(
     language code costs a second. `root=None` resolves the folder with `resolve_data_root`."""
     root_path = resolve_data_root(None, name or "xquad-r") if root is None else Path(str(root)).expanduser()
     if not root_path.is_dir():
-        raise BatchmixError(
-            f"data root {root_path} does not exist; set data.root=/path/to/xquad-r "
-            "(the folder holding <lang>.json) or export BATCHMIX_DATA=/path/to/xquad-r"
-        )
+        raise BatchmixError(f"data root {root_path} does not exist; set data.root=/path/to/xquad-r "
+                            "(the folder holding <lang>.json) or export BATCHMIX_DATA=/path/to/xquad-r")
     available = available_languages(root_path)
-    requested = _normalise_languages(languages)
-    if requested is None:
+    languages = [languages] if isinstance(languages, str) else languages
+    if languages is None:
         if not available:
-            raise BatchmixError(
-                f"data root {root_path} holds no <lang>.json files; point data.root at the LAReQA folder"
-            )
-        requested = available
+            raise BatchmixError(f"data root {root_path} holds no <lang>.json files; point data.root at the LAReQA folder")
+        languages = available
+    elif not isinstance(languages, Sequence):
+        raise BatchmixError(f"data.languages={languages!r} must be a list of language codes, e.g. data.languages=[en,de]")
+    requested = sorted(set(str(lang) for lang in languages))
     unknown = [lang for lang in requested if lang not in available]
     if unknown:
-        raise BatchmixError(
-            f"unknown language code(s) {', '.join(unknown)}: no such <lang>.json in {root_path}; "
-            f"available there: {', '.join(available) or 'none'}"
-        )
+        raise BatchmixError(f"unknown language code(s) {', '.join(unknown)}: no such <lang>.json in {root_path}; "
+                            f"available there: {', '.join(available) or 'none'}")
     if not requested:
         raise BatchmixError("data.languages is empty; list at least one language (e.g. data.languages=[en,de]) or leave it unset for all")
     return {lang: root_path / f"{lang}.json" for lang in requested}

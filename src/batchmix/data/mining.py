@@ -126,10 +126,6 @@ def top_k(queries: torch.Tensor, passages: torch.Tensor, k: int, search: str = "
     return torch.cat(out_s), torch.cat(out_i)
 
 
-def _first_id(ids: frozenset[str]) -> str | None:
-    return min(ids) if ids else None
-
-
 def mine(
     groups: TrainingGroups,
     pool: Pool,
@@ -150,7 +146,6 @@ def mine(
     pos_index = torch.tensor([position[(lang, groups.pairs[g][lang].positive)] for g, lang in rows])
     pos_score = (q_emb * p_emb[pos_index]).sum(-1)
 
-    # Pools: one per language, or one for all; global pool positions of each.
     if options.pool == "language":
         members: dict[str, list[int]] = {}
         for i, lang in enumerate(pool.langs):
@@ -188,7 +183,7 @@ def mine(
                     break
                 if score > ceiling:
                     continue
-                chosen.append(Negative(pool.texts[i], pool.langs[i], _first_id(pool.answers[i]), tuple(sorted(pool.answers[i]))))
+                chosen.append(Negative(pool.texts[i], pool.langs[i], min(pool.answers[i], default=None), tuple(pool.answers[i])))
                 if len(chosen) == options.num_negatives:
                     break
             mined[r] = tuple(chosen)

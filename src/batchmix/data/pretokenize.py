@@ -80,9 +80,6 @@ class RaggedIds:
         self.values: np.ndarray = column.flatten().to_numpy()  # flatten() honours a sliced array's offset
         self.offsets: np.ndarray = offsets - offsets[0]
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
     def __getitem__(self, row: int) -> list[int]:
         return self.values[self.offsets[row] : self.offsets[row + 1]].tolist()
 
@@ -109,10 +106,6 @@ class PretokenizedPairs:
                 f"pretokenized ids were built for {len(self.rows)} pairs with {self.settings}, but the collator has "
                 f"{n_pairs} pairs with {settings}; build them with pretokenize() from the same groups and model settings"
             )
-
-
-def _row_keys(groups: TrainingGroups) -> list[tuple[int, str]]:
-    return [(g, lang) for g, pairs in enumerate(groups.pairs) for lang in sorted(pairs)]
 
 
 def _unpadded(enc: dict[str, torch.Tensor]) -> list[list[int]]:
@@ -148,7 +141,7 @@ def pretokenize(
     from datasets.fingerprint import Hasher
 
     settings = text_settings(query_prefix, passage_prefix, query_max_length, passage_max_length)
-    keys = _row_keys(groups)
+    keys = [(g, lang) for g, pairs in enumerate(groups.pairs) for lang in sorted(pairs)]
     texts = {
         "query": [groups.pairs[g][lang].query for g, lang in keys],
         "positive": [groups.pairs[g][lang].positive for g, lang in keys],
@@ -170,10 +163,8 @@ def pretokenize(
             desc="pretokenising training pairs",
         )
     except OSError as error:
-        raise BatchmixError(
-            f"cannot write pretokenized ids under {cache_file.parent} ({error.strerror or error}); "
-            f"set BATCHMIX_CACHE to a writable directory, or data.pretokenize=false"
-        ) from None
+        raise BatchmixError(f"cannot write pretokenized ids under {cache_file.parent} ({error.strerror or error}); "
+                            f"set BATCHMIX_CACHE to a writable directory, or data.pretokenize=false") from None
     if len(ids) != len(keys):  # pragma: no cover - the fingerprint covers every text
         raise BatchmixError(f"the pretokenized cache file {cache_file} has {len(ids)} rows, expected {len(keys)}; delete it")
     table = ids.data.table

@@ -18,10 +18,7 @@ ENV_VAR = "BATCHMIX_DATA"
 
 def _repo_root() -> Path | None:
     """The checkout holding this package: the nearest ancestor with a `pyproject.toml`, if any."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file():
-            return parent
-    return None
+    return next((p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()), None)
 
 
 def _fix(dataset: str) -> str:
@@ -49,23 +46,13 @@ def resolve_data_root(root: str | os.PathLike | None, dataset: str = "xquad-r") 
             return (base / dataset).resolve()
         if base.is_dir() and any(base.glob("*.json")):
             return base.resolve()
-        raise BatchmixError(
-            f"{ENV_VAR}={env!r} holds neither {dataset}/ nor any <lang>.json "
-            f"(tried {base / dataset}, {base}); {_fix(dataset)}"
-        )
+        raise BatchmixError(f"{ENV_VAR}={env!r} holds neither {dataset}/ nor any <lang>.json "
+                            f"(tried {base / dataset}, {base}); {_fix(dataset)}")
 
-    tried: list[Path] = []
-    bases = [Path.cwd()]
     repo = _repo_root()
-    if repo is not None:
-        bases.append(repo)
-    for base in bases:
-        candidate = (base / ".." / "shared" / "data" / dataset).resolve()
-        if candidate in tried:
-            continue
-        tried.append(candidate)
+    bases = [Path.cwd()] + ([repo] if repo is not None else [])
+    tried = list(dict.fromkeys((base / ".." / "shared" / "data" / dataset).resolve() for base in bases))
+    for candidate in tried:
         if candidate.is_dir():
             return candidate
-    raise BatchmixError(
-        f"no data found for {dataset!r}: tried {', '.join(str(p) for p in tried)}; {_fix(dataset)}"
-    )
+    raise BatchmixError(f"no data found for {dataset!r}: tried {', '.join(str(p) for p in tried)}; {_fix(dataset)}")

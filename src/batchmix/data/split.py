@@ -38,10 +38,8 @@ def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
         values[str(key)] = value
     total = sum(values.values())
     if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise BatchmixError(
-            f"split fractions {shown} sum to {total:g}; they must sum to 1 (e.g. data.split.train=0.8 "
-            "data.split.val=0.1 data.split.test=0.1)"
-        )
+        raise BatchmixError(f"split fractions {shown} sum to {total:g}; they must sum to 1 (e.g. data.split.train=0.8 "
+                            "data.split.val=0.1 data.split.test=0.1)")
     return values
 
 
@@ -55,11 +53,9 @@ def allocate_group_counts(n_groups: int, fractions: Mapping[str, float]) -> dict
     values = check_fractions(fractions)
     positive = [k for k, v in values.items() if v > 0]
     if n_groups < len(positive):
-        raise BatchmixError(
-            f"cannot split {n_groups} article group(s) into {len(positive)} non-empty splits "
-            f"({', '.join(positive)}); use fewer splits (set the unwanted fraction to 0, e.g. data.split.val=0) "
-            "or more data (more articles, or more of data.languages)"
-        )
+        raise BatchmixError(f"cannot split {n_groups} article group(s) into {len(positive)} non-empty splits "
+                            f"({', '.join(positive)}); use fewer splits (set the unwanted fraction to 0, e.g. data.split.val=0) "
+                            "or more data (more articles, or more of data.languages)")
     quotas = {k: v * n_groups for k, v in values.items()}
     counts = {k: math.floor(q) for k, q in quotas.items()}
     leftover = n_groups - sum(counts.values())
@@ -93,13 +89,9 @@ def split_by_article(
     splits: dict[str, LAReQACorpus] = {}
     start = 0
     for key, count in counts.items():
-        chosen = shuffled[start : start + count]
+        splits[key] = split = corpus.subset(shuffled[start : start + count], name=f"{corpus.name}/{key}")
         start += count
-        splits[key] = corpus.subset(chosen, name=f"{corpus.name}/{key}")
-    for key, split in splits.items():
-        if counts[key] > 0 and not any(ls.question_ids for ls in split.languages.values()):
-            raise BatchmixError(
-                f"split {key!r} of {corpus.name!r} has no questions (its article groups hold only "
-                "candidates); change the seed or the split fractions"
-            )
+        if count > 0 and not any(ls.question_ids for ls in split.languages.values()):
+            raise BatchmixError(f"split {key!r} of {corpus.name!r} has no questions (its article groups hold only "
+                                "candidates); change the seed or the split fractions")
     return splits

@@ -64,8 +64,6 @@ def _materialize(stream: Any, o: HFOptions, plan: _Plan) -> tuple[Any, Path | No
             writer.write_table(batch if batch.schema == schema else batch.cast(schema))
             rows += batch.num_rows
         done = rows > 0
-    except BatchmixError:
-        raise
     except _network_errors() as e:
         raise BatchmixError(f"the hub is unreachable while streaming {_describe(o)} ({type(e).__name__}: {_first_line(e)}); "
                             f"retry, or use a local copy (data.hf.path=parquet data.hf.data_files=<files>)") from None

@@ -31,8 +31,6 @@ def _open(o: HFOptions) -> Any:
                 ds = ds[o.split]
             return ds
         return datasets.load_dataset(o.path, o.name, split=o.split, data_files=o.data_files, streaming=o.streaming)
-    except BatchmixError:
-        raise
     except (StopIteration, IndexError) as e:  # datasets 5.2 on no rows: the json builder's peek, load_from_disk of a 0-row save
         raise BatchmixError(f"{_describe(o)} has no rows (datasets: {type(e).__name__} opening it); give a dataset with rows "
                             f"(check data.hf.path / data.hf.data_files)") from None

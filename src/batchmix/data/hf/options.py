@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from batchmix.core.errors import BatchmixError
 
 LAYOUTS = ("long", "wide")
@@ -30,20 +32,9 @@ class HFOptions:
     max_rows: int | None
 
 
-def _plain(value: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return value
-
-
 def check_hf_options(hf: Mapping[str, Any] | None) -> HFOptions:
     """The `data.hf` options that need no reading (pre-flight and loader share it)."""
-    hf = _plain(hf) or {}
+    hf = (OmegaConf.to_container(hf, resolve=True) if OmegaConf.is_config(hf) else hf) or {}
     if not isinstance(hf, Mapping):
         raise BatchmixError(f"data.hf={reprlib.repr(hf)} must be a block of options (path, layout, columns, ...); see conf/data/xquad_r.yaml")
     unknown = sorted(set(hf) - set(DEFAULTS))

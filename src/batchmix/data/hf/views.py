@@ -32,14 +32,8 @@ class HFPairs(Sequence):
         return len(self.offsets) - 1
 
     def __getitem__(self, g: int | slice) -> Any:
-        if isinstance(g, slice):
-            return [self[i] for i in range(len(self))[g]]
-        n = len(self)
-        if g < 0:
-            g += n
-        if not 0 <= g < n:
-            raise IndexError(f"group {g} out of range ({n} groups)")
-        return HFGroup(self, int(g))
+        groups = range(len(self))  # indexes as a list does: negative from the end, IndexError past it
+        return [HFGroup(self, i) for i in groups[g]] if isinstance(g, slice) else HFGroup(self, groups[g])
 
     def __iter__(self) -> Iterator["HFGroup"]:
         return (HFGroup(self, g) for g in range(len(self)))
