@@ -12,12 +12,11 @@ with its value translated.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from batchmix.config.schema import TrainConfig
+from batchmix.config.schema import TrainConfig, leaves
 
 
 @dataclass(frozen=True)
@@ -33,18 +32,8 @@ OPEN_KEYS = (AddedKey("loss.mask", "ids", renamed_from=("loss.mask_translations"
 
 def added_keys() -> dict[str, AddedKey]:
     """Every declaration: the schema's fields' and the open nodes'."""
-    return {**_schema_keys(TrainConfig), **{entry.key: entry for entry in OPEN_KEYS}}
-
-
-def _schema_keys(schema: type, prefix: str = "") -> dict[str, AddedKey]:
-    out: dict[str, AddedKey] = {}
-    hints = typing.get_type_hints(schema)
-    for f in fields(schema):
-        if is_dataclass(hints[f.name]):
-            out.update(_schema_keys(hints[f.name], f"{prefix}{f.name}."))
-        elif "legacy" in f.metadata:
-            out[prefix + f.name] = AddedKey(prefix + f.name, f.metadata["legacy"])
-    return out
+    declared = {key: AddedKey(key, f.metadata["legacy"]) for key, _, f in leaves(TrainConfig) if "legacy" in f.metadata}
+    return {**declared, **{entry.key: entry for entry in OPEN_KEYS}}
 
 
 def upgrade(saved: Mapping[str, Any], present: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

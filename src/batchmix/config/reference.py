@@ -3,36 +3,24 @@ every key with its type and its default as conf/ composes it, so the reference c
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import typing
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from batchmix.config import CONF_DIR
-from batchmix.config.schema import SCHEMAS
-
-_CONFIGS = {"train_schema": "train", "eval_schema": "eval", "mine_schema": "mine"}
+from batchmix.config.schema import SCHEMAS, leaves
 
 
-def _type_name(tp: Any) -> str:
-    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
-
-
-def _rows(schema: type, cfg: Any, prefix: str = "") -> list[str]:
+def _rows(schema: type, cfg: Any) -> list[str]:
     rows = []
-    hints = typing.get_type_hints(schema)
-    for f in dataclasses.fields(schema):
-        key, tp = f"{prefix}{f.name}", hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows += _rows(tp, cfg, f"{key}.")
-            continue
+    for key, tp, f in leaves(schema):
+        type_name = tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
         value = OmegaConf.select(cfg, key)
         shown = json.dumps(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
         legacy = f" (legacy: {f.metadata['legacy']})" if "legacy" in f.metadata else ""
-        rows.append(f"| `{key}` | {_type_name(tp)} | `{shown}`{legacy} |")
+        rows.append(f"| `{key}` | {type_name} | `{shown}`{legacy} |")
     return rows
 
 
@@ -41,9 +29,10 @@ def reference() -> str:
            "`src/batchmix/config/schema.py`; the defaults are those `conf/` composes. A wrong type or an unknown",
            "key is refused before anything runs. What each option does: the comments in `conf/`."]
     for name, schema in SCHEMAS.items():
+        config = name.removesuffix("_schema")  # train_schema: conf/train.yaml
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(_CONFIGS[name])
-        out += ["", f"## conf/{_CONFIGS[name]}.yaml", "", "| key | type | default |", "|---|---|---|", *_rows(schema, cfg)]
+            cfg = compose(config)
+        out += ["", f"## conf/{config}.yaml", "", "| key | type | default |", "|---|---|---|", *_rows(schema, cfg)]
     return "\n".join(out) + "\n"
 
 

@@ -5,15 +5,28 @@ metadata: the value a run written before the key existed had (batchmix.config.le
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from collections.abc import Iterator
+from dataclasses import Field, dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf, ValidationError
 
+from batchmix.core.errors import BatchmixError
+
 
 def legacy(default: Any, value: Any) -> Any:
     return field(default=default, metadata={"legacy": value})
+
+
+def leaves(schema: type, prefix: str = "") -> Iterator[tuple[str, Any, Field]]:
+    """Every leaf key of `schema` (dotted; nested schemas walked), with its type and its field."""
+    hints = get_type_hints(schema)
+    for f in fields(schema):
+        if is_dataclass(hints[f.name]):
+            yield from leaves(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, hints[f.name], f
 
 
 @dataclass
@@ -127,8 +140,6 @@ class PruningConfig:
 
 def pruning_of(cfg: Any) -> PruningConfig:
     """`cfg.pruning` typed (its defaults where the config has none); a wrong type as one line."""
-    from batchmix.core.errors import BatchmixError
-
     try:
         return OmegaConf.to_object(OmegaConf.merge(PruningConfig, cfg.pruning if "pruning" in cfg else {}))
     except ValidationError as err:

@@ -1,8 +1,5 @@
 """Batch losses, each built from its config (`conf/loss/<name>.yaml`, `_target_` = the class).
 
-The package exports what a config or a new loss names: the loss classes (`_target_:
-batchmix.losses.InfoNCELoss`, ...), their base `BatchLoss` and its `LossOutput`, and `build_loss`.
-
 `build_loss(cfg)` instantiates one with all of its config and turns every mistake (an unknown
 `_target_`, an option the loss does not take, a bad value) into one `batchmix: error:` line. Every
 loss subclasses `BatchLoss` (losses/base.py: the one interface) and keeps its formula and paper

@@ -94,13 +94,6 @@ class LossOutput(NamedTuple):
     logs: dict[str, Tensor]  # detached scalars, logged as train/<name> and train/<batch type>/<name>
 
 
-def check_cache_chunk(cache_chunk: Any) -> int | None:
-    """`loss.cache_chunk`: null (off) or a positive chunk size."""
-    if cache_chunk is not None and (isinstance(cache_chunk, bool) or not isinstance(cache_chunk, int) or cache_chunk < 1):
-        raise BatchmixError(f"loss.cache_chunk={cache_chunk!r} must be null or a positive integer (e.g. 32)")
-    return cache_chunk
-
-
 MASK = "candidate_mask"  # the batch key `forward` hands `compute` the mask under
 
 
@@ -116,7 +109,9 @@ class BatchLoss(nn.Module):
         self.mask = check_mask(mask)
         positive_number("loss.temperature", temperature, "0.05")
         self.gather = switch("loss.gather", gather)
-        self.cache_chunk = check_cache_chunk(cache_chunk)
+        if cache_chunk is not None and (isinstance(cache_chunk, bool) or not isinstance(cache_chunk, int) or cache_chunk < 1):
+            raise BatchmixError(f"loss.cache_chunk={cache_chunk!r} must be null or a positive integer (e.g. 32)")
+        self.cache_chunk = cache_chunk
         if self.cache_chunk is not None and not self.in_batch:
             # GradCache splits an in-batch loss's batch; a per-example loss has nothing to cache across.
             raise BatchmixError(f"loss.cache_chunk works with the in-batch losses, not {type(self).__name__}; set loss.cache_chunk=null")

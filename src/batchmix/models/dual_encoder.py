@@ -4,14 +4,12 @@ Queries and passages go through the same encoder by default (`shared=True`, as i
 arXiv 2408.10536); `shared=False` gives the passage tower its own copy. Embeddings are pooled
 (`cls` or `mean`) and L2-normalised, so a dot product is a cosine.
 
-The loss is a `BatchLoss` built from `conf/loss` (batchmix/losses/base.py: one interface). As in
-sentence-transformers, the loss wraps the model it is given: `loss.step(model, batch)` embeds the
-batch with `encode` (plainly, or with GradCache for `loss.cache_chunk=N`, all-gathered under DDP for
-`loss.gather=true`), so this module imports nothing from batchmix.losses and never asks which loss
-trains. Every training step logs `train/loss` and each part the loss returns (`train/mse`, the
-in-batch similarity MSE logged whatever loss trains, because its convergence per batch type is what
-batchmix studies), and the same per batch type (`train/{mono,cross,multi}/loss`, `.../mse`). The
-per-step history is kept on the module (and in checkpoints) so a run can write it as a tidy CSV.
+The loss is a `BatchLoss` built from `conf/loss`; as in sentence-transformers it wraps the model it
+is given (`loss.step(model, batch)` embeds the batch with `encode`: batchmix/losses/base.py), so this
+module imports nothing from batchmix.losses and never asks which loss trains. Every training step logs
+`train/loss`, each part the loss returns (`train/mse`: losses/similarity_mse.py says why) and the same
+per batch type (`train/{mono,cross,multi}/loss`, ...); the per-step history is kept on the module (and
+in checkpoints) so a run can write it as a tidy CSV.
 """
 
 from __future__ import annotations
@@ -25,21 +23,22 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
+from batchmix.config.schema import ModelConfig, OptimConfig
 from batchmix.core.distributed import world_size
 from batchmix.core.errors import BatchmixError
 from batchmix.models.frozen_weights import restore_frozen, strip_frozen
 from batchmix.models.loading import load_encoder, load_tokenizer
 from batchmix.models.pooling import Pooling
-from batchmix.models.spec import ModelSpec, OptimSpec
 from batchmix.models.trunk_cache import TrunkStore, freeze_trunk, top_states, trunk_modules
 from batchmix.data.tokenize import tokenize
 
 
 class DualEncoder(L.LightningModule):
-    """`spec`: the encoder(s) and how they embed; `loss`: what trains them (a `batchmix.losses` loss,
-    or None for a model that only encodes); `optim`: the optimiser's settings (None: not trained)."""
+    """`spec`: the encoder(s) and how they embed (`model.*`); `loss`: what trains them (a `batchmix.losses`
+    loss, or None for a model that only encodes); `optim`: AdamW with linear warmup and decay (`optim.*`;
+    None: not trained). models/factory.py builds the two from their config nodes."""
 
-    def __init__(self, spec: ModelSpec, loss: nn.Module | None = None, optim: OptimSpec | None = None) -> None:
+    def __init__(self, spec: ModelConfig, loss: nn.Module | None = None, optim: OptimConfig | None = None) -> None:
         super().__init__()
         self.spec, self.optim = spec, optim
         self.tokenizer = load_tokenizer(spec.name_or_path)
@@ -224,11 +223,7 @@ class DualEncoder(L.LightningModule):
         if self.trunk_store is not None:
             self.trunk_store.flush()
 
-    def on_validation_end(self) -> None:
-        self.flush_trunk_cache()
-
-    def on_train_epoch_end(self) -> None:
-        self.flush_trunk_cache()
+    on_validation_end = on_train_epoch_end = flush_trunk_cache  # Lightning's hooks
 
     def on_fit_start(self) -> None:
         # `from_pretrained` returns encoders in eval mode and Lightning (>= 2.2) keeps submodule

@@ -65,10 +65,6 @@ def trained_precision(path: Path) -> str | None:
         return None
 
 
-def is_delta(info: dict[str, Any]) -> bool:
-    return BASE in info
-
-
 def load_delta(module: Any, export: Path, info: dict[str, Any]) -> None:
     """Load a delta export into `module`, built from `info[BASE]`, after checking the frozen weights' hashes."""
     encoder = module.query_encoder

@@ -6,18 +6,19 @@ pooling, prefixes or lengths.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from batchmix.config.legacy import upgrade
+from batchmix.config.schema import ModelConfig, OptimConfig
 from batchmix.core.errors import BatchmixError
 from batchmix.models.dual_encoder import DualEncoder, upgrade_state_dict
-from batchmix.models.export import BASE, ENCODING_FIELDS, is_delta, load_delta
+from batchmix.models.export import BASE, ENCODING_FIELDS, load_delta
 from batchmix.models.frozen_weights import restore_frozen
-from batchmix.models.spec import ModelSpec, OptimSpec
 from batchmix.core.run_dir import CHECKPOINTS, CONFIG, LAST_CHECKPOINT, MODEL, MODEL_INFO, RunDir, read_json
 
 Node = Mapping[str, Any]
@@ -27,13 +28,26 @@ def build_dual_encoder(model: Node, loss: Any = None, optim: Node | None = None)
     """A model from its `model` node; with a loss (`batchmix.losses.build_loss(cfg.loss)`: the loss
     wraps the model, so models/ never imports losses/) and an `optim` node, one that trains. Without
     them it only encodes."""
-    return DualEncoder(ModelSpec.of(model), loss, OptimSpec.of(optim) if optim is not None else None)
+    optim_config = _typed(OptimConfig, "optim", optim) if optim is not None else None
+    return DualEncoder(_typed(ModelConfig, "model", model), loss, optim_config)
+
+
+def _typed(schema: type, key: str, node: Node) -> Any:
+    """`node` as its schema's dataclass (other keys are ignored). The schema's defaults are not used:
+    every value is written once, in the config, and a node that lacks one is a one-line error naming
+    it rather than a value made up here."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    missing = [f.name for f in fields(schema) if f.name not in values]
+    if missing:
+        raise BatchmixError(f"the {key} config has no {', '.join(f'{key}.{m}' for m in missing)}: "
+                            f"give it (conf/{key}/*.yaml lists every option)")
+    return schema(**{f.name: values[f.name] for f in fields(schema)})
 
 
 def _saved_model(cfg: Node) -> dict[str, Any]:
     """A saved run config's `model` node as today's code reads it: a key added since at its legacy value."""
     saved = {f"model.{k}": v for k, v in (cfg.get("model") or {}).items()}
-    present = {f"model.{f}" for f in ModelSpec.__dataclass_fields__}
+    present = {f"model.{f.name}" for f in fields(ModelConfig)}
     return {k.removeprefix("model."): v for k, v in upgrade(saved, present)[0].items()} if saved else {}
 
 
@@ -55,7 +69,7 @@ def load_trained(path: str | Path, model: Node | None = None) -> tuple[DualEncod
     info = read_json(export / MODEL_INFO) if ckpt is None and (export / MODEL_INFO).exists() else None
     base = {**(OmegaConf.to_container(OmegaConf.create(dict(model)), resolve=True) if model is not None else {}), **_saved_model(cfg)}
     encode_only = {"compile": False, "gradient_checkpointing": False}
-    if info is not None and is_delta(info):
+    if info is not None and BASE in info:
         # model/ holds what training changed (models/export.py): rebuild the base, check it, load over it.
         fields = {k: info[k] for k in ENCODING_FIELDS if k in info}
         module = build_dual_encoder({**base, **fields, "name_or_path": info[BASE], **encode_only})

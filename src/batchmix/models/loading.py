@@ -24,7 +24,7 @@ EMBEDDED_TOKENIZER = "embedded:xlmr-tokenizer"
 
 def resolve_name(name_or_path: str) -> str:
     """Map `embedded:` names to their local directory (converting on first use)."""
-    name_or_path = str(name_or_path)  # `model.name_or_path=123` arrives as an int
+    name_or_path = str(name_or_path)  # `loss.teacher=123` arrives as an int (the loss node is untyped)
     if name_or_path == EMBEDDED:
         from batchmix.models.embedded.e5 import ensure_embedded_model
 

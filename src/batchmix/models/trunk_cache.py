@@ -105,22 +105,22 @@ def additive_mask(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.T
     return (1.0 - keep) * torch.finfo(hidden.dtype).min
 
 
+def _run_layers(layers: nn.ModuleList, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = additive_mask(hidden, attention_mask)
+    for layer in layers:
+        hidden = layer(hidden, mask)
+    return hidden
+
+
 @torch.no_grad()
 def trunk_states(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
     """The hidden states entering layer `start` [B, T, H], as the model's forward computes them."""
-    hidden = encoder.embeddings(input_ids=input_ids)
-    mask = additive_mask(hidden, attention_mask)
-    for layer in transformer_layers(encoder)[:start]:
-        hidden = layer(hidden, mask)
-    return hidden
+    return _run_layers(transformer_layers(encoder)[:start], encoder.embeddings(input_ids=input_ids), attention_mask)
 
 
 def top_states(encoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
     """The last hidden states from the states entering layer `start`: the trained layers only."""
-    mask = additive_mask(hidden, attention_mask)
-    for layer in transformer_layers(encoder)[start:]:
-        hidden = layer(hidden, mask)
-    return hidden
+    return _run_layers(transformer_layers(encoder)[start:], hidden, attention_mask)
 
 
 # --- the cache -------------------------------------------------------------------------------

