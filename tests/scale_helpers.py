@@ -32,7 +32,9 @@ TEXTS = [
 
 def _tiny_train_cfg() -> dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # conf/model/tiny.yaml on its schema
-        return OmegaConf.to_container(compose("train", overrides=["model=tiny"]), resolve=True)
+        cfg = compose("train", overrides=["model=tiny"])
+    # only these two nodes: the ratio's resolver is registered by batchmix.run, which a DDP worker does not import
+    return {node: OmegaConf.to_container(cfg[node], resolve=True) for node in ("model", "optim")}
 
 
 def tiny_model_cfg(**overrides: Any) -> dict[str, Any]:

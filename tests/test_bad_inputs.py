@@ -194,7 +194,7 @@ CASES = [
          stage="data", prepare=jsonl_with_broken_line),
     # one negative per row, three languages per id: 3 per query (its own row's first, then the id's other rows)
     Case("too_few_hard_negatives", ("data.train_file={tmp}/negatives.jsonl", "data.hard_negatives=4", "data.batch_size=4"),
-         ("data.hard_negatives=4 (data.negatives_lang=any)", "pairs have fewer", "python -m batchmix.run.mine"),
+         ("data.hard_negatives=4 (data.negatives_lang=any)", "pairs have fewer", "batchmix mine"),
          stage="data", prepare=jsonl_with_one_negative),
     Case("cross_with_one_language", ("data.languages=[en]",), ("cross=0.5 is impossible", "ratio.cross=0"), stage="data"),
     Case("batch_larger_than_ids", ("data.batch_size=500",), ("batch_size=500", "distinct training ids (12)"), stage="data"),

@@ -326,6 +326,8 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 
+import batchmix.run  # noqa: F401  the schemas and resolvers conf/ composes with
+
 @hydra.main(version_base="1.3", config_path={conf!r}, config_name="train")
 def main(cfg):
     out = Path(HydraConfig.get().runtime.output_dir)

@@ -36,7 +36,7 @@ def test_the_preflight_imports_neither_lightning_nor_transformers():
 
 @pytest.mark.slow
 def test_validate_accepts_the_defaults_and_every_loss_and_logger():
-    assert validate(compose_cfg([])).as_dict()["mono"] == pytest.approx(compose_cfg([]).ratio.mono)
+    assert validate(compose_cfg([])).ratio.as_dict()["mono"] == pytest.approx(compose_cfg([]).ratio.mono)
     for loss in ("infonce", "mse", "distill_mse"):
         for logger in ("csv", "none", "tensorboard", "wandb"):
             validate(compose_cfg([f"loss={loss}", f"logger={logger}"]))

@@ -64,3 +64,27 @@ def test_export_refuses_a_non_empty_target_and_a_missing_run(tmp_path):
     with pytest.raises(BatchmixError, match="does not exist"):
         export_sentence_transformers(tmp_path / "nope", tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_a_model_folder_copied_away_from_its_run_exports_with_eval_py_assumptions(run, tmp_path, capsys):
+    """A model/ without its run's config.yaml records no max lengths: `batchmix export` assumes what
+    eval.py does (conf/eval.yaml's model), rather than refusing or making values up in code. A delta
+    model/ over model=tiny's random-init base cannot be rebuilt without that config: one line."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from batchmix.run.cli import export_main
+
+    moved = shutil.copytree(run / "model", tmp_path / "elsewhere" / "model")
+    code = export_main([str(moved), "--to", str(tmp_path / "st")])
+    if "base" in json.loads((moved / "batchmix.json").read_text()):  # the `top` run: a delta
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("batchmix: error:")
+        return
+    assert code == 0
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        assumed = compose("eval").model
+    model = SentenceTransformer(str(tmp_path / "st"), device="cpu")
+    assert model.max_seq_length == max(assumed.query_max_length, assumed.passage_max_length)

@@ -134,7 +134,7 @@ def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Completed
         (["ratio.mono=0.8", "ratio.multi=0.5"], ["cross=-0.3", "must not exceed 1"]),
         (["objective=map/mutli"], ["objective 'map/mutli'", "map/multi"]),
         (["loss.cache_chunk=0"], ["loss.cache_chunk=0", "positive integer"]),
-        (["model.compile=ture"], ["model.compile='ture'", "true or false"]),
+        (["model.compile=ture"], ["model.compile=ture", "'ture' is not a valid bool"]),  # refused while Hydra composes
         (["model.compile=true", "model.compile_backend=inductr"], ["model.compile_backend='inductr'", "inductor"]),
         (["data.num_workers=-1"], ["data.num_workers=-1", "non-negative integer"]),
         (["trainer=ddp", "trainer.devices=3", "data.batch_size=16"], ["data.batch_size=16", "not divisible by the 3 processes", "multiple of 3"]),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,14 +47,16 @@ def _sentence_transformers():
     return sentence_transformers.__version__, SentenceTransformer, Transformer, Pooling, Normalize
 
 
-def export_sentence_transformers(source: str | Path, out: str | Path) -> Path:
+def export_sentence_transformers(source: str | Path, out: str | Path, model: Any = None) -> Path:
     """Write the batchmix model at `source` (a run dir, its model/, or a .ckpt) to `out` as a
-    sentence-transformers folder; returns `out`. Fails in one line before writing anything if it cannot."""
+    sentence-transformers folder; returns `out`. `model`: a `model` node for what a model/ folder
+    copied away from its run does not record (its max lengths), as eval.py passes its own. Fails in
+    one line before writing anything if it cannot."""
     source, out = Path(source).expanduser(), Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BatchmixError(f"--to {out} exists and is not an empty folder: give a new folder")
     version, SentenceTransformer, Transformer, Pooling, Normalize = _sentence_transformers()
-    module, _ = load_trained(source)
+    module, _ = load_trained(source, model)
     if module.passage_encoder is not module.query_encoder:
         raise BatchmixError(f"{source} has separate query and passage towers (model.shared=false): "
                             "a sentence-transformers folder holds one encoder")

@@ -101,9 +101,13 @@ def export_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        from hydra import compose, initialize_config_dir
+
         from batchmix.models.st_export import export_sentence_transformers
 
-        print(export_sentence_transformers(args.source, args.to))
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            default_model = compose("eval").model  # what eval.py assumes where a copied-away model/ records nothing
+        print(export_sentence_transformers(args.source, args.to, default_model))
     except BatchmixError as err:
         return error_line(err)
     return 0
