@@ -128,7 +128,7 @@ def verify(full: Path, pruned: Path, texts: list[str], tokenizer) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="batchmix prune-vocab", description=__doc__.splitlines()[0])
     parser.add_argument("out", help="the pruned file (.xz: compressed)")
     parser.add_argument("corpora", nargs="+", help="LAReQA folders whose texts must encode exactly")
     parser.add_argument("--verify", type=int, default=0, metavar="N",
