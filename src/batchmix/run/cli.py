@@ -28,22 +28,26 @@ from batchmix.run.preflight import check_writable, validate_eval, validate_train
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _train(cfg: DictConfig) -> float:
+    global _task_started
+    _task_started = True
     with exit_on_error():
-        validate_train(cfg)  # cheap checks first (no file read): a typo costs a second, not a Lightning import
+        checked = validate_train(cfg, warn=True)  # cheap checks first (no file read): a typo costs a second, not a Lightning import
         from batchmix.run.train import train  # heavy imports only once the config is known to be sane
         quiet_console()  # each log line once, no third-party tips (batchmix/core/console.py)
 
-        return train(cfg, HydraConfig.get().runtime.output_dir)["objective"]
+        return train(cfg, HydraConfig.get().runtime.output_dir, checked)["objective"]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def _eval(cfg: DictConfig) -> float:
+    global _task_started
+    _task_started = True
     with exit_on_error():
         validate_eval(cfg)  # a wrong data.root, language or option fails before the model loads
         from batchmix.run.evaluate import evaluate
         quiet_console()
 
-        return evaluate(cfg, HydraConfig.get().runtime.output_dir)["metrics"].get("map/multi", float("nan"))
+        return evaluate(cfg, HydraConfig.get().runtime.output_dir, validated=True)["metrics"].get("map/multi", float("nan"))
 
 
 class RunDirCheck(Callback):
@@ -63,16 +67,22 @@ class RunDirCheck(Callback):
             check_writable(Path(str(path)), key)
 
 
+_task_started = False  # the task function was called: the config composed, so what follows is no input error
+
+
 @contextmanager
 def config_errors_in_one_line() -> Iterator[None]:
     """A value of the wrong type or an unknown key, refused by Hydra while it composes the config (the
     schemas of batchmix/config/schema.py), as batchmix's one line and status 2: Hydra would print it
-    over several lines and exit 1. HYDRA_FULL_ERROR lets the exception reach this block."""
+    over several lines and exit 1. HYDRA_FULL_ERROR lets the exception reach this block; one raised
+    once the task runs keeps its traceback."""
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         yield
     except (ConfigCompositionException, OmegaConfBaseException) as err:
+        if _task_started:
+            raise
         lines = [str(e).splitlines()[0].strip() for e in (err, err.__cause__) if e is not None and str(e)]
         sys.exit(error_line(f"{': '.join(lines)} (the keys and their types: docs/config.md)"))
     finally:

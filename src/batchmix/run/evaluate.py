@@ -51,12 +51,14 @@ AUTO, DEFAULT_PRECISION = "auto", "32-true"  # eval.py's precision=auto, and wha
 _ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # eval.py device= -> Lightning accelerator
 
 
-def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, out_dir: str | Path, validated: bool = False) -> dict[str, Any]:
+    """eval.py's recipe; `validated`: the entry point ran the pre-flight (`validate_eval`) already."""
     offline_defaults()
     out_dir = check_writable(Path(out_dir))
     if cfg.split not in SPLITS:
         raise BatchmixError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
-    validate_eval(cfg)
+    if not validated:
+        validate_eval(cfg)
     extra_sets = eval_sets(cfg.eval.sets, cfg.data, trained_on_data=bool(cfg.checkpoint))  # checked before the model loads
 
     run_cfg: dict[str, Any] = {}

@@ -67,10 +67,11 @@ def validate(cfg: DictConfig, warn: bool = False) -> Checked:
     return Checked(ratio, sets)
 
 
-def validate_train(cfg: DictConfig) -> None:
+def validate_train(cfg: DictConfig, warn: bool = False) -> Checked:
     """`validate`, then the data settings that need no file read (data root, languages, split shares)."""
-    validate(cfg)
+    checked = validate(cfg, warn)
     check_data(cfg.data, cfg.eval.split)
+    return checked
 
 
 def validate_eval(cfg: DictConfig) -> None:

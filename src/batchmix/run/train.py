@@ -38,7 +38,7 @@ from batchmix.models.export import export_model
 from batchmix.losses import build_loss
 from batchmix.models.factory import build_dual_encoder
 from batchmix.eval.table import HEADLINE, metrics_table
-from batchmix.run.preflight import check_writable, offline_defaults, validate
+from batchmix.run.preflight import Checked, check_writable, offline_defaults, validate
 from batchmix.run.evaluate import evaluate_round, module_round
 from batchmix.run.resume import plan_resume, sigterm_exit
 from batchmix.core.run_dir import BEST_CHECKPOINT, TRUNK_CACHE, RunDir
@@ -52,14 +52,15 @@ from batchmix.core.versions import environment, warn_drift
 log = logging.getLogger("batchmix")
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run one training job into `run_dir`; returns {'objective', 'metrics', 'metrics_before', 'run_dir'}."""
+def train(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) -> dict[str, Any]:
+    """Run one training job into `run_dir`; returns {'objective', 'metrics', 'metrics_before', 'run_dir'}.
+    `checked`: the pre-flight's result where the entry point ran it already (else it runs here)."""
     offline_defaults()
     run_dir = check_writable(Path(run_dir))
     run = RunDir(run_dir)  # the run folder's layout: batchmix.core.run_dir
 
     # 1. Validate everything cheap before anything heavy loads.
-    ratio, sets = validate(cfg, warn=True)
+    ratio, sets = checked or validate(cfg, warn=True)
     # A rerun into the same run dir (resume=true): skip a finished run, continue an interrupted one.
     plan = plan_resume(cfg, run_dir)
     if plan.finished is not None:
@@ -82,9 +83,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     # Which training ids share an answer (data/corpus.py), indexed once here (DataLoader workers inherit it):
     # the queries `loss.mask=answers` keeps from being one another's negatives.
     sharing = sum(1 for other in groups.shared_answers if other)
-    loss = build_loss(cfg.loss)
-    log.info("answers: %d of %d training ids share an answer with another id (any language); loss.mask=%s%s", sharing, len(groups),
-             loss.mask if loss.in_batch else "none", ", the sampler keeps them apart" if cfg.data.sampler.avoid_shared_answers else "")
     eval_split = cfg.eval.split
     eval_corpus = _nonempty(splits, eval_split, "eval.split")
     val_corpus = _nonempty(splits, VAL, "data.split.val") if eval_split != VAL else eval_corpus
@@ -106,6 +104,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # 4. Model.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    loss = build_loss(cfg.loss)  # after seeding, as the model: a loss may draw random numbers when built
+    log.info("answers: %d of %d training ids share an answer with another id (any language); loss.mask=%s%s", sharing, len(groups),
+             loss.mask if loss.in_batch else "none", ", the sampler keeps them apart" if cfg.data.sampler.avoid_shared_answers else "")
     module = build_dual_encoder(cfg.model, loss, cfg.optim)
     tokenizer = module.tokenizer
     text_settings = dict(
