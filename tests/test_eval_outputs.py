@@ -16,7 +16,7 @@ import torch
 from batchmix.data.corpus import LanguageSet, LAReQACorpus
 from batchmix.core.errors import BatchmixError
 from batchmix.eval.scoring import evaluate_embeddings
-from batchmix.eval.metrics import METRIC_NAMES
+from batchmix.eval.metrics import metric_names
 from batchmix.eval.outputs import write_outputs
 from batchmix.eval.trec import RunCollector, write_trec
 from embeddings import bag_of_trigrams, random_xquad_sized, trigram_xquad_slice
@@ -78,8 +78,8 @@ def test_ranx_on_full_depth_files_reproduces_every_setting(full_depth_outputs):
     expected = {"multi"} | {f"mono.{x}" for x in langs} | {f"cross.{x}-{y}" for x in langs for y in langs if x != y}
     assert _settings_on_disk(out / "trec") == expected
     for setting in sorted(expected):
-        scored = _ranx_scores(out / "trec", setting, list(METRIC_NAMES))
-        for metric in METRIC_NAMES:
+        scored = _ranx_scores(out / "trec", setting, list(metric_names()))
+        for metric in metric_names():
             assert scored[metric] == pytest.approx(metrics[_metric_key(setting, metric)], abs=1e-6), (setting, metric)
     # Sanity of the slice: trigrams work within a language, hardly across.
     assert metrics["map/mono"] > 0.3 > metrics["map/cross"]

@@ -58,7 +58,7 @@ class HfConfig:
     streaming: bool = MISSING
     layout: str = MISSING
     columns: Dict[str, Any] = MISSING
-    languages: Optional[List[str]] = MISSING
+    languages: Any = MISSING  # null: every language; a list, or one code (data.languages=en)
     max_rows: Optional[int] = MISSING
 
 
@@ -73,7 +73,7 @@ class DataConfig:
     name: str = MISSING
     source: str = MISSING
     root: Optional[str] = MISSING
-    languages: Optional[List[str]] = MISSING
+    languages: Any = MISSING  # null: every language; a list, or one code (data.hf.languages=en)
     train_file: Optional[str] = MISSING
     hf: HfConfig = field(default_factory=HfConfig)
     hard_negatives: int = MISSING
@@ -112,7 +112,7 @@ class EvalSettings:
     batch_size: int = MISSING
     candidates: str = MISSING
     trec: bool = MISSING
-    trec_depth: int = MISSING
+    trec_depth: Optional[int] = MISSING  # 0 or null: the full ranking
     sets: Dict[str, Any] = MISSING  # name -> {dataset, root, languages, split, required} (batchmix/eval/sets.py)
 
 

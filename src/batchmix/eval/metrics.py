@@ -155,10 +155,6 @@ _METRICS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-# The built-in metrics (ranx's names for the same metrics: the tests compare against ranx).
-METRIC_NAMES: tuple[str, ...] = tuple(_METRICS)
-
-
 def metric_names() -> tuple[str, ...]:
     """The registered metrics' names, read at use time so a metric registered later is scored too."""
     return tuple(_METRICS)
