@@ -40,8 +40,8 @@ def upgrade(saved: Mapping[str, Any], present: Mapping[str, Any]) -> tuple[dict[
     """A saved config (flat dotted keys) as today's code reads it, for the keys `present` in today's
     config: a renamed key under its new name, a missing added key at its legacy value. Returns the
     upgraded mapping and the keys it derived so (absent from the file under their names)."""
-    out, derived = dict(saved), []
-    for key, entry in added_keys().items():
+    out, derived, entries = dict(saved), [], added_keys()  # one walk of the schema per call
+    for key, entry in entries.items():
         if key in out or key not in present:
             continue
         old = entry.renamed_from
@@ -51,7 +51,7 @@ def upgrade(saved: Mapping[str, Any], present: Mapping[str, Any]) -> tuple[dict[
         else:
             out[key] = entry.legacy
         derived.append(key)
-    for entry in added_keys().values():  # a renamed key's old name is gone from today's config
+    for entry in entries.values():  # a renamed key's old name is gone from today's config
         if entry.renamed_from is not None:
             out.pop(entry.renamed_from[0], None)
     return out, derived
