@@ -107,6 +107,15 @@ class EvalSetConfig:
 
 
 @dataclass
+class BaselinesConfig:
+    """`eval.baselines`: training-free fixes for language bias scored beside the model (batchmix/eval/baselines)."""
+    methods: List[str] = legacy(MISSING, [])  # shift | lir | centring; []: none (runs made before #28 had none)
+    fit_ids: int = legacy(MISSING, 200)  # training question ids (seed 0) whose questions + answers fit them
+    lir_rank: int = legacy(MISSING, 1)  # directions LIR removes per language
+    shift_source: str = legacy(MISSING, "en")  # the language Shift moves every candidate towards
+
+
+@dataclass
 class EvalSettings:
     """What eval.py and train.py's evaluation share."""
     batch_size: int = MISSING
@@ -114,6 +123,7 @@ class EvalSettings:
     trec: bool = MISSING
     trec_depth: Optional[int] = MISSING  # 0 or null: the full ranking
     sets: Dict[str, Any] = MISSING  # name -> {dataset, root, languages, split, required} (batchmix/eval/sets.py)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
 
 
 @dataclass

@@ -51,6 +51,7 @@ class LAReQAMetric(Metric):
     """`update(tower, rows, embeddings)` with tower `query` or `passage`; `compute()` -> the flat
     metrics of `evaluate_embeddings` (map/multi, map/mono/de, bias/rank_distance, ...).
 
+    `score=False`: only gather the embeddings (`embeddings` after `compute()`), score nothing.
     `runs`: an optional `RunCollector` filled during `compute()` (TREC files; set it on the rank that
     writes them). `width`: the embedding width, so a rank that received no rows still contributes a
     well-shaped empty state to the gather.
@@ -58,9 +59,12 @@ class LAReQAMetric(Metric):
 
     full_state_update = False
 
-    def __init__(self, corpus: LAReQACorpus, width: int, **kwargs: Any) -> None:
+    def __init__(self, corpus: LAReQACorpus, width: int, *, score: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.corpus, self.width = corpus, int(width)
+        self.corpus, self.width, self.score = corpus, int(width), score
+        # (queries, candidates) by language, as the last compute() assembled them: what the
+        # training-free baselines (batchmix.eval.baselines) transform and score again
+        self.embeddings: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
         self.rows = {"query": question_rows(corpus), "passage": candidate_rows(corpus)}
         self.sizes = {tower: max((end for _, end in rows.values()), default=0) for tower, rows in self.rows.items()}
         self.runs: RunCollector | None = None
@@ -100,4 +104,8 @@ class LAReQAMetric(Metric):
         return {lang: full[a:b] for lang, (a, b) in self.rows[tower].items()}
 
     def compute(self) -> dict[str, float]:
-        return evaluate_embeddings(self.corpus, self._assemble("query"), self._assemble("passage"), progress=False, runs=self.runs)
+        """The metrics; with `score=False` ({}: a corpus encoded only to fit the baselines on) the embeddings alone."""
+        self.embeddings = (self._assemble("query"), self._assemble("passage"))
+        if not self.score:
+            return {}
+        return evaluate_embeddings(self.corpus, *self.embeddings, progress=False, runs=self.runs)

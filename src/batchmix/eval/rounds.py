@@ -22,10 +22,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from batchmix.data.corpus import LAReQACorpus
+from batchmix.eval.baselines import FitSample, baseline_metrics, check_baselines, fit_baselines
 from batchmix.eval.lareqa_metric import LAReQAMetric
 from batchmix.eval.scoring import check_candidates, candidate_texts
+from batchmix.eval.settings import BASELINE_FIT
 
 Tokenize = Callable[[list[str], str], dict[str, Tensor]]
+FIT = BASELINE_FIT
 
 
 def shard_batches(lengths: list[int], batch_size: int, rank: int = 0, world: int = 1) -> list[list[int]]:
@@ -47,11 +50,18 @@ class EvalRound:
     """What one validation loop scores: `corpora` by name; `compute()` -> {name: flat metrics}."""
 
     def __init__(self, corpora: Mapping[str, LAReQACorpus], *, tokenize: Tokenize, batch_size: int,
-                 candidates: str = "sentence", width: int) -> None:
+                 candidates: str = "sentence", width: int, baselines: Mapping[str, Any] | None = None,
+                 fit: LAReQACorpus | None = None) -> None:
+        """`baselines` (the `eval.baselines` options) and `fit` (their fit text, `baselines.fit_corpus`):
+        also score each training-free fix on every corpus of the round; either None: none."""
         check_candidates(candidates)
-        self.corpora = dict(corpora)
+        self.baselines = dict(baselines) if baselines is not None and fit is not None else None
+        self.methods = check_baselines(self.baselines) if self.baselines else []
+        if FIT in corpora:
+            raise ValueError(f"{FIT!r} is the round's own key for the baselines' fit text; name the corpus otherwise")
+        self.corpora = {**corpora, **({FIT: fit} if self.methods else {})}
         self.tokenize, self.batch_size = tokenize, int(batch_size)
-        self.metrics = {key: LAReQAMetric(corpus, width) for key, corpus in self.corpora.items()}
+        self.metrics = {key: LAReQAMetric(corpus, width, score=key != FIT) for key, corpus in self.corpora.items()}
         # One loader per (corpus, tower), in this order: `dataloader_idx` indexes this list.
         self.parts: list[tuple[str, str, list[str]]] = []
         for key, corpus in self.corpora.items():
@@ -91,7 +101,15 @@ class EvalRound:
         self.metrics[key].update(tower, rows, embeddings)
 
     def compute(self) -> dict[str, dict[str, float]]:
-        return {key: metric.compute() for key, metric in self.metrics.items()}
+        """{corpus key: metrics}, each with the baselines' `<method>/<metric>` keys when the round has them."""
+        out = {key: dict(metric.compute()) for key, metric in self.metrics.items() if key != FIT}
+        if self.methods:
+            fit = self.metrics[FIT]
+            fit.compute()
+            fitted = fit_baselines(self.methods, self.baselines, FitSample(self.corpora[FIT], *fit.embeddings))
+            for key, scores in out.items():
+                scores.update(baseline_metrics(fitted, self.corpora[key], *self.metrics[key].embeddings))
+        return out
 
 
 class EvalDataModule(L.LightningDataModule):

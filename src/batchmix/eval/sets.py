@@ -32,7 +32,7 @@ from batchmix.data.root import resolve_data_root
 from batchmix.data.split import split_by_article
 from batchmix.data.corpus import LAReQACorpus
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.settings import HEADLINE_ORDER
+from batchmix.eval.settings import BASELINE_FIT, HEADLINE_ORDER
 
 log = logging.getLogger("batchmix")
 
@@ -64,6 +64,8 @@ def eval_sets(sets: Mapping[str, Any], data: Mapping[str, Any], warn: bool = Tru
     out = []
     for key, entry in sets.items():
         spec = _entry(key, entry or {})
+        if str(key) == BASELINE_FIT:
+            raise BatchmixError(f"eval.sets.{key}: {BASELINE_FIT!r} is the name of the baselines' fit text in a round; name the set otherwise")
         dataset = spec.dataset or str(key)
         if spec.split not in SPLITS:
             raise BatchmixError(f"eval.sets.{key}.split={spec.split!r} is not one of {list(SPLITS)}")

@@ -15,6 +15,9 @@ EVAL_SETTINGS: tuple[str, ...] = ("mono", "cross", "multi")
 # The split that chooses (objective, pruning, best checkpoint): its corpus key in an evaluation round
 # and the prefix of its metrics (`val/map/multi`).
 VAL_SPLIT = "val"
+# The key, in an evaluation round, of the training-article text the training-free baselines are fitted
+# on (batchmix.eval.baselines): encoded with the round, never scored.
+BASELINE_FIT = "baseline_fit"
 # The order the printed metrics tables list them in: the multilingual pool (LAReQA's headline) first.
 HEADLINE_ORDER: tuple[str, ...] = ("multi", "mono", "cross")
 SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}

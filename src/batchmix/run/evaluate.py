@@ -31,6 +31,7 @@ from batchmix.data.corpus import LAReQACorpus
 from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.core.errors import BatchmixError
+from batchmix.eval.baselines import fit_corpus
 from batchmix.eval.outputs import write_outputs
 from batchmix.eval.rounds import EvalRound
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
@@ -78,24 +79,33 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, validated: bool = False) -> d
         what = str(cfg.model.name_or_path)
 
     corpus = load_corpus(data_cfg)
+    settings = settings_of(cfg)
+    articles = split_by_article(corpus, data_cfg["split"], seed=int(data_cfg["split_seed"])) if split != "all" or settings["baselines"]["methods"] else {}
+    fit = baseline_fit(articles.get("train"), settings)
+    if fit is not None and split in ("all", "train"):
+        log.warning("eval.baselines are fitted on %d training ids, which split=%s also scores", len(fit.languages[fit.langs[0]].question_ids), split)
     if split != "all":
-        corpus = split_by_article(corpus, data_cfg["split"], seed=int(data_cfg["split_seed"]))[split]
+        corpus = articles[split]
     log.info("evaluating %s on %s (%d languages)", what, corpus.name, len(corpus.langs))
     # eval.sets: more corpora, each scored the same way into <out_dir>/<set>/; metrics prefixed `<set>/`.
     extra = {spec.key: load_eval_set(spec) for spec in extra_sets}
-    # trec_depth false / 0 / null: the full ranking (eval.py has always read any false value so)
-    settings = {**OmegaConf.to_container(cfg.eval, resolve=True), "trec_depth": cfg.eval.trec_depth or None}
     precision, why = eval_precision(cfg.precision, cfg.checkpoint, run_cfg, cfg.device)
     log.info("precision %s (%s)", precision, why)
     validation = LAReQAValidation()
     trainer = L.Trainer(accelerator=_ACCELERATORS[cfg.device], devices=1, precision=precision, logger=False,
                         callbacks=[validation], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
-    metrics = evaluate_round(trainer, validation, module, {split: corpus, **extra}, split, out_dir, settings, title=what, tag=what)
+    metrics = evaluate_round(trainer, validation, module, {split: corpus, **extra}, split, out_dir, settings, title=what, tag=what, fit=fit)
     if extra_sets:
         RunDir(out_dir).write_metrics(metrics)  # one flat file with every set, as training runs write it
     print(metrics_table({}, metrics, title=f"{what} · {corpus.name} · {precision}", keys=HEADLINE + headline_keys(s.key for s in extra_sets)))
     print(f"output dir: {out_dir}")
     return {"metrics": metrics, "out_dir": out_dir}
+
+
+def settings_of(cfg: DictConfig) -> dict[str, Any]:
+    """eval.py's `eval` node as a plain dict; trec_depth false / 0 / null: the full ranking (eval.py has
+    always read any false value so)."""
+    return {**OmegaConf.to_container(cfg.eval, resolve=True), "trec_depth": cfg.eval.trec_depth or None}
 
 
 def eval_precision(asked: str, checkpoint: str | None, run_cfg: Mapping[str, Any], device: str = "auto") -> tuple[str, str]:
@@ -116,11 +126,24 @@ def eval_precision(asked: str, checkpoint: str | None, run_cfg: Mapping[str, Any
     return str(trained), "the run's trainer.precision; precision=32-true to override"
 
 
-def module_round(module: DualEncoder, corpora: Mapping[str, LAReQACorpus], eval_cfg: Mapping[str, Any]) -> EvalRound:
+def module_round(module: DualEncoder, corpora: Mapping[str, LAReQACorpus], eval_cfg: Mapping[str, Any],
+                 fit: LAReQACorpus | None = None) -> EvalRound:
     """The round that scores `corpora` with `module`'s tokenizer and width, as the `eval` config says
-    (batch_size, candidates): fit's periodic validation and every `evaluate_round` build it here."""
+    (batch_size, candidates, baselines): fit's periodic validation and every `evaluate_round` build it
+    here. `fit`: the text the training-free baselines are fitted on (None: no baselines)."""
     return EvalRound(corpora, tokenize=module.tokenize, batch_size=eval_cfg["batch_size"],
-                     candidates=eval_cfg["candidates"], width=module.embedding_dim)
+                     candidates=eval_cfg["candidates"], width=module.embedding_dim,
+                     baselines=eval_cfg["baselines"], fit=fit)
+
+
+def baseline_fit(train: LAReQACorpus | None, eval_cfg: Mapping[str, Any]) -> LAReQACorpus | None:
+    """The baselines' fit text from a training-article split (None: no baselines asked, or no such split)."""
+    if not eval_cfg["baselines"]["methods"]:
+        return None
+    if train is None or not any(ls.question_ids for ls in train.languages.values()):
+        log.warning("eval.baselines: no training articles to fit them on (data.split.train is 0); not scored")
+        return None
+    return fit_corpus(train, int(eval_cfg["baselines"]["fit_ids"]))
 
 
 def evaluate_round(
@@ -136,6 +159,7 @@ def evaluate_round(
     tag: str,
     ckpt_path: str | None = None,
     curve: bool = True,
+    fit: LAReQACorpus | None = None,
 ) -> dict[str, float]:
     """Score `corpora` in one validation loop of `trainer` (every DDP rank calls this); returns every
     corpus's metrics in one flat dict, `main` unprefixed and the others prefixed `<key>/`.
@@ -144,8 +168,9 @@ def evaluate_round(
     `eval_cfg`: the `eval` config (batch_size, candidates, trec, trec_depth). `title` names the model
     in the heatmaps and TREC runs; `tag` starts the log line ("final evaluation on ... took 41.0s").
     `ckpt_path`: score the weights of that checkpoint; `curve=False`: not a point of the val curve.
+    `fit`: the text the training-free baselines are fitted on (`baseline_fit`; None: no baselines).
     """
-    round_ = module_round(module, corpora, eval_cfg)
+    round_ = module_round(module, corpora, eval_cfg, fit=fit)
     is_main = rank_zero_only.rank == 0
     if eval_cfg["trec"] and is_main:
         for metric in round_.metrics.values():

@@ -20,6 +20,7 @@ from batchmix.config.schema import pruning_of
 from batchmix.data.checks import check_batches, check_data, check_data_files, check_loader
 from batchmix.core.distributed import check_world_size
 from batchmix.core.errors import BatchmixError
+from batchmix.eval.baselines import check_baselines
 from batchmix.eval.scoring import check_candidates
 from batchmix.eval.sets import EvalSet, eval_sets
 from batchmix.run.loggers import logger_builder
@@ -60,6 +61,7 @@ def validate(cfg: DictConfig, warn: bool = False) -> Checked:
     logger_builder(select(cfg, "logger"))  # the logger's options (nothing is started)
     check_candidates(cfg.eval.candidates)
     positive_int("eval.batch_size", cfg.eval.batch_size)
+    check_baselines(cfg.eval.baselines)
     sets = eval_sets(cfg.eval.sets, cfg.data, warn=warn)  # keys, splits, no training questions, data roots
     # objective, pruning metric, best checkpoint: the val split only
     check_selection(cfg.objective, pruning_of(cfg), cfg.eval, cfg.checkpoint, allow_test=cfg.allow_test_selection)
@@ -79,6 +81,7 @@ def validate_eval(cfg: DictConfig) -> None:
     check_data_files(cfg.data)
     check_candidates(cfg.eval.candidates)
     positive_int("eval.batch_size", cfg.eval.batch_size)
+    check_baselines(cfg.eval.baselines)
     check_model(cfg.model)
     check_device(cfg.device, cfg.precision)
 

@@ -39,7 +39,7 @@ from batchmix.losses import build_loss
 from batchmix.models.factory import build_dual_encoder
 from batchmix.eval.table import HEADLINE, metrics_table
 from batchmix.run.preflight import Checked, check_writable, offline_defaults, validate
-from batchmix.run.evaluate import evaluate_round, module_round
+from batchmix.run.evaluate import baseline_fit, evaluate_round, module_round
 from batchmix.run.resume import plan_resume, sigterm_exit
 from batchmix.core.run_dir import BEST_CHECKPOINT, TRUNK_CACHE, RunDir
 from batchmix.mixing.sampler import HybridBatchSampler
@@ -131,11 +131,12 @@ def train(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) 
     validation = LAReQAValidation(module_round(module, {VAL: val_corpus}, cfg.eval) if every else None)
     datamodule = HybridDataModule(groups, sampler, collator, num_workers=cfg.data.num_workers, val_loaders=validation.val_dataloaders)
     corpora = {eval_split: eval_corpus, VAL: val_corpus, **extra_sets}
+    fit = baseline_fit(splits.get("train"), cfg.eval)  # the training-free baselines' fit text (eval.baselines)
     title = f"{cfg.model.name_or_path} ({{}}, ratio {ratio.label()})"
 
     def evaluate(tag: str, **kwargs) -> dict[str, float]:  # eval/<tag>/ and eval/<tag>/<key>/ (batchmix.run.evaluate)
         metrics = evaluate_round(trainer, validation, module, corpora, eval_split, run.eval_dir(tag), cfg.eval,
-                                 title=title.format(tag), tag=tag, **kwargs)
+                                 title=title.format(tag), tag=tag, fit=fit, **kwargs)
         if eval_split == VAL:  # the reported split is val itself: its keys also as val/..., where selection reads them
             metrics.update(prefixed(VAL, {k: v for k, v in metrics.items() if not k.startswith(tuple(f"{s}/" for s in extra_sets))}))
         return metrics

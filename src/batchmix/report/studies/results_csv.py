@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from batchmix.core.errors import BatchmixError
+from batchmix.eval.baselines import BASELINES
 from batchmix.eval.settings import VAL_CURVE_KEYS
 from batchmix.report.headlines import STUDY_HEADLINE
 
@@ -35,11 +36,15 @@ _FRONT = ("run", "seed", "train/steps")
 
 
 def _is_headline(column: str) -> bool:
-    """`map/multi`, `val/map/multi`, `mlqa-r/bias/mrc`, ...: a headline metric under any split prefix (one level)."""
+    """`map/multi`, `val/map/multi`, `mlqa-r/bias/mrc`, ...: a headline metric under any split prefix (one level),
+    and a training-free baseline's (`lir/map/multi`, `mlqa-r/shift/map/multi`: batchmix.eval.baselines)."""
     if column in STUDY_HEADLINE:
         return True
     head, _, rest = column.partition("/")
-    return rest in STUDY_HEADLINE and head != "before"  # before/...: the untrained model, not a split
+    if head == "before":  # before/...: the untrained model, not a split
+        return False
+    method, _, metric = rest.partition("/")
+    return rest in STUDY_HEADLINE or (head in BASELINES and rest in STUDY_HEADLINE) or (method in BASELINES and metric in STUDY_HEADLINE)
 
 
 def results_table(runs: pd.DataFrame) -> pd.DataFrame:
