@@ -3,6 +3,8 @@
 Two palettes, never mixed: a *batch type* has the registry's colour (`batch_type_palette`: mono red, cross
 blue, multi green, a registered type its own; a ratio mixes them, `barycentric_color`); an *evaluation
 setting* has `SETTING_PALETTE`, hues no built-in batch type uses, so "mono" never means two things by colour.
+The ratio study's curve figures colour a *ratio* by mixing a third set, `STUDY_RATIO_CORNERS` (grey, purple,
+gold: no batch type's colour), keyed by a triangle of the ratios beside the panels.
 Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI
 backend: PNGs render with Agg on any machine, and a notebook displays the Figure object). Seeds of
 one ratio are pooled: lines/points are means, bands/error bars one standard deviation.
@@ -20,6 +22,8 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from matplotlib.tri import Triangulation
 
@@ -28,7 +32,7 @@ from batchmix.eval.convergence import ALL, DEFAULT_WINDOW, VAL_METRIC
 from batchmix.core.errors import BatchmixError
 from batchmix.eval.settings import EVAL_SETTINGS
 from batchmix.report.aggregate import (by_ratio, line_axis, ratio_columns, smoothed_histories, sort_columns, sweep_shape,
-                                       triangle_columns)
+                                       triangle_columns, used_ratio_columns)
 from batchmix.report.optuna_trials import StudyTable
 from batchmix.report.studies.mixture_model import simplex_points
 
@@ -95,11 +99,11 @@ def mean_band(curves: pd.DataFrame, column: str = "smoothed") -> tuple[np.ndarra
     return grid, stack.mean(axis=0), stack.std(axis=0, ddof=1)
 
 
-def _band(ax, x: np.ndarray, mean: np.ndarray, std: np.ndarray, color, **line) -> None:
-    """One ratio's mean line with its ±1 std band (none for a single seed)."""
+def _band(ax, x: np.ndarray, mean: np.ndarray, std: np.ndarray, color, alpha: float = 0.15, **line) -> None:
+    """One ratio's mean line with its ±1 std band (none for a single seed; `alpha`: lighter where many overlap)."""
     ax.plot(x, mean, color=color, lw=1.6, **line)
     if std.any():
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=alpha, lw=0)
 
 
 def _ratio_key(fig: Figure, axes, handles_ax, scale: tuple[str, Normalize] | None, shrink: float) -> None:
@@ -409,40 +413,150 @@ def plot_ternary_fits(runs: pd.DataFrame, panels: Sequence[tuple], columns: int 
     return fig
 
 
-def _run_colors(runs: pd.DataFrame) -> dict[str, tuple]:
-    names = [c for c in runs.columns if c.startswith("ratio_")][:3]
-    return {r["run"]: barycentric_color(*(r[n] for n in names)) for _, r in runs.iterrows()}
+# The ratio study's curve figures (one mean line per ratio, 15 of them on the 0.25 grid): a ratio's colour is
+# its place on the triangle, mixed from corner colours far from every batch type's (so a line's colour never
+# reads as a batch type, as the barycentric red / blue / green mix would in a per-batch-type panel), keyed by a
+# triangle of the ratios beside the panels.
+STUDY_RATIO_CORNERS = ("#5a5a5a", "#7b3294", "#e0a800")  # first, second, third used share
+STUDY_RATIO_CORNER_WORDS = ("grey", "purple", "gold")
+
+
+def study_ratio_colors(runs: pd.DataFrame) -> tuple[list[str], dict[str, tuple[float, float, float]]]:
+    """(the used share columns, {ratio label: colour}) of the study's runs (`ratio` and `ratio_<type>`
+    columns): each ratio the mix of `STUDY_RATIO_CORNERS` by its shares, in `sort_columns` order."""
+    names = used_ratio_columns(runs)
+    if len(names) > len(STUDY_RATIO_CORNERS):
+        raise BatchmixError(f"the study's curve figures colour a ratio by its place on a triangle, but the runs use "
+                            f"{len(names)} batch types ({', '.join(names)}); keep to three")
+    corners = np.array([to_rgb(c) for c in STUDY_RATIO_CORNERS[:len(names)]])
+    keys = runs[[*names, "ratio"]].drop_duplicates("ratio").sort_values([c for c in sort_columns() if c in names])
+    return names, {r["ratio"]: tuple(float(v) for v in np.clip(r[names].to_numpy(float) @ corners, 0, 1))
+                   for _, r in keys.iterrows()}
+
+
+def study_key_words(runs: pd.DataFrame) -> str:
+    """`grey = mono, purple = cross, gold = multi`: the corner colours of the study's ratio key, for captions."""
+    names = study_ratio_colors(runs)[0]
+    return ", ".join(f"{word} = {n.removeprefix('ratio_')}" for word, n in zip(STUDY_RATIO_CORNER_WORDS, names))
+
+
+def study_ratio_means(curves: pd.DataFrame, runs: pd.DataFrame, curve: str, batch_type: str | None = None,
+                      start: float | None = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{ratio: (step, mean, sample std)} of one `curve` (of one `batch_type`) over each ratio's seeds
+    (`mean_band`). `start`: the untrained model's value, put at step 0 of every run before the means, so
+    every ratio's curve starts from it (its band is zero there)."""
+    part = curves[curves["curve"] == curve]
+    if batch_type is not None:
+        part = part[part["batch_type"] == batch_type]
+    part = part.merge(runs[["run", "ratio"]], on="run")
+    if start is not None and not math.isnan(start):
+        firsts = part.groupby("run")["step"].min()
+        zero = runs.loc[runs["run"].isin(firsts[firsts > 0].index), ["run", "ratio"]].assign(step=0.0, value=float(start))
+        part = pd.concat([zero, part[["run", "ratio", "step", "value"]]], ignore_index=True)
+    return {ratio: mean_band(sub, "value") for ratio, sub in part.groupby("ratio", sort=False)}
+
+
+def _seeds_words(runs: pd.DataFrame) -> str:
+    """`3 seeds` (or `1–3 seeds` when ratios differ): how many runs each line averages."""
+    n = runs.groupby("ratio")["run"].nunique()
+    return f"{n.min()} seed{'s' if n.max() > 1 else ''}" if n.min() == n.max() else f"{n.min()}–{n.max()} seeds"
+
+
+def _study_key(ax, runs: pd.DataFrame, names: list[str], colors: dict[str, tuple], extra: Sequence = ()) -> None:
+    """The colour key beside the panels: the ratios as points on the triangle, coloured as their lines (a
+    legend of ratio labels when the ratios do not span a triangle), then what a line, a band (and `extra`
+    handles) mean."""
+    shown = runs.drop_duplicates("ratio").set_index("ratio").loc[list(colors)]
+    what = [Line2D([], [], color="0.3", lw=1.8, label=f"mean over {_seeds_words(runs)}"),
+            Patch(color="0.3", alpha=0.2, lw=0, label="± 1 sample std over seeds"), *extra]
+    if triangle_columns(runs) is not None:
+        left, right, top = (n.removeprefix("ratio_") for n in names)
+        ax.plot([0, 1, 0.5, 0], [0, 0, SQRT3_2, 0], color="0.6", lw=0.8, zorder=1)
+        x, y = ternary_xy(*(shown[n] for n in names))
+        ax.scatter(x, y, c=list(colors.values()), s=110, edgecolors="white", linewidths=1.0, zorder=5, label="ratio key")
+        for xi, yi, ratio in zip(x, y, shown.index):
+            ax.annotate(ratio, (xi, yi), xytext=(0, -7.5), textcoords="offset points", ha="center", va="top", fontsize=7,
+                        color="0.25", zorder=6)
+        ax.text(0, -0.1, left, ha="center", va="top", fontsize=11, weight="bold")
+        ax.text(1, -0.1, right, ha="center", va="top", fontsize=11, weight="bold")
+        ax.text(0.5, SQRT3_2 + 0.06, top, ha="center", va="bottom", fontsize=11, weight="bold")
+        ax.set_xlim(-0.14, 1.14)
+        ax.set_ylim(-0.2, SQRT3_2 + 0.14)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title(f"line colour = ratio\n{left}/{right}/{top} shares", fontsize=11)
+        ax.legend(handles=what, loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=9, frameon=False)
+    else:
+        ax.axis("off")
+        handles = [Line2D([], [], color=c, lw=2.2, label=r) for r, c in colors.items()]
+        ax.legend(handles=[*handles, *what], title=f"ratio {'/'.join(n.removeprefix('ratio_') for n in names)}",
+                  loc="center", fontsize=9, title_fontsize=10)
+
+
+def _key_layout(fig: Figure, rows: int, columns: int, sharey: bool) -> tuple[np.ndarray, object]:
+    """`rows` x `columns` curve panels (x shared; y shared along a row if `sharey`) and the key's axes in a
+    last column spanning every row."""
+    grid = fig.add_gridspec(rows, columns + 1, width_ratios=[1] * columns + [1])
+    axes = np.empty((rows, columns), dtype=object)
+    for r in range(rows):
+        for c in range(columns):
+            axes[r, c] = fig.add_subplot(grid[r, c], sharex=axes[0, 0] if (r or c) else None,
+                                         sharey=axes[r, 0] if (sharey and c) else None)
+    return axes, fig.add_subplot(grid[:, -1])
 
 
 def plot_study_curves(curves: pd.DataFrame, runs: pd.DataFrame, types: Sequence[str]) -> Figure:
-    """Loss (top) and MSE (bottom) per batch type (columns), one line per grid run."""
-    colors = _run_colors(runs)
-    fig = Figure(figsize=(5.2 * len(types), 7.6), layout="constrained")
-    axes = fig.subplots(2, len(types), squeeze=False, sharex=True)
+    """Training loss (top row) and MSE (bottom row) per batch type (columns): one line per ratio, the mean
+    over its seeds of each run's binned curve (curves.csv), with a ± 1 sample std band; a ratio with no
+    batches of a type has no line in that type's panels. Colours: the ratio (`study_ratio_colors`, keyed)."""
+    names, colors = study_ratio_colors(runs)
+    fig = Figure(figsize=(4.6 * (len(types) + 1), 8.0), layout="constrained")
+    axes, key = _key_layout(fig, 2, len(types), sharey=True)
     for row, curve in enumerate(("loss", "mse")):
         for col, batch_type in enumerate(types):
             ax = axes[row, col]
-            part = curves[(curves["curve"] == curve) & (curves["batch_type"] == batch_type) & curves["run"].isin(colors)]
-            for run, line in part.groupby("run", sort=False):
-                ax.plot(line["step"], line["value"], color=colors[run], lw=0.9, alpha=0.8)
-            ax.set_title(f"{batch_type} batches: {'InfoNCE loss' if curve == 'loss' else 'MSE'}", fontsize=10)
+            means = study_ratio_means(curves, runs, curve, batch_type)
+            for ratio in (r for r in colors if r in means):
+                _band(ax, *means[ratio], colors[ratio], alpha=0.08, label=ratio)
+            if not means:
+                ax.text(0.5, 0.5, f"no {batch_type} batches in any run", ha="center", va="center", transform=ax.transAxes, color="0.4")
+            ax.set_title(f"{batch_type} batches ({get_batch_type(batch_type).label}): {CURVE_LABELS[curve]}", fontsize=11)
             ax.grid(alpha=0.3)
-            if row == 1:
-                ax.set_xlabel("step")
+            ax.set_xlabel("training step" if row == 1 else "")
+            ax.set_ylabel(f"{CURVE_LABELS[curve]} (bin means)" if col == 0 else "")
+            ax.tick_params(labelbottom=True, labelleft=True)
+    _study_key(key, runs, names, colors)
+    fig.suptitle(f"Training loss and MSE per batch type: each ratio's mean over {_seeds_words(runs)}, "
+                 "band ± 1 sample std", fontsize=13)
     return fig
 
 
 def plot_study_val_curves(curves: pd.DataFrame, runs: pd.DataFrame,
-                          keys: Sequence[str] = ("val/map/multi", "val/map/mono", "val/map/cross")) -> Figure:
-    """The val curves of every grid run, one panel per metric."""
-    colors = _run_colors(runs)
-    fig = Figure(figsize=(5.2 * len(keys), 3.9), layout="constrained")
-    axes = fig.subplots(1, len(keys), squeeze=False).ravel()
-    for ax, key in zip(axes, keys):
-        part = curves[(curves["curve"] == key) & curves["run"].isin(colors)]
-        for run, line in part.groupby("run", sort=False):
-            ax.plot(line["step"], line["value"], color=colors[run], lw=0.9, alpha=0.8, marker=".")
-        ax.set_title(key, fontsize=10)
-        ax.set_xlabel("step")
+                          keys: Sequence[str] = ("val/map/multi", "val/map/mono", "val/map/cross"),
+                          zero_shot: pd.Series | dict | None = None) -> Figure:
+    """Each val metric (one panel per key) against the step: one line per ratio, the mean over its seeds
+    with a ± 1 sample std band, starting at step 0 from the untrained model's value (`zero_shot[key]`,
+    the study's zero-shot row) when given. Colours: the ratio (`study_ratio_colors`, keyed)."""
+    names, colors = study_ratio_colors(runs)
+    fig = Figure(figsize=(4.6 * (len(keys) + 1), 5.4), layout="constrained")
+    axes, key = _key_layout(fig, 1, len(keys), sharey=False)
+    starts = {k: None if zero_shot is None or pd.isna(zero_shot.get(k)) else float(zero_shot[k]) for k in keys}
+    for ax, metric in zip(axes[0], keys):
+        means = study_ratio_means(curves, runs, metric, start=starts[metric])
+        for ratio in (r for r in colors if r in means):
+            _band(ax, *means[ratio], colors[ratio], alpha=0.1, label=ratio, marker="o", ms=3)
+        if starts[metric] is not None:
+            ax.scatter([0], [starts[metric]], s=70, marker="*", color="black", zorder=6, label="zero-shot")
+        kind, _, setting = metric.removeprefix("val/").partition("/")
+        shown = METRIC_LABELS.get(kind, kind)
+        ax.set_title(f"{shown}, {setting} setting ({metric})" if kind in METRIC_LABELS else metric, fontsize=11)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"val {shown} (higher = better)" if kind in METRIC_LABELS else metric)
         ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="y", useOffset=False)
+    extra = [Line2D([], [], ls="", marker="*", ms=10, color="black", label="zero-shot model (step 0)")] if any(
+        v is not None for v in starts.values()) else []
+    _study_key(key, runs, names, colors, extra)
+    fig.suptitle(f"Val curves: each ratio's mean over {_seeds_words(runs)}, band ± 1 sample std"
+                 + (", from the zero-shot model at step 0" if extra else ""), fontsize=13)
     return fig

@@ -383,16 +383,25 @@ def _optuna_section(study: Study) -> list[str]:
 
 
 def _figures(study: Study) -> list[tuple[str, str, object]]:
-    """(name, caption, Figure): the fitted surfaces, then the training and val curves of every grid run."""
+    """(name, caption, Figure): the fitted surfaces, then the training and val curves of each grid ratio (mean
+    over seeds, band ± 1 sample std, coloured by ratio with a triangle key)."""
     panels = [(m, study.fitted[m.column]) for m in FIT_METRICS if m.column in study.fitted]
     figs = [("ternary_fits", "Every metric over the simplex: the Scheffé fit's surface, the ratios' seed means as points "
              "(same colour scale: a point that stands out from its background is off the fit)",
              plots.plot_ternary_fits(study.grid, panels))] if panels else []
-    words = ", ".join(f"{plots.color_word(t)} = {t}" for t in study.types)
-    return figs + [("train_curves", f"Training loss and MSE per batch type (binned means of each run, coloured by its ratio: {words})",
+    per_ratio = study.grid.groupby("ratio")["run"].nunique()
+    seeds = f"{per_ratio.min()}" if per_ratio.min() == per_ratio.max() else f"{per_ratio.min()}–{per_ratio.max()}"
+    zs = study.zs is not None and pd.notna(study.zs.get(CHOOSE_ON))
+    key = (f"Line colour = the ratio, shown as a point on the triangle beside the panels (corners: {plots.study_key_words(study.grid)}; "
+           "a mix of its shares, apart from the batch types' red, blue and green)")
+    return figs + [("train_curves", "Training loss (top) and MSE (bottom) per batch type: one line per ratio, the mean over its "
+                    f"{seeds} seeds of each run's binned curve (seeds interpolated onto common steps), band ± 1 sample std over "
+                    f"seeds; a ratio without batches of a type has no line in that type's panels. {key}",
                     plots.plot_study_curves(study.curves, study.grid, study.types)),
-                   ("val_curves", "Val curves (every val point of every run, coloured by ratio)",
-                    plots.plot_study_val_curves(study.curves, study.grid))]
+                   ("val_curves", "Val mAP (multi, mono, cross settings) at every val point: one line per ratio, the mean over its "
+                    f"{seeds} seeds, band ± 1 sample std over seeds"
+                    + ("; every line starts at step 0 from the zero-shot model's value (black star)" if zs else "") + f". {key}",
+                    plots.plot_study_val_curves(study.curves, study.grid, zero_shot=study.zs))]
 
 
 def write_study_readme(results_dir: str | os.PathLike, readme: str | os.PathLike, command: str | None = None) -> Path:
