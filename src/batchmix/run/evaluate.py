@@ -31,7 +31,7 @@ from batchmix.data.corpus import LAReQACorpus
 from batchmix.data.load import load_corpus
 from batchmix.data.split import split_by_article
 from batchmix.core.errors import BatchmixError
-from batchmix.eval.baselines import fit_corpus
+from batchmix.eval.baselines import fit_corpus, table_keys
 from batchmix.eval.outputs import write_outputs
 from batchmix.eval.rounds import EvalRound
 from batchmix.eval.sets import eval_sets, headline_keys, load_eval_set, prefixed
@@ -97,7 +97,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, validated: bool = False) -> d
     metrics = evaluate_round(trainer, validation, module, {split: corpus, **extra}, split, out_dir, settings, title=what, tag=what, fit=fit)
     if extra_sets:
         RunDir(out_dir).write_metrics(metrics)  # one flat file with every set, as training runs write it
-    print(metrics_table({}, metrics, title=f"{what} · {corpus.name} · {precision}", keys=HEADLINE + headline_keys(s.key for s in extra_sets)))
+    print(metrics_table({}, metrics, title=f"{what} · {corpus.name} · {precision}", keys=HEADLINE + table_keys(settings["baselines"]["methods"]) + headline_keys(s.key for s in extra_sets)))
     print(f"output dir: {out_dir}")
     return {"metrics": metrics, "out_dir": out_dir}
 
@@ -133,7 +133,7 @@ def module_round(module: DualEncoder, corpora: Mapping[str, LAReQACorpus], eval_
     here. `fit`: the text the training-free baselines are fitted on (None: no baselines)."""
     return EvalRound(corpora, tokenize=module.tokenize, batch_size=eval_cfg["batch_size"],
                      candidates=eval_cfg["candidates"], width=module.embedding_dim,
-                     baselines=eval_cfg["baselines"], fit=fit)
+                     baselines=eval_cfg["baselines"] if fit is not None else None, fit=fit)
 
 
 def baseline_fit(train: LAReQACorpus | None, eval_cfg: Mapping[str, Any]) -> LAReQACorpus | None:

@@ -37,6 +37,7 @@ from batchmix.run.loggers import build_logger, log_final_results, wandb_run_name
 from batchmix.models.export import export_model
 from batchmix.losses import build_loss
 from batchmix.models.factory import build_dual_encoder
+from batchmix.eval.baselines import table_keys
 from batchmix.eval.table import HEADLINE, metrics_table
 from batchmix.run.preflight import Checked, check_writable, offline_defaults, validate
 from batchmix.run.evaluate import baseline_fit, evaluate_round, module_round
@@ -209,7 +210,7 @@ def train(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) 
         log.info("checkpoint.keep=%s: removed %s", keep, path)
     log_final_results(logger, {**metrics, **convergence}, run_dir)  # last: it closes a W&B run
     print(metrics_table(metrics_before, metrics, title=f"{eval_corpus.name} · ratio {'/'.join(ratio.names())} = {ratio.label()}",
-                        keys=HEADLINE + headline_keys([VAL, *extra_sets])))  # val/...: the val curve's last point
+                        keys=HEADLINE + table_keys(cfg.eval.baselines.methods) + headline_keys([VAL, *extra_sets])))  # val/...: the val curve's last point
     objective = select_objective(cfg.objective, metrics)
     print(f"run dir: {run_dir}")
     return {"objective": objective, "metrics": metrics, "metrics_before": metrics_before, "run_dir": run_dir}
