@@ -13,7 +13,7 @@ LATEST_VENV ?= .venv-latest
 # No hub here: never let an unreachable hub stall a run (each failed call costs ~48 s).
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install lock demo demo-precision test test-fast test-latest bench study study-report paper-study clean
+.PHONY: install lock demo demo-precision test test-fast test-latest bench study study-report edge-study edge-report paper-study clean
 
 install: $(VENV)/.installed
 
@@ -92,6 +92,18 @@ study: install
 
 study-report: install
 	$(VENV)/bin/batchmix report --from-results experiments/ratio_study --markdown experiments/ratio_study/README.md
+
+# Two factors on the paper's edge (experiments/edge_factors/, issue #28): the 6 ratios of sweep=paper_edge x 3 seeds
+# in two arms, all 12 layers trained (depth) and batch 64 x 40 steps (batch), against the ratio study's grid rows at
+# the same ratios; then results.csv / curves.csv and the README block. Resumable; a session runs one chunk (an arm and
+# a seed) at a time: see experiments/edge_factors/README.md. Estimates, not yet measured: batch arm ~18 runs x ~3 min
+# on 2 workers ~ 30 min; depth arm ~18 runs x ~15 min ~ 2.3 h. `make edge-report` redoes only the README block from the
+# committed CSVs (seconds).
+edge-study: install
+	bash experiments/edge_factors/run.sh
+
+edge-report: install
+	$(VENV)/bin/python -m batchmix.report.studies.edge_factors report --from-results experiments/edge_factors --markdown experiments/edge_factors/README.md
 
 # The paper ratio study at CPU scale (experiments/paper_ratio_sweep/): zero-shot baseline, 4 ratios x
 # 3 seeds of experiment=paper_cpu, then the README tables and figures regenerated from the runs.
