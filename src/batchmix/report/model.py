@@ -32,9 +32,10 @@ from batchmix.report.headlines import REPORT_HEADLINE
 
 # What a figure shows, once for every view (keys: the figure's file name without `.png`).
 CAPTIONS = {
-    "curves_loss": "Training loss by batch type, one line per ratio (mean ± std over seeds)",
-    "curves_mse": "In-batch similarity MSE by batch type, one line per ratio (mean ± std over seeds)",
-    "curves_val": f"Validation {VAL_METRIC} against the training step, one line per ratio (mean ± std over seeds)",
+    "curves_loss": "Training loss by batch type, one line per ratio (mean ± std over seeds), coloured by ratio as its key shows",
+    "curves_mse": "In-batch similarity MSE by batch type, one line per ratio (mean ± std over seeds), coloured by ratio as its key shows",
+    "curves_val": f"Validation {VAL_METRIC} against the training step, one line per ratio (mean ± std over seeds), coloured by "
+                  "ratio as its key shows",
     "final_vs_ratio": "Final mAP and rank distance per ratio",
     "ternary": "Final metrics on the ratio simplex",
 }
@@ -231,8 +232,10 @@ class ReportModel:
 
     def curves_note(self) -> str:
         return (f"Per batch type, smoothed with a bias-corrected EMA (span {self.window} observations of that type) on the "
-                "global-step axis; one line per ratio (mean over seeds, band ±1 std). 'all batches' is every step "
-                "regardless of type.")
+                "global-step axis; one line per ratio (mean over seeds, band ± 1 sample std). 'all batches' is every step "
+                "regardless of type. Line colour = the ratio, the mix of its batch types' corner colours by its shares "
+                f"({plots.ratio_key_words(self.histories)}; apart from the built-in batch types' red, blue and green), keyed "
+                "beside the panels by a triangle of the ratios, or a legend naming them where they span no triangle.")
 
     def _figure(self, name: str, caption: str, draw) -> ReportFigure:
         if name not in self._figures:

@@ -1,13 +1,13 @@
 """Every figure of every report (report.html, a sweep's README, the ratio study's), each from a DataFrame.
 
-Two palettes, never mixed: a *batch type* has the registry's colour (`batch_type_palette`: mono red, cross
-blue, multi green, a registered type its own; a ratio mixes them, `barycentric_color`); an *evaluation
-setting* has `SETTING_PALETTE`, hues no built-in batch type uses, so "mono" never means two things by colour.
-The ratio study's curve figures colour a *ratio* by mixing a third set, `STUDY_RATIO_CORNERS` (grey, purple,
-gold: no batch type's colour), keyed by a triangle of the ratios beside the panels.
+Three palettes, each meaning one thing: a *batch type* has the registry's colour (`batch_type_palette`: mono
+red, cross blue, multi green, a registered type its own); an *evaluation setting* has `SETTING_PALETTE`,
+hues no built-in batch type uses, so "mono" never means two things by colour; a *ratio* has `ratio_color`,
+the mix of `RATIO_CORNERS` (grey, purple, gold, ...: no mix comes near a built-in batch type's colour) by its
+shares, keyed beside the panels by a triangle of the ratios (a legend naming them where they span no triangle).
 Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI
 backend: PNGs render with Agg on any machine, and a notebook displays the Figure object). Seeds of
-one ratio are pooled: lines/points are means, bands/error bars one standard deviation.
+one ratio are pooled: lines/points are means, bands/error bars one sample standard deviation.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize, to_hex, to_rgb
+from matplotlib.colors import Normalize, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -59,28 +58,99 @@ def batch_type_palette() -> dict[str, object]:
     return {name: get_batch_type(name).color for name in batch_type_names()}
 
 
-def barycentric_color(*shares: float) -> tuple[float, float, float]:
-    """The ratio (shares in registry order) as a colour mix of its corners, each batch type's colour
-    (`batch_type_palette`): similar ratios get similar colours, and a line's colour says which batch
-    types it trained on."""
-    corners = np.array([to_rgb(color) for color in list(batch_type_palette().values())[:len(shares)]])
-    rgb = np.array(shares, dtype=float) @ corners
-    return tuple(float(c) for c in np.clip(rgb, 0, 1))
+# A ratio's colour, in every figure that colours a ratio (the sweep report's curves, the ratio study's): its
+# place on the simplex, the mix of one corner colour per batch type (registry order) by its shares. The corners
+# are none of the batch types' colours and no mix of them comes within 0.3 RGB of mono red, cross blue or multi
+# green (tests/test_report_ratio_colours.py), so in a panel of one batch type a line's colour never reads as a
+# batch type, as a mix of the batch types' own colours would.
+RATIO_CORNERS = ("#5a5a5a", "#7b3294", "#e0a800", "#e78ac3", "#8dd3c7")
+RATIO_CORNER_WORDS = ("grey", "purple", "gold", "pink", "teal")
 
 
-def ratio_colors(frame: pd.DataFrame) -> tuple[dict[str, tuple], tuple[str, Normalize] | None]:
-    """Colour per ratio label. Line sweeps: viridis over the varying share (returned for a colorbar);
-    otherwise the barycentric mix of the corner colours (`barycentric_color`)."""
-    keys = frame[[*ratio_columns(), "ratio"]].drop_duplicates().sort_values(sort_columns())
-    order = list(dict.fromkeys(keys["ratio"]))
-    if sweep_shape(frame) == "line":
-        axis = line_axis(frame)
-        values = frame.drop_duplicates("ratio").set_index("ratio")[axis]
-        norm = Normalize(float(values.min()), float(values.max()) if values.max() > values.min() else float(values.min()) + 1)
-        cmap = colormaps["viridis"]
-        return {r: cmap(norm(values[r])) for r in order}, (axis, norm)
-    shares = frame.drop_duplicates("ratio").set_index("ratio")[list(ratio_columns())]
-    return {r: barycentric_color(*shares.loc[r]) for r in order}, None
+def ratio_color(*shares: float) -> tuple[float, float, float]:
+    """The colour of the ratio with these `shares` (registry order): the mix of `RATIO_CORNERS` by its shares,
+    so near ratios get near colours and a pure ratio its corner's."""
+    shares = np.asarray(shares, dtype=float)
+    beyond = np.flatnonzero(shares[len(RATIO_CORNERS):] > 0)
+    if len(beyond):
+        raise BatchmixError(f"ratio {'/'.join(f'{v:g}' for v in shares)} gives a share to batch type "
+                            f"{len(RATIO_CORNERS) + int(beyond[0]) + 1} (registry order), but ratio colours mix only "
+                            f"{len(RATIO_CORNERS)} corner colours; add one to batchmix.report.plots.RATIO_CORNERS")
+    corners = np.array([to_rgb(c) for c in RATIO_CORNERS[:len(shares)]])
+    return tuple(float(c) for c in np.clip(shares[:len(corners)] @ corners, 0, 1))
+
+
+def ratio_colors(runs: pd.DataFrame) -> tuple[list[str], dict[str, tuple[float, float, float]]]:
+    """(the share columns some ratio uses, {ratio label: `ratio_color`}) of rows with `ratio` and `ratio_<type>`
+    columns (runs, histories), in `sort_columns` order: the lines' order and colours of every ratio figure."""
+    columns = [c for c in ratio_columns() if c in runs.columns]
+    keys = runs[[*columns, "ratio"]].drop_duplicates("ratio").sort_values([c for c in sort_columns() if c in columns])
+    return used_ratio_columns(runs), {r["ratio"]: ratio_color(*r[columns].to_numpy(float)) for _, r in keys.iterrows()}
+
+
+def ratio_key_words(runs: pd.DataFrame) -> str:
+    """`grey = mono, purple = cross, gold = multi`: the corner colours of the runs' used batch types, for captions."""
+    names = list(ratio_columns())
+    return ", ".join(f"{RATIO_CORNER_WORDS[names.index(n)]} = {n.removeprefix('ratio_')}" for n in ratio_colors(runs)[0])
+
+
+def _seeds_words(runs: pd.DataFrame) -> str:
+    """`3 seeds` (or `1–3 seeds` when ratios differ): how many runs each line averages."""
+    n = runs.groupby("ratio")["run"].nunique()
+    return f"{n.min()} seed{'s' if n.max() > 1 else ''}" if n.min() == n.max() else f"{n.min()}–{n.max()} seeds"
+
+
+def ratio_key(ax, runs: pd.DataFrame, names: list[str], colors: dict[str, tuple], extra: Sequence = ()) -> None:
+    """The colour key beside the panels: the ratios as points on the triangle, coloured as their lines (a
+    legend of ratio labels when the ratios do not span a triangle), then what a line, a band (and `extra`
+    handles) mean."""
+    shown = runs.drop_duplicates("ratio").set_index("ratio").loc[list(colors)]
+    several = runs.groupby("ratio")["run"].nunique().max() > 1
+    what = [Line2D([], [], color="0.3", lw=1.8, label=f"mean over {_seeds_words(runs)}"),
+            Patch(color="0.3", alpha=0.2, lw=0, label="± 1 sample std over seeds"), *extra] if several else [
+            Line2D([], [], color="0.3", lw=1.8, label="one run (seed) per ratio"), *extra]
+    if triangle_columns(runs) is not None:
+        left, right, top = (n.removeprefix("ratio_") for n in names)
+        ax.plot([0, 1, 0.5, 0], [0, 0, SQRT3_2, 0], color="0.6", lw=0.8, zorder=1)
+        x, y = ternary_xy(*(shown[n] for n in names))
+        ax.scatter(x, y, c=list(colors.values()), s=110, edgecolors="white", linewidths=1.0, zorder=5, label="ratio key")
+        for xi, yi, ratio in zip(x, y, shown.index):
+            ax.annotate(ratio, (xi, yi), xytext=(0, -7.5), textcoords="offset points", ha="center", va="top", fontsize=7,
+                        color="0.25", zorder=6)
+        ax.text(0, -0.1, left, ha="center", va="top", fontsize=11, weight="bold")
+        ax.text(1, -0.1, right, ha="center", va="top", fontsize=11, weight="bold")
+        ax.text(0.5, SQRT3_2 + 0.06, top, ha="center", va="bottom", fontsize=11, weight="bold")
+        ax.set_xlim(-0.14, 1.14)
+        ax.set_ylim(-0.2, SQRT3_2 + 0.14)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title(f"line colour = ratio\n{_names_label()} shares", fontsize=11)
+        ax.legend(handles=what, loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=9, frameon=False)
+    else:  # the ratios' legend (the axes' own), and below it what a line and a band are (its grey is no ratio's line)
+        ax.axis("off")
+        ax.add_artist(ax.legend(handles=what, loc="upper center", bbox_to_anchor=(0.5, 0.46), fontsize=9, frameon=False))
+        handles = [Line2D([], [], color=c, lw=2.2, label=r) for r, c in colors.items()]
+        ax.legend(handles=handles, title=f"line colour = ratio {_names_label()}\n({ratio_key_words(runs)})",
+                  loc="lower center", bbox_to_anchor=(0.5, 0.5), fontsize=9, title_fontsize=10)
+
+
+def _key_layout(fig: Figure, rows: int, columns: int, sharey: bool, key_width: float = 1) -> tuple[np.ndarray, object]:
+    """`rows` x `columns` curve panels (x shared; y shared along a row if `sharey`) and the key's axes in a
+    last column spanning every row."""
+    grid = fig.add_gridspec(rows, columns + 1, width_ratios=[1] * columns + [key_width])
+    axes = np.empty((rows, columns), dtype=object)
+    for r in range(rows):
+        for c in range(columns):
+            axes[r, c] = fig.add_subplot(grid[r, c], sharex=axes[0, 0] if (r or c) else None,
+                                         sharey=axes[r, 0] if (sharey and c) else None)
+    return axes, fig.add_subplot(grid[:, -1])
+
+
+def _means_words(runs: pd.DataFrame) -> str:
+    """What a line and its band are, for a suptitle: `each ratio's mean over 3 seeds, band ± 1 sample std`."""
+    if runs.groupby("ratio")["run"].nunique().max() > 1:
+        return f"each ratio's mean over {_seeds_words(runs)}, band ± 1 sample std"
+    return "one run per ratio"
 
 
 def mean_band(curves: pd.DataFrame, column: str = "smoothed") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,35 +176,26 @@ def _band(ax, x: np.ndarray, mean: np.ndarray, std: np.ndarray, color, alpha: fl
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=alpha, lw=0)
 
 
-def _ratio_key(fig: Figure, axes, handles_ax, scale: tuple[str, Normalize] | None, shrink: float) -> None:
-    """The colour key of a plot with one line per ratio: a colorbar over a line sweep's share, else a legend."""
-    if scale is not None:
-        axis, norm = scale
-        fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label=f"{axis.removeprefix('ratio_')} share",
-                     shrink=shrink)
-    else:
-        fig.legend(*handles_ax.get_legend_handles_labels(), title=f"ratio {_names_label()}\n{colour_key()}",
-                   loc="outside right center", fontsize=9, title_fontsize=9)
-
-
 def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAULT_WINDOW) -> Figure:
-    """Smoothed `curve` (loss or mse) over global steps, one panel per batch type (+ all steps),
-    one line per ratio (mean over seeds, band = +-1 std)."""
+    """Smoothed `curve` (loss or mse) over global steps, one panel per batch type (+ all steps), one line
+    per ratio (mean over seeds, band ± 1 sample std), coloured by `ratio_colors` and keyed beside the panels."""
     if curve not in CURVE_LABELS:
         raise BatchmixError(f"curve={curve!r} is not one of {list(CURVE_LABELS)}")
     panels = (*batch_type_names(), ALL)
     rows = math.ceil(len(panels) / 2)
-    fig = Figure(figsize=(13, 4.25 * rows), layout="constrained")
-    axes = fig.subplots(rows, 2, sharex=True).ravel()
-    for ax in axes[len(panels):]:  # an odd number of panels leaves one cell empty
-        ax.set_visible(False)
-    axes = axes[:len(panels)]
+    fig = Figure(figsize=(16, 4.25 * rows), layout="constrained")
+    label = CURVE_LABELS[curve]
     if histories.empty:
         fig.suptitle("no history.csv in any run")
         return fig
+    grid, key = _key_layout(fig, rows, 2, sharey=False, key_width=0.85)
+    axes = grid.ravel()
+    for ax in axes[len(panels):]:  # an odd number of panels leaves one cell empty
+        ax.set_visible(False)
+    axes = axes[:len(panels)]
     curves = smoothed_histories(histories, window)
     curves = curves[curves["curve"] == curve]
-    colors, scale = ratio_colors(histories)
+    names, colors = ratio_colors(histories)
     for ax, btype in zip(axes, panels):
         part = curves[curves["batch_type"] == btype]
         for ratio in colors:
@@ -147,50 +208,39 @@ def plot_curves(histories: pd.DataFrame, curve: str = "mse", window: int = DEFAU
         ax.ticklabel_format(axis="y", useOffset=False)
         if part.empty:
             ax.text(0.5, 0.5, f"no {btype} batches in any run", ha="center", va="center", transform=ax.transAxes, color="0.4")
-        ax.set_ylabel(f"{CURVE_LABELS[curve]} (EMA, span {window})")
+        ax.set_ylabel(f"{label} (EMA, span {window})")
+        ax.tick_params(labelbottom=False)
     for ax in axes[-2:]:  # the bottom panel of each column (an empty cell may sit below the second)
         ax.set_xlabel("global step")
-        ax.xaxis.set_tick_params(labelbottom=True)
-    _ratio_key(fig, list(axes), axes[-1], scale, 0.6)
-    label = CURVE_LABELS[curve]
-    fig.suptitle(f"{label[0].upper()}{label[1:]} by batch type, overlaid by ratio", fontsize=14)
+        ax.tick_params(labelbottom=True)
+    ratio_key(key, histories, names, colors)
+    fig.suptitle(f"{label[0].upper()}{label[1:]} per batch type: {_means_words(histories)}", fontsize=14)
     return fig
-
-
-def color_word(batch_type: str) -> str:
-    """A batch type's colour in words for legends and captions (`BatchType.color_name`, else its hex code)."""
-    t = get_batch_type(batch_type)
-    return t.color_name or to_hex(t.color)
-
-
-def colour_key() -> str:
-    """`(colour: mono red,\ncross blue, multi green)`: each type's colour word (else its hex code)."""
-    words = [f"{name} {color_word(name)}" for name in batch_type_names()]
-    return f"(colour: {words[0]},\n{', '.join(words[1:])})"
 
 
 # The validation curve (val_history.csv, one row per validation): no smoothing, each point is a whole val split.
 
 
 def plot_val_curve(val_histories: pd.DataFrame, metric: str = VAL_METRIC) -> Figure:
-    """`metric` at each validation against the global step (0 = the untrained model), one line per
-    ratio (mean over seeds, band +-1 std); `val_histories` from `aggregate.load_val_histories`."""
-    fig = Figure(figsize=(13, 4.8), layout="constrained")
-    ax = fig.subplots()
+    """`metric` at each validation against the global step (0 = the untrained model), one line per ratio
+    (mean over seeds, band ± 1 sample std) coloured by `ratio_colors` and keyed beside the panel;
+    `val_histories` from `aggregate.load_val_histories`."""
+    fig = Figure(figsize=(13, 6), layout="constrained")  # room above the key's title: the triangle keeps its aspect
     rows = val_histories.dropna(subset=[metric]) if metric in val_histories.columns else val_histories.iloc[:0]
     if rows.empty:
         fig.suptitle(f"no {metric} in any run's val_history.csv")
         return fig
-    colors, scale = ratio_colors(val_histories)
-    for ratio in colors:  # plot order; a ratio without `metric` is left out
-        if (rows["ratio"] == ratio).any():
-            _band(ax, *mean_band(rows[rows["ratio"] == ratio], metric), colors[ratio], label=ratio, marker="o", ms=3.5)
-    ax.set_xlabel("global step")
+    grid, key = _key_layout(fig, 1, 1, sharey=False, key_width=0.6)
+    ax = grid[0, 0]
+    names, colors = ratio_colors(rows)
+    for ratio in colors:
+        _band(ax, *mean_band(rows[rows["ratio"] == ratio], metric), colors[ratio], label=ratio, marker="o", ms=3.5)
+    ax.set_xlabel("global step (0 = the untrained model)")
     ax.set_ylabel(f"{metric} (val split, higher = better)")
     ax.grid(alpha=0.3)
     ax.ticklabel_format(axis="y", useOffset=False)
-    _ratio_key(fig, ax, ax, scale, 0.8)
-    fig.suptitle(f"Validation {metric.removeprefix('val/')} by step, overlaid by ratio", fontsize=14)
+    ratio_key(key, rows, names, colors)
+    fig.suptitle(f"Validation {metric.removeprefix('val/')} by step: {_means_words(rows)}", fontsize=14)
     return fig
 
 
@@ -220,14 +270,15 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTI
         fixed = [f"{c.removeprefix('ratio_')} = {table[c].iloc[0]:g}" for c in ratio_columns() if c != axis and table[c].nunique() == 1]
         xlabel = f"{axis.removeprefix('ratio_')} share" + (f"  ({', '.join(fixed)})" if fixed else "")
         if has_bias:
-            axes[1].errorbar(x, table[bias], yerr=table[f"{bias}/std"].fillna(0), marker="s", capsize=3, color="#7f3c8d")
+            axes[1].errorbar(x, table[bias], yerr=table[f"{bias}/std"].fillna(0), marker="s", capsize=3, color="#7f3c8d",
+                             label=bias.split("/")[-1].replace("_", " "))
             axes[1].set_ylabel(f"{bias} (lower = less same-language bias)")
+            axes[1].legend()
         for ax in axes:
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
             ax.ticklabel_format(axis="y", useOffset=False)
-        seeds = int(table["n"].max()) if len(table) else 0
-        fig.suptitle(f"Final {shown} vs ratio" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""), fontsize=14)
+        fig.suptitle(f"Final {shown} vs ratio{_error_bar_words(table)}", fontsize=14)
         return fig
     order = table.sort_values(cols[-1] if cols else "ratio", ascending=True)
     height = max(3.5, 0.42 * len(order) + 1.6)
@@ -245,13 +296,24 @@ def plot_final_vs_ratio(runs: pd.DataFrame, settings: Sequence[str] = EVAL_SETTI
     axes[0].set_xlabel(f"final {shown} (held-out)")
     axes[0].legend(loc="best")
     if has_bias:
-        axes[1].errorbar(order[bias], y, xerr=order[f"{bias}/std"].fillna(0), fmt="s", capsize=2, color="#7f3c8d")
+        axes[1].errorbar(order[bias], y, xerr=order[f"{bias}/std"].fillna(0), fmt="s", capsize=2, color="#7f3c8d",
+                         label=bias.split("/")[-1].replace("_", " "))
         axes[1].set_xlabel(f"{bias} (lower = less bias)")
+        axes[1].legend(loc="best")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="x", useOffset=False)
-    fig.suptitle(f"Final {shown} per ratio (sorted by {cols[-1] if cols else 'ratio'})", fontsize=14)
+    fig.suptitle(f"Final {shown} per ratio, sorted by {cols[-1] if cols else 'ratio'}{_error_bar_words(table)}", fontsize=14)
     return fig
+
+
+def _error_bar_words(table: pd.DataFrame) -> str:
+    """` (points: mean over 3 seeds, bars ± 1 sample std)` for a `by_ratio` table whose ratios have several seeds."""
+    n = table["n"].astype(int) if len(table) else pd.Series([0])
+    if n.max() <= 1:
+        return " (one run per ratio)" if len(table) else ""
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
+    return f" (points: mean over {seeds} seeds, bars ± 1 sample std)"
 
 
 def ternary_xy(a, b, c) -> tuple[np.ndarray, np.ndarray]:
@@ -413,31 +475,8 @@ def plot_ternary_fits(runs: pd.DataFrame, panels: Sequence[tuple], columns: int 
     return fig
 
 
-# The ratio study's curve figures (one mean line per ratio, 15 of them on the 0.25 grid): a ratio's colour is
-# its place on the triangle, mixed from corner colours far from every batch type's (so a line's colour never
-# reads as a batch type, as the barycentric red / blue / green mix would in a per-batch-type panel), keyed by a
-# triangle of the ratios beside the panels.
-STUDY_RATIO_CORNERS = ("#5a5a5a", "#7b3294", "#e0a800")  # first, second, third used share
-STUDY_RATIO_CORNER_WORDS = ("grey", "purple", "gold")
-
-
-def study_ratio_colors(runs: pd.DataFrame) -> tuple[list[str], dict[str, tuple[float, float, float]]]:
-    """(the used share columns, {ratio label: colour}) of the study's runs (`ratio` and `ratio_<type>`
-    columns): each ratio the mix of `STUDY_RATIO_CORNERS` by its shares, in `sort_columns` order."""
-    names = used_ratio_columns(runs)
-    if len(names) > len(STUDY_RATIO_CORNERS):
-        raise BatchmixError(f"the study's curve figures colour a ratio by its place on a triangle, but the runs use "
-                            f"{len(names)} batch types ({', '.join(names)}); keep to three")
-    corners = np.array([to_rgb(c) for c in STUDY_RATIO_CORNERS[:len(names)]])
-    keys = runs[[*names, "ratio"]].drop_duplicates("ratio").sort_values([c for c in sort_columns() if c in names])
-    return names, {r["ratio"]: tuple(float(v) for v in np.clip(r[names].to_numpy(float) @ corners, 0, 1))
-                   for _, r in keys.iterrows()}
-
-
-def study_key_words(runs: pd.DataFrame) -> str:
-    """`grey = mono, purple = cross, gold = multi`: the corner colours of the study's ratio key, for captions."""
-    names = study_ratio_colors(runs)[0]
-    return ", ".join(f"{word} = {n.removeprefix('ratio_')}" for word, n in zip(STUDY_RATIO_CORNER_WORDS, names))
+# The ratio study's curve figures (one mean line per ratio, 15 of them on the 0.25 grid), coloured and keyed as
+# every ratio figure (`ratio_colors`, `ratio_key`).
 
 
 def study_ratio_means(curves: pd.DataFrame, runs: pd.DataFrame, curve: str, batch_type: str | None = None,
@@ -456,60 +495,11 @@ def study_ratio_means(curves: pd.DataFrame, runs: pd.DataFrame, curve: str, batc
     return {ratio: mean_band(sub, "value") for ratio, sub in part.groupby("ratio", sort=False)}
 
 
-def _seeds_words(runs: pd.DataFrame) -> str:
-    """`3 seeds` (or `1–3 seeds` when ratios differ): how many runs each line averages."""
-    n = runs.groupby("ratio")["run"].nunique()
-    return f"{n.min()} seed{'s' if n.max() > 1 else ''}" if n.min() == n.max() else f"{n.min()}–{n.max()} seeds"
-
-
-def _study_key(ax, runs: pd.DataFrame, names: list[str], colors: dict[str, tuple], extra: Sequence = ()) -> None:
-    """The colour key beside the panels: the ratios as points on the triangle, coloured as their lines (a
-    legend of ratio labels when the ratios do not span a triangle), then what a line, a band (and `extra`
-    handles) mean."""
-    shown = runs.drop_duplicates("ratio").set_index("ratio").loc[list(colors)]
-    what = [Line2D([], [], color="0.3", lw=1.8, label=f"mean over {_seeds_words(runs)}"),
-            Patch(color="0.3", alpha=0.2, lw=0, label="± 1 sample std over seeds"), *extra]
-    if triangle_columns(runs) is not None:
-        left, right, top = (n.removeprefix("ratio_") for n in names)
-        ax.plot([0, 1, 0.5, 0], [0, 0, SQRT3_2, 0], color="0.6", lw=0.8, zorder=1)
-        x, y = ternary_xy(*(shown[n] for n in names))
-        ax.scatter(x, y, c=list(colors.values()), s=110, edgecolors="white", linewidths=1.0, zorder=5, label="ratio key")
-        for xi, yi, ratio in zip(x, y, shown.index):
-            ax.annotate(ratio, (xi, yi), xytext=(0, -7.5), textcoords="offset points", ha="center", va="top", fontsize=7,
-                        color="0.25", zorder=6)
-        ax.text(0, -0.1, left, ha="center", va="top", fontsize=11, weight="bold")
-        ax.text(1, -0.1, right, ha="center", va="top", fontsize=11, weight="bold")
-        ax.text(0.5, SQRT3_2 + 0.06, top, ha="center", va="bottom", fontsize=11, weight="bold")
-        ax.set_xlim(-0.14, 1.14)
-        ax.set_ylim(-0.2, SQRT3_2 + 0.14)
-        ax.set_aspect("equal")
-        ax.axis("off")
-        ax.set_title(f"line colour = ratio\n{left}/{right}/{top} shares", fontsize=11)
-        ax.legend(handles=what, loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=9, frameon=False)
-    else:
-        ax.axis("off")
-        handles = [Line2D([], [], color=c, lw=2.2, label=r) for r, c in colors.items()]
-        ax.legend(handles=[*handles, *what], title=f"ratio {'/'.join(n.removeprefix('ratio_') for n in names)}",
-                  loc="center", fontsize=9, title_fontsize=10)
-
-
-def _key_layout(fig: Figure, rows: int, columns: int, sharey: bool) -> tuple[np.ndarray, object]:
-    """`rows` x `columns` curve panels (x shared; y shared along a row if `sharey`) and the key's axes in a
-    last column spanning every row."""
-    grid = fig.add_gridspec(rows, columns + 1, width_ratios=[1] * columns + [1])
-    axes = np.empty((rows, columns), dtype=object)
-    for r in range(rows):
-        for c in range(columns):
-            axes[r, c] = fig.add_subplot(grid[r, c], sharex=axes[0, 0] if (r or c) else None,
-                                         sharey=axes[r, 0] if (sharey and c) else None)
-    return axes, fig.add_subplot(grid[:, -1])
-
-
 def plot_study_curves(curves: pd.DataFrame, runs: pd.DataFrame, types: Sequence[str]) -> Figure:
     """Training loss (top row) and MSE (bottom row) per batch type (columns): one line per ratio, the mean
     over its seeds of each run's binned curve (curves.csv), with a ± 1 sample std band; a ratio with no
-    batches of a type has no line in that type's panels. Colours: the ratio (`study_ratio_colors`, keyed)."""
-    names, colors = study_ratio_colors(runs)
+    batches of a type has no line in that type's panels. Colours: the ratio (`ratio_colors`, keyed)."""
+    names, colors = ratio_colors(runs)
     fig = Figure(figsize=(4.6 * (len(types) + 1), 8.0), layout="constrained")
     axes, key = _key_layout(fig, 2, len(types), sharey=True)
     for row, curve in enumerate(("loss", "mse")):
@@ -525,7 +515,7 @@ def plot_study_curves(curves: pd.DataFrame, runs: pd.DataFrame, types: Sequence[
             ax.set_xlabel("training step" if row == 1 else "")
             ax.set_ylabel(f"{CURVE_LABELS[curve]} (bin means)" if col == 0 else "")
             ax.tick_params(labelbottom=True, labelleft=True)
-    _study_key(key, runs, names, colors)
+    ratio_key(key, runs, names, colors)
     fig.suptitle(f"Training loss and MSE per batch type: each ratio's mean over {_seeds_words(runs)}, "
                  "band ± 1 sample std", fontsize=13)
     return fig
@@ -536,8 +526,8 @@ def plot_study_val_curves(curves: pd.DataFrame, runs: pd.DataFrame,
                           zero_shot: pd.Series | dict | None = None) -> Figure:
     """Each val metric (one panel per key) against the step: one line per ratio, the mean over its seeds
     with a ± 1 sample std band, starting at step 0 from the untrained model's value (`zero_shot[key]`,
-    the study's zero-shot row) when given. Colours: the ratio (`study_ratio_colors`, keyed)."""
-    names, colors = study_ratio_colors(runs)
+    the study's zero-shot row) when given. Colours: the ratio (`ratio_colors`, keyed)."""
+    names, colors = ratio_colors(runs)
     fig = Figure(figsize=(4.6 * (len(keys) + 1), 5.4), layout="constrained")
     axes, key = _key_layout(fig, 1, len(keys), sharey=False)
     starts = {k: None if zero_shot is None or pd.isna(zero_shot.get(k)) else float(zero_shot[k]) for k in keys}
@@ -556,7 +546,7 @@ def plot_study_val_curves(curves: pd.DataFrame, runs: pd.DataFrame,
         ax.ticklabel_format(axis="y", useOffset=False)
     extra = [Line2D([], [], ls="", marker="*", ms=10, color="black", label="zero-shot model (step 0)")] if any(
         v is not None for v in starts.values()) else []
-    _study_key(key, runs, names, colors, extra)
+    ratio_key(key, runs, names, colors, extra)
     fig.suptitle(f"Val curves: each ratio's mean over {_seeds_words(runs)}, band ± 1 sample std"
                  + (", from the zero-shot model at step 0" if extra else ""), fontsize=13)
     return fig

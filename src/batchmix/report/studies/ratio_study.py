@@ -392,7 +392,7 @@ def _figures(study: Study) -> list[tuple[str, str, object]]:
     per_ratio = study.grid.groupby("ratio")["run"].nunique()
     seeds = f"{per_ratio.min()}" if per_ratio.min() == per_ratio.max() else f"{per_ratio.min()}–{per_ratio.max()}"
     zs = study.zs is not None and pd.notna(study.zs.get(CHOOSE_ON))
-    key = (f"Line colour = the ratio, shown as a point on the triangle beside the panels (corners: {plots.study_key_words(study.grid)}; "
+    key = (f"Line colour = the ratio, shown as a point on the triangle beside the panels (corners: {plots.ratio_key_words(study.grid)}; "
            "a mix of its shares, apart from the batch types' red, blue and green)")
     return figs + [("train_curves", "Training loss (top) and MSE (bottom) per batch type: one line per ratio, the mean over its "
                     f"{seeds} seeds of each run's binned curve (seeds interpolated onto common steps), band ± 1 sample std over "
