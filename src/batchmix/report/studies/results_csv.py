@@ -113,7 +113,8 @@ def read_results(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame
     missing = [p for p in (out / RESULTS, out / CURVES) if not p.is_file()]
     if missing:
         raise BatchmixError(f"{missing[0]} not found; write it with batchmix.report.studies.results_csv.write_results(<sweep>, {out})")
-    runs = pd.read_csv(out / RESULTS, dtype={"run": str}).assign(status="complete")
+    # .copy(): one block per column after the read (pandas 3 warns of a fragmented frame past 100 columns)
+    runs = pd.read_csv(out / RESULTS, dtype={"run": str}).copy().assign(status="complete")
     curves = pd.read_csv(out / CURVES, dtype={"run": str, "batch_type": str}, keep_default_na=False, na_values={"value": [""]})
     if not np.isin(curves["run"].unique(), runs["run"].unique()).all():
         raise BatchmixError(f"{out / CURVES} has runs that {out / RESULTS} does not; write both from the same sweep")
