@@ -85,7 +85,7 @@ bench: install
 
 # The ratio study (experiments/ratio_study/): the trunk cache, the zero-shot row, 15 ratios of the simplex x 3
 # seeds, an Optuna TPE search of 15 trials, then results.csv / curves.csv and the README's tables, figures and
-# fits. Resumable: run it again after a kill. ~104 min on 2 cores (experiments/ratio_study/README.md). `make study-report` redoes only the README from
+# fits. Resumable: run it again after a kill (STAGES=grid SEEDS=1 runs one chunk). ~100-110 min on 2 cores (experiments/ratio_study/README.md). `make study-report` redoes only the README from
 # the committed CSVs.
 study: install
 	bash experiments/ratio_study/run.sh

@@ -78,7 +78,7 @@ def baseline_section(grid: pd.DataFrame, zero_shot: pd.Series | None) -> list[st
     if not methods:
         return []
     out = ["### Training-free fixes for language bias (Shift, LIR, per-language centring) against training", "",
-           "Each fix is fitted on 200 training question ids (their questions and answer sentences in every language, "
+           "Each fix is fitted on a fixed sample of training question ids (`eval.baselines.fit_ids`, drawn with seed 0: their questions and answer sentences in every language, "
            "encoded by the model scored) and applied to the scored embeddings (batchmix.eval.baselines): Shift subtracts "
            "a per-language offset from the candidates (Jang et al. 2026), LIR projects out each language's top singular "
            "direction (Yang et al. 2021), centring subtracts each language's mean query and candidate.", ""]

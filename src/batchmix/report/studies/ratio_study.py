@@ -41,6 +41,7 @@ from batchmix.report import plots
 from batchmix.report.headlines import BIAS_COLUMNS
 from batchmix.report.markdown import figures_section, md_table, replace_block
 from batchmix.report.model import ReportModel, cell, ci, ratio_rows, value
+from batchmix.report.studies.baselines_report import baseline_section, contrast_section
 from batchmix.report.studies.mixture_model import MixtureFit, fit_mixture
 from batchmix.report.studies.paper_claims import PAPER_MAP, EvalSetInfo, direction_checks, schedule_name
 from batchmix.report.studies.results_csv import CURVES, RESULTS, read_results, sweep_tables
@@ -241,6 +242,8 @@ def study_block(results_dir: str | os.PathLike, figures_dir: Path, figures_link:
     out += _flattening_section(study, results_dir)
     out += _map_section(study)
     out += _fit_sections(study) if study.fitted else []
+    out += contrast_section(study.grid, results_dir)  # the contrasts declared before the answer-aware rerun (R1-R4)
+    out += baseline_section(study.grid, study.zs)  # the training-free fixes against training (B1-B3)
     out += _bias_section(study)
     out += ["### The paper's claims, checked on these runs", "",
             "\"Tied\" = the difference is within two standard errors of the difference over seeds.", "",
