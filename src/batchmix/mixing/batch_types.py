@@ -119,7 +119,8 @@ def _draw_multi(ctx: DrawContext) -> list[Pair]:
     return [(i, langs[i][rng.integers(len(langs[i]))], langs[i][rng.integers(len(langs[i]))]) for i in ctx.take(lambda i: True)]
 
 
-# Colours: the corners of the report's barycentric ratio colours (mono red, cross blue, multi green).
+# Colours: each batch type's own in every per-type figure (report/plots.py: batch_type_palette); ratios are
+# coloured apart from these (plots.ratio_colors), so a colour never means a type and a ratio at once.
 _BUILTIN = (
     BatchType("mono", _draw_mono, "monolingual", (0.84, 0.15, 0.16), _check_mono, "red"),
     BatchType("cross", _draw_cross, "cross-lingual", (0.12, 0.38, 0.85), _check_cross, "blue"),
