@@ -50,7 +50,7 @@ from batchmix.report.model import ci, fmt_mean_std, value
 from batchmix.report.studies.baselines_report import methods_in
 from batchmix.report.studies.contrasts import ALPHA, HYBRID, PURE_CROSS, SHARES, at, difference, slope
 from batchmix.report.studies.ratio_study import CHOOSE_ON, FLAT_FRACTION, FLAT_GAIN, TIMING, flattening, read_timing
-from batchmix.report.studies.results_csv import CURVES, RESULTS, read_results
+from batchmix.report.studies.results_csv import CURVES, RESULTS, read_results, write_tables
 
 ARM = "arm"
 REFERENCE = "reference"
@@ -166,15 +166,8 @@ def collect(runs_dir: str | os.PathLike, arms: list[str], reference: str | os.Pa
         tables.append(table.assign(run=arm + "/" + table["run"], **{ARM: arm}))
         curves.append(part.assign(run=arm + "/" + part["run"]))
     results = _ordered(pd.concat(tables, ignore_index=True).copy())
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results.to_csv(out / RESULTS, index=False, float_format="%.6g")
-    pd.concat(curves, ignore_index=True).to_csv(out / CURVES, index=False, float_format="%.6g")
-    written = [out / RESULTS, out / CURVES]
-    if timing is not None and Path(timing).is_file():
-        read_timing(timing).to_csv(out / TIMING, index=False)
-        written.append(out / TIMING)
-    return written
+    return write_tables(out, results, pd.concat(curves, ignore_index=True),
+                        read_timing(timing) if timing is not None and Path(timing).is_file() else None)
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -44,11 +44,10 @@ from batchmix.report.model import ReportModel, cell, ci, ratio_rows, value
 from batchmix.report.studies.baselines_report import baseline_section, contrast_section
 from batchmix.report.studies.mixture_model import MixtureFit, fit_mixture
 from batchmix.report.studies.paper_claims import PAPER_MAP, EvalSetInfo, direction_checks, schedule_name
-from batchmix.report.studies.results_csv import CURVES, RESULTS, read_results, sweep_tables
+from batchmix.report.studies.results_csv import CURVES, RESULTS, TIMING, read_results, sweep_tables, write_tables
 
 SOURCE = "source"  # which part of the study a row of results.csv comes from
 GRID, OPTUNA, ZERO_SHOT = "grid", "optuna", "zero_shot"
-TIMING = "timing.csv"
 # The flattening criterion of issue #16: val map/multi gains less than FLAT_GAIN over the last
 # FLAT_FRACTION of a run's steps (the last val point against the one at or before 80 % of the steps).
 FLAT_FRACTION = 0.2
@@ -123,15 +122,8 @@ def collect(grid: str | os.PathLike, optuna: str | os.PathLike | None, zero_shot
     results = pd.concat(tables, ignore_index=True)
     front = ["run", SOURCE]
     results = results[front + [c for c in results.columns if c not in front]]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results.to_csv(out / RESULTS, index=False, float_format="%.6g")
-    pd.concat(curves, ignore_index=True).to_csv(out / CURVES, index=False, float_format="%.6g")
-    written = [out / RESULTS, out / CURVES]
-    if timing is not None and Path(timing).is_file():
-        read_timing(timing).to_csv(out / TIMING, index=False)
-        written.append(out / TIMING)
-    return written
+    return write_tables(out, results, pd.concat(curves, ignore_index=True),
+                        read_timing(timing) if timing is not None and Path(timing).is_file() else None)
 
 
 def shares(runs: pd.DataFrame) -> list[str]:

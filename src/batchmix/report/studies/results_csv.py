@@ -31,6 +31,7 @@ from batchmix.report.headlines import STUDY_HEADLINE
 
 RESULTS = "results.csv"
 CURVES = "curves.csv"
+TIMING = "timing.csv"  # a study's stages and their seconds (from its run.sh's timing.log)
 CURVE_POINTS = 50  # bins per training curve: enough for the shape, small enough to commit
 _FRONT = ("run", "seed", "train/steps")
 
@@ -105,6 +106,19 @@ def write_results(sweep: str | os.PathLike, out_dir: str | os.PathLike) -> tuple
     table.to_csv(out / RESULTS, index=False, float_format="%.6g")
     curves.to_csv(out / CURVES, index=False, float_format="%.6g")
     return out / RESULTS, out / CURVES
+
+
+def write_tables(out: str | os.PathLike, results: pd.DataFrame, curves: pd.DataFrame, timing: pd.DataFrame | None = None) -> list[Path]:
+    """Write a study's committed files into `out`: results.csv, curves.csv and (given) timing.csv."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results.to_csv(out / RESULTS, index=False, float_format="%.6g")
+    curves.to_csv(out / CURVES, index=False, float_format="%.6g")
+    written = [out / RESULTS, out / CURVES]
+    if timing is not None:
+        timing.to_csv(out / TIMING, index=False)
+        written.append(out / TIMING)
+    return written
 
 
 def read_results(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
