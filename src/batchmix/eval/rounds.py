@@ -28,7 +28,6 @@ from batchmix.eval.scoring import check_candidates, candidate_texts
 from batchmix.eval.settings import BASELINE_FIT
 
 Tokenize = Callable[[list[str], str], dict[str, Tensor]]
-FIT = BASELINE_FIT
 
 
 def shard_batches(lengths: list[int], batch_size: int, rank: int = 0, world: int = 1) -> list[list[int]]:
@@ -57,11 +56,11 @@ class EvalRound:
         check_candidates(candidates)
         self.baselines = dict(baselines) if baselines is not None and fit is not None else None
         self.methods = check_baselines(self.baselines) if self.baselines else []
-        if FIT in corpora:
-            raise ValueError(f"{FIT!r} is the round's own key for the baselines' fit text; name the corpus otherwise")
-        self.corpora = {**corpora, **({FIT: fit} if self.methods else {})}
+        if BASELINE_FIT in corpora:
+            raise ValueError(f"{BASELINE_FIT!r} is the round's own key for the baselines' fit text; name the corpus otherwise")
+        self.corpora = {**corpora, **({BASELINE_FIT: fit} if self.methods else {})}
         self.tokenize, self.batch_size = tokenize, int(batch_size)
-        self.metrics = {key: LAReQAMetric(corpus, width, score=key != FIT) for key, corpus in self.corpora.items()}
+        self.metrics = {key: LAReQAMetric(corpus, width, score=key != BASELINE_FIT) for key, corpus in self.corpora.items()}
         # One loader per (corpus, tower), in this order: `dataloader_idx` indexes this list.
         self.parts: list[tuple[str, str, list[str]]] = []
         for key, corpus in self.corpora.items():
@@ -102,11 +101,11 @@ class EvalRound:
 
     def compute(self) -> dict[str, dict[str, float]]:
         """{corpus key: metrics}, each with the baselines' `<method>/<metric>` keys when the round has them."""
-        out = {key: dict(metric.compute()) for key, metric in self.metrics.items() if key != FIT}
+        out = {key: dict(metric.compute()) for key, metric in self.metrics.items() if key != BASELINE_FIT}
         if self.methods:
-            fit = self.metrics[FIT]
+            fit = self.metrics[BASELINE_FIT]
             fit.compute()
-            fitted = fit_baselines(self.methods, self.baselines, FitSample(self.corpora[FIT], *fit.embeddings))
+            fitted = fit_baselines(self.methods, self.baselines, FitSample(self.corpora[BASELINE_FIT], *fit.embeddings))
             for key, scores in out.items():
                 scores.update(baseline_metrics(fitted, self.corpora[key], *self.metrics[key].embeddings))
         return out
