@@ -132,6 +132,22 @@ def test_f3_verdicts_and_f4_peak_follow_the_known_surfaces():
     assert low_t < mean_at("map/multi", "depth", (a, 1 - a, 0)) < high_t
 
 
+
+@pytest.mark.parametrize(("reference", "arm", "expected"), [
+    ((0.01, 0.005, 0.015), (0.01, 0.004, 0.016), "the order does not change"),
+    ((0.01, 0.005, 0.015), (-0.01, -0.015, -0.005), "yes: α = 0.5 overtakes pure cross"),
+    ((0.01, 0.005, 0.015), (0.0, -0.07, 0.07), "α = 0.5 does not overtake, but pure cross's lead is not resolved"),
+    ((0.0, -0.01, 0.01), (0.01, 0.005, 0.015), "pure cross moves ahead"),
+])
+def test_f3_sentence_names_what_the_two_intervals_say(reference, arm, expected):
+    # (estimate, ci_low, ci_high) of pure cross minus alpha 0.5 at each level: the sentence reads the two verdicts
+    family = pd.DataFrame([{"id": "F3", "level": level, "metric": "map/multi", "contrast": "cross_minus_hybrid",
+                            "estimate": e, "ci_low": lo, "ci_high": hi, "p": 0.5, "p_holm": 0.5}
+                           for level, (e, lo, hi) in (("reference", reference), ("depth", arm))])
+    line = next(line for line in ef._f3_section(family, ["depth"]) if line.startswith("- **depth"))
+    assert expected in line and line.count(":") >= 2
+
+
 # --- the README block -------------------------------------------------------------------------
 def test_report_regenerates_the_same_block_and_keeps_the_prose(tmp_path):
     results, curves = synthetic(slow_run="batch/seed1/2")

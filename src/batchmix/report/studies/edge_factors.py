@@ -440,8 +440,9 @@ def _f3_section(family: pd.DataFrame, arms: list[str]) -> list[str]:
         ref, own = by.get((REFERENCE, "cross_minus_hybrid")), by.get((arm, "cross_minus_hybrid"))
         if ref is not None and own is not None:
             a, b = _r1_verdict(ref), _r1_verdict(own)
-            answer = ("yes: α = 0.5 overtakes pure cross" if b == "α = 0.5 ahead" and a != b
-                      else "the order changes" if a != b else "the order does not change")
+            answer = ("the order does not change" if a == b else "yes: α = 0.5 overtakes pure cross" if b == "α = 0.5 ahead"
+                      else "α = 0.5 does not overtake, but pure cross's lead is not resolved at this level" if b == "tied within the interval"
+                      else "pure cross moves ahead")
             parts.append(f"on T map/multi, {a} at the reference ({ci(ref.estimate, ref.ci_low, ref.ci_high, 4)}) and {b} with "
                          f"{arm} ({ci(own.estimate, own.ci_low, own.ci_high, 4)}): {answer}")
         ref, own = by.get((REFERENCE, "mono_slope")), by.get((arm, "mono_slope"))
