@@ -96,8 +96,8 @@ study-report: install
 # Two factors on the paper's edge (experiments/edge_factors/, issue #28): the 6 ratios of sweep=paper_edge x 3 seeds
 # in two arms, all 12 layers trained (depth) and batch 64 x 40 steps (batch), against the ratio study's grid rows at
 # the same ratios; then results.csv / curves.csv and the README block. Resumable; a session runs one chunk (an arm and
-# a seed) at a time: see experiments/edge_factors/README.md. Estimates, not yet measured: batch arm ~18 runs x ~3 min
-# on 2 workers ~ 30 min; depth arm ~18 runs x ~15 min ~ 2.3 h. `make edge-report` redoes only the README block from the
+# a seed) at a time: see experiments/edge_factors/README.md. Measured on 2 cores (the README block's wall-time
+# table): ~9 min per batch chunk (~27 min for the arm), ~38 min per depth chunk (~2 h). `make edge-report` redoes only the README block from the
 # committed CSVs (seconds).
 edge-study: install
 	bash experiments/edge_factors/run.sh

@@ -15,8 +15,8 @@
 # the runs elsewhere (default multirun/edge_factors), RESULTS_DIR the CSVs and README (default this folder),
 # REFERENCE the ratio study's results.csv (default experiments/ratio_study/results.csv; its curves.csv beside
 # it), ARMS the arms (default "batch depth"), SEEDS the seeds (default 0,1,2), STAGES the stages (default
-# "warm train results"). Cost (estimates): batch arm 18 runs x ~3 min on 2 workers ~ 30 min; depth arm
-# 18 runs x ~15 min ~ 2.3 h.
+# "warm train results"). Cost, measured on 2 cores (the README block's wall-time table): ~9 min per batch
+# chunk of 6 runs (~27 min for the arm), ~38 min per depth chunk (~2 h for the arm).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
