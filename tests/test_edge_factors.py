@@ -132,7 +132,6 @@ def test_f3_verdicts_and_f4_peak_follow_the_known_surfaces():
     assert low_t < mean_at("map/multi", "depth", (a, 1 - a, 0)) < high_t
 
 
-
 @pytest.mark.parametrize(("reference", "arm", "expected"), [
     ((0.01, 0.005, 0.015), (0.01, 0.004, 0.016), "the order does not change"),
     ((0.01, 0.005, 0.015), (-0.01, -0.015, -0.005), "yes: α = 0.5 overtakes pure cross"),

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from batchmix.report.__main__ import main as report_main
-from batchmix.report.studies.ratio_study import (FLAT_GAIN, GRID, OPTUNA, SOURCE, ZERO_SHOT, collect, read_timing, steps_to_fraction,
+from batchmix.report.studies.ratio_study import (FLAT_GAIN, GRID, OPTUNA, SOURCE, ZERO_SHOT, collect, steps_to_fraction,
                                         study_block)
-from batchmix.report.studies.results_csv import read_results
+from batchmix.report.studies.results_csv import read_results, read_timing
 from test_report_fake_sweep import make_fake_sweep, simplex_grid
 
 

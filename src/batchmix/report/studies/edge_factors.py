@@ -49,8 +49,8 @@ from batchmix.report.markdown import md_table, replace_block
 from batchmix.report.model import ci, fmt_mean_std, value
 from batchmix.report.studies.baselines_report import methods_in
 from batchmix.report.studies.contrasts import ALPHA, HYBRID, PURE_CROSS, SHARES, at, difference, slope
-from batchmix.report.studies.ratio_study import CHOOSE_ON, FLAT_FRACTION, FLAT_GAIN, TIMING, flattening, read_timing
-from batchmix.report.studies.results_csv import CURVES, RESULTS, read_results, write_tables
+from batchmix.report.studies.ratio_study import CHOOSE_ON, FLAT_FRACTION, FLAT_GAIN, flattening
+from batchmix.report.studies.results_csv import CURVES, RESULTS, TIMING, read_results, write_tables
 
 ARM = "arm"
 REFERENCE = "reference"
@@ -166,8 +166,7 @@ def collect(runs_dir: str | os.PathLike, arms: list[str], reference: str | os.Pa
         tables.append(table.assign(run=arm + "/" + table["run"], **{ARM: arm}))
         curves.append(part.assign(run=arm + "/" + part["run"]))
     results = _ordered(pd.concat(tables, ignore_index=True).copy())
-    return write_tables(out, results, pd.concat(curves, ignore_index=True),
-                        read_timing(timing) if timing is not None and Path(timing).is_file() else None)
+    return write_tables(out, results, pd.concat(curves, ignore_index=True), timing)
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -83,21 +82,6 @@ FIT_METRICS = (
 )
 
 
-def read_timing(log: str | os.PathLike) -> pd.DataFrame:
-    """Seconds per stage from run.sh's timing.log (`[hh:mm:ss] study: <stage> (<t> s)` at each stage's
-    start, t since that invocation began). A resumed study appends a new sequence; stages are summed."""
-    marks = []
-    for line in Path(log).read_text().splitlines():
-        m = re.search(r"study: (\S+) \((\d+) s\)", line)
-        if m:
-            marks.append((m.group(1), int(m.group(2))))
-    seconds: dict[str, int] = {}
-    for (stage, t), (_, t_next) in zip(marks, marks[1:]):
-        if t_next >= t:  # else the next mark starts a new invocation: this stage was killed, its time unknown
-            seconds[stage] = seconds.get(stage, 0) + t_next - t
-    return pd.DataFrame({"stage": list(seconds), "seconds": list(seconds.values())})
-
-
 def collect(grid: str | os.PathLike, optuna: str | os.PathLike | None, zero_shot: str | os.PathLike | None,
             out: str | os.PathLike, timing: str | os.PathLike | None = None) -> list[Path]:
     """Write results.csv, curves.csv (and timing.csv) of the study's run folders into `out`."""
@@ -122,8 +106,7 @@ def collect(grid: str | os.PathLike, optuna: str | os.PathLike | None, zero_shot
     results = pd.concat(tables, ignore_index=True)
     front = ["run", SOURCE]
     results = results[front + [c for c in results.columns if c not in front]]
-    return write_tables(out, results, pd.concat(curves, ignore_index=True),
-                        read_timing(timing) if timing is not None and Path(timing).is_file() else None)
+    return write_tables(out, results, pd.concat(curves, ignore_index=True), timing)
 
 
 def shares(runs: pd.DataFrame) -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,15 +109,32 @@ def write_results(sweep: str | os.PathLike, out_dir: str | os.PathLike) -> tuple
     return out / RESULTS, out / CURVES
 
 
-def write_tables(out: str | os.PathLike, results: pd.DataFrame, curves: pd.DataFrame, timing: pd.DataFrame | None = None) -> list[Path]:
-    """Write a study's committed files into `out`: results.csv, curves.csv and (given) timing.csv."""
+def read_timing(log: str | os.PathLike) -> pd.DataFrame:
+    """Seconds per stage from run.sh's timing.log (`[hh:mm:ss] study: <stage> (<t> s)` at each stage's
+    start, t since that invocation began). A resumed study appends a new sequence; stages are summed."""
+    marks = []
+    for line in Path(log).read_text().splitlines():
+        m = re.search(r"study: (\S+) \((\d+) s\)", line)
+        if m:
+            marks.append((m.group(1), int(m.group(2))))
+    seconds: dict[str, int] = {}
+    for (stage, t), (_, t_next) in zip(marks, marks[1:]):
+        if t_next >= t:  # else the next mark starts a new invocation: this stage was killed, its time unknown
+            seconds[stage] = seconds.get(stage, 0) + t_next - t
+    return pd.DataFrame({"stage": list(seconds), "seconds": list(seconds.values())})
+
+
+def write_tables(out: str | os.PathLike, results: pd.DataFrame, curves: pd.DataFrame,
+                 timing_log: str | os.PathLike | None = None) -> list[Path]:
+    """Write a study's committed files into `out`: results.csv, curves.csv and, when `timing_log` (its
+    run.sh's timing.log) is a file, timing.csv."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / RESULTS, index=False, float_format="%.6g")
     curves.to_csv(out / CURVES, index=False, float_format="%.6g")
     written = [out / RESULTS, out / CURVES]
-    if timing is not None:
-        timing.to_csv(out / TIMING, index=False)
+    if timing_log is not None and Path(timing_log).is_file():
+        read_timing(timing_log).to_csv(out / TIMING, index=False)
         written.append(out / TIMING)
     return written
 
